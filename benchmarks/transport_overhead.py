@@ -1,0 +1,115 @@
+"""Transport overhead: (DOT.transform − codec encode+decode) ÷ codec encode+decode.
+
+Measured in one run, for one 512×512 image, with
+- TAEF2 (TAESD family, 32 latent channels) and p = 3 (D = 288), when its weights are
+  found (``--taesd DIR``, default ../shared/weights/taef2);
+- a random-init AutoencoderKL with the sd-vae-ft-ema configuration and p = 5 (D = 100);
+on the CPU, and on CUDA when present. Also prints the transport step alone
+(``DOT.transport`` on the latent) ÷ encode+decode, which is what the subtraction
+estimates with less noise. Target: ≤ 1 %.
+
+    python benchmarks/transport_overhead.py [--repeats 7] [--taesd DIR] [--size 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from dotrestore import DOT
+from dotrestore.codecs import codec_from_diffusers, load_codec, sd_vae_config
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_TAESD = HERE.parents[1] / "shared" / "weights" / "taef2"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time(fn, device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def _fitted(codec, patch_size: int, device) -> DOT:
+    """A DOT fitted on smooth (source) and textured (target) synthetic images: any
+    full-rank operator costs the same to apply, and this needs no data files."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(6, 3, 32, 32, generator=g)
+    target = torch.nn.functional.interpolate(base, size=256, mode="bicubic").clamp(0, 1)
+    target = (target + 0.1 * torch.randn(target.shape, generator=g)).clamp(0, 1)
+    source = torch.nn.functional.avg_pool2d(target, 5, 1, 2)
+    return DOT(codec=codec, patch_size=patch_size, device=device).fit(list(source), list(target))
+
+
+def measure(name: str, codec, patch_size: int, device: torch.device, size: int, repeats: int) -> dict:
+    dot = _fitted(codec, patch_size, device)
+    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1)).to(device)
+    z = codec.encode(image)
+
+    def codec_only():
+        codec.decode(codec.encode(image), size=(size, size))
+
+    def transform():
+        dot.transform(image, alpha=0.0)
+
+    def transport():
+        dot.transport(z)
+
+    for fn in (codec_only, transform, transport):  # warm-up (allocations, cuDNN autotune)
+        fn()
+    runs = {"codec": [], "transform": [], "transport": []}
+    for _ in range(repeats):  # interleaved, so drift hits all three alike
+        runs["codec"].append(_time(codec_only, device))
+        runs["transform"].append(_time(transform, device))
+        runs["transport"].append(_time(transport, device))
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    return {
+        "name": name, "device": str(device), "D": dot.dim_, "codec_s": med["codec"],
+        "transform_s": med["transform"], "transport_s": med["transport"],
+        "overhead": (med["transform"] - med["codec"]) / med["codec"],
+        "transport_ratio": med["transport"] / med["codec"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--taesd", type=Path, default=DEFAULT_TAESD)
+    args = parser.parse_args()
+
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    rows = []
+    for device in devices:
+        if args.taesd.exists():
+            rows.append(measure("TAEF2 p=3", load_codec(str(args.taesd), device=device), 3, device, args.size, args.repeats))
+        else:
+            print(f"skipping TAEF2: {args.taesd} not found (pass --taesd DIR)")
+        from diffusers import AutoencoderKL
+
+        torch.manual_seed(0)
+        vae = AutoencoderKL(**sd_vae_config()).eval()
+        codec = codec_from_diffusers(vae, name="sd-vae-ft-ema-architecture-random-init").to(device)
+        rows.append(measure("AutoencoderKL(sd-vae-ft-ema config) p=5", codec, 5, device, args.size, args.repeats))
+
+    print(f"\n{args.size}x{args.size} image, median of {args.repeats}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} CPU threads")
+    print(f"{'codec':42s} {'device':6s} {'D':>4s} {'enc+dec s':>10s} {'transform s':>12s} "
+          f"{'(transform-codec)/codec':>24s} {'transport/codec':>16s}")
+    for r in rows:
+        print(f"{r['name']:42s} {r['device']:6s} {r['D']:4d} {r['codec_s']:10.4f} {r['transform_s']:12.4f} "
+              f"{100 * r['overhead']:23.2f}% {100 * r['transport_ratio']:15.2f}%")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""dotrestore: Deep Optimal Transport (DOT) image restoration.
+
+Fit the closed-form optimal transport map between Gaussians of overlapping VAE-latent
+patches of a model's restorations (source) and of clean images (target); transport new
+restorations and blend, x̂α = (1 − α)·x̂0 + α·x*, to pick a point on the
+perception–distortion trade-off at test time without retraining.
+"""
+
+from ._version import __version__
+from .codecs import Codec, load_codec
+from .errors import CodecUnavailableError, DotRestoreError, InputError, NotFittedError, OperatorFileError
+from .estimator import DOT
+
+__all__ = [
+    "DOT",
+    "Codec",
+    "load_codec",
+    "DotRestoreError",
+    "InputError",
+    "OperatorFileError",
+    "CodecUnavailableError",
+    "NotFittedError",
+    "__version__",
+]

@@ -1,0 +1,106 @@
+"""Codecs: the autoencoders DOT works in (one module per family) and `load_codec` to pick one.
+
+>>> from dotrestore.codecs import load_codec
+>>> codec = load_codec("pixel")
+>>> codec.id, codec.latent_channels, codec.downscale
+('pixel', 3, 1)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import torch
+
+from ..errors import CodecUnavailableError, InputError
+from .base import Codec, pad_to_multiple, weights_sha256
+from .diffusers_vae import (
+    HUB_ALIASES,
+    DiffusersCodec,
+    codec_from_diffusers,
+    is_diffusers_folder,
+    load_diffusers_codec,
+    sd_vae_config,
+)
+from .pixel import PixelCodec
+from .taesd import TAESDCodec, is_taesd_source, load_taesd_codec
+
+__all__ = [
+    "Codec",
+    "DiffusersCodec",
+    "HUB_ALIASES",
+    "PixelCodec",
+    "TAESDCodec",
+    "codec_from_diffusers",
+    "load_codec",
+    "load_diffusers_codec",
+    "load_taesd_codec",
+    "pad_to_multiple",
+    "sd_vae_config",
+    "weights_sha256",
+]
+
+ACCEPTED_SPECS = (
+    "'pixel'; 'sd-vae-ft-ema' or 'sd-vae-ft-mse'; a Hugging Face hub id 'owner/name' of a diffusers "
+    "AutoencoderKL/AutoencoderTiny; a local diffusers folder (with config.json); a folder holding one "
+    "*_encoder.pth + *_decoder.pth pair (TAESD family, e.g. taef2); or the path of such an *_encoder.pth"
+)
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def _looks_like_path(spec: str) -> bool:
+    return (
+        spec.startswith((".", "~", "/"))
+        or "\\" in spec
+        or spec.count("/") > 1
+        or spec.endswith((".pth", ".pt", ".safetensors", ".json", ".bin"))
+        or bool(re.match(r"[A-Za-z]:", spec))
+    )
+
+
+def load_codec(spec: str | os.PathLike | Codec, device: torch.device | str | None = None) -> Codec:
+    """Resolve ``spec`` to a :class:`Codec` on ``device`` (CPU when None; a Codec stays where it is).
+
+    Accepted, tried in this order: a :class:`Codec` instance (returned, moved to ``device``);
+    ``"pixel"``; ``"sd-vae-ft-ema"`` / ``"sd-vae-ft-mse"`` (stabilityai hub models); an existing
+    local path (diffusers folder with ``config.json``, TAESD folder, ``*_encoder.pth``); an
+    ``"owner/name"`` hub id. Hub models come from the local cache, or are downloaded only when
+    allowed and reachable; otherwise :class:`~dotrestore.errors.CodecUnavailableError`.
+
+    Raises
+    ------
+    InputError
+        Unknown spec, missing path, unreadable or unsupported weights (the message names the file).
+    CodecUnavailableError
+        A hub model that is neither cached nor downloadable now.
+    """
+    if isinstance(spec, Codec):
+        return spec if device is None else spec.to(device)
+    if not isinstance(spec, (str, os.PathLike)):
+        raise InputError(None, f"codec must be a Codec or a string; got {type(spec).__name__}. Accepted: {ACCEPTED_SPECS}")
+    text = os.fspath(spec).strip()
+    if text.lower() == "pixel":
+        return PixelCodec(device=device)
+    if text in HUB_ALIASES:
+        return load_diffusers_codec(text, device=device)
+    path = Path(text).expanduser()
+    if path.exists():
+        if is_diffusers_folder(path):
+            return load_diffusers_codec(text, device=device)
+        if is_taesd_source(path):
+            return load_taesd_codec(path, device=device)
+        raise InputError(
+            path,
+            "is neither a diffusers folder (config.json), a TAESD folder (*_encoder.pth + *_decoder.pth) "
+            "nor a *_encoder.pth file",
+        )
+    if _looks_like_path(text):
+        raise InputError(path, "does not exist")
+    if _HUB_ID.fullmatch(text):
+        try:
+            return load_diffusers_codec(text, device=device)
+        except CodecUnavailableError as exc:
+            raise CodecUnavailableError(f"{exc} (No local path '{text}' exists either.)") from exc
+    raise InputError(text, f"unknown codec. Accepted: {ACCEPTED_SPECS}")

@@ -1,0 +1,268 @@
+"""Image files: listing, validation, reading, saving, pairing, crop/resize and 8-bit quantization.
+
+Images in memory are float32 torch tensors in [0, 1] of shape (3, H, W). Files on disk are
+whatever Pillow reads; outputs are always 8-bit RGB PNG.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+
+from ..errors import InputError
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+Paths = PathLike | Iterable[PathLike]
+
+# EXIF orientations 5-8 swap width and height (transpose / rotate by 90 or 270 degrees).
+_EXIF_ORIENTATION = 0x0112
+_TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def image_extensions() -> frozenset[str]:
+    """Lower-case file extensions (with the dot) that the installed Pillow can open."""
+    return frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+
+
+def _as_path_list(paths: Paths) -> list[Path]:
+    if isinstance(paths, (str, os.PathLike)):
+        return [Path(paths)]
+    return [Path(p) for p in paths]
+
+
+def list_images(paths: Paths) -> list[Path]:
+    """Expand files and folders into the list of image files they name.
+
+    Folders are expanded non-recursively to their files whose extension Pillow reads, sorted by
+    name, hidden files (``.name``) ignored. Files given explicitly are kept in the order given.
+    A file named twice (directly or through its folder) is kept once, at its first position.
+
+    Raises InputError naming the path when it does not exist, when a folder holds no image, or
+    when an explicit file has an extension Pillow does not read or is not an image.
+    """
+    given = _as_path_list(paths)
+    if not given:
+        raise InputError(None, "no image files or folders given")
+    extensions = image_extensions()
+    found: list[Path] = []
+    for path in given:
+        if not path.exists():
+            raise InputError(path, "does not exist")
+        if path.is_dir():
+            files = sorted(
+                (p for p in path.iterdir()
+                 if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in extensions),
+                key=lambda p: p.name,
+            )
+            if not files:
+                raise InputError(path, "folder holds no image file (none with an extension Pillow reads)")
+            found.extend(files)
+            continue
+        if path.suffix.lower() not in extensions:
+            raise InputError(path, f"not an image file (extension {path.suffix or '(none)'!r} is not one Pillow reads)")
+        try:  # header only: cheap; full decoding is validate_images' job
+            with Image.open(path):
+                pass
+        except Exception as err:  # Pillow raises many types for foreign bytes
+            raise InputError(path, f"not an image Pillow can read ({type(err).__name__}: {err})") from None
+        found.append(path)
+    unique: dict[Path, Path] = {}
+    for path in found:
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
+
+
+def _oriented_size(image: Image.Image) -> tuple[int, int]:
+    width, height = image.size
+    if image.getexif().get(_EXIF_ORIENTATION) in _TRANSPOSING_ORIENTATIONS:
+        width, height = height, width
+    return height, width
+
+
+def validate_images(paths: Paths) -> list[tuple[int, int]]:
+    """Fully decode every image of ``list_images(paths)`` so a corrupt file fails before long work.
+
+    Returns the (H, W) size of each image after EXIF orientation, in ``list_images`` order.
+    Raises InputError naming the first file that cannot be decoded (truncated, garbage, empty).
+    """
+    sizes = []
+    for path in list_images(paths):
+        try:
+            with Image.open(path) as image:
+                image.load()
+                sizes.append(_oriented_size(image))
+        except Exception as err:
+            raise InputError(path, f"cannot be decoded ({type(err).__name__}: {err})") from None
+    return sizes
+
+
+def _to_rgb_array(image: Image.Image) -> np.ndarray:
+    """(H, W, 3) float32 in [0, 1]; alpha is dropped (not composited), 16-bit scaled by 65535."""
+    mode = image.mode
+    if mode == "RGB":
+        return np.asarray(image, dtype=np.uint8).astype(np.float32) / 255
+    if mode in _SIXTEEN_BIT_MODES:
+        gray = np.asarray(image).astype(np.float32) / 65535
+    elif mode == "F":  # float images are taken as already in [0, 1]
+        gray = np.asarray(image, dtype=np.float32)
+    elif mode in ("L", "LA", "La", "1"):
+        gray = np.asarray(image.convert("L"), dtype=np.uint8).astype(np.float32) / 255
+    else:  # RGBA, RGBa, P, PA, CMYK, YCbCr, LAB, HSV, ...: Pillow's conversion, alpha dropped
+        return np.asarray(image.convert("RGB"), dtype=np.uint8).astype(np.float32) / 255
+    gray = np.clip(gray, 0.0, 1.0)
+    return np.repeat(gray[:, :, None], 3, axis=2)
+
+
+def read_image(path: PathLike) -> torch.Tensor:
+    """Read one image as a contiguous float32 tensor (3, H, W) in [0, 1].
+
+    EXIF orientation is applied. Gray (L, 1, I;16, I, F), gray+alpha (LA), RGBA, palette (P),
+    CMYK and other modes become RGB with a one-line logged notice; alpha is dropped (not
+    composited on a background); 16-bit values are divided by 65535 (full precision kept).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "does not exist")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            mode = image.mode
+            array = _to_rgb_array(image)
+    except InputError:
+        raise
+    except Exception as err:
+        raise InputError(path, f"cannot be decoded ({type(err).__name__}: {err})") from None
+    if mode != "RGB":
+        logger.warning("%s: converted %s to RGB", path, mode)
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
+
+
+def resize_image(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic resize of (3, H, W) or (B, 3, H, W) to ``size`` = (H', W'), antialiased, in [0, 1].
+
+    torch ``F.interpolate(mode="bicubic", antialias=True, align_corners=False)``; antialiasing
+    only acts when shrinking. Bicubic overshoots at edges, hence the clamp.
+    """
+    size = (int(size[0]), int(size[1]))
+    if tuple(img.shape[-2:]) == size:
+        return img
+    batch = img if img.dim() == 4 else img[None]
+    out = F.interpolate(batch.float(), size=size, mode="bicubic", antialias=True, align_corners=False)
+    out = out.clamp(0, 1)
+    return out if img.dim() == 4 else out[0]
+
+
+def center_crop(img: torch.Tensor, size: int, path: PathLike | None = None) -> torch.Tensor:
+    """Centre crop (…, H, W) to size × size; InputError (naming ``path``) when a side is smaller."""
+    height, width = img.shape[-2:]
+    if height < size or width < size:
+        raise InputError(path, f"image is {height}x{width}, smaller than the {size}x{size} crop")
+    top, left = (height - size) // 2, (width - size) // 2
+    return img[..., top:top + size, left:left + size].contiguous()
+
+
+def _positive_int(value, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise InputError(None, f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def load_images(paths: Paths, crop: int | None = None, resize: int | None = None) -> list[torch.Tensor]:
+    """Read every image of ``list_images(paths)`` as (3, H, W) tensors.
+
+    ``resize=N`` scales the shorter side to N (aspect ratio kept, see :func:`resize_image`);
+    ``crop=N`` then takes the centre N × N crop (InputError naming the file if it is smaller).
+    """
+    crop, resize = _positive_int(crop, "crop"), _positive_int(resize, "resize")
+    images = []
+    for path in list_images(paths):
+        img = read_image(path)
+        if resize is not None:
+            height, width = img.shape[-2:]
+            scale = resize / min(height, width)
+            img = resize_image(img, (max(1, round(height * scale)), max(1, round(width * scale))))
+        if crop is not None:
+            img = center_crop(img, crop, path)
+        images.append(img)
+    return images
+
+
+def _to_uint8(img: torch.Tensor) -> torch.Tensor:
+    return (img.detach().float().clamp(0, 1) * 255).round()
+
+
+def quantize(img: torch.Tensor) -> torch.Tensor:
+    """round(clamp(x, 0, 1) · 255) / 255 as float32: exactly the values save_image writes."""
+    return (_to_uint8(img) / 255).to(torch.float32)
+
+
+def save_image(img: torch.Tensor, path: PathLike) -> Path:
+    """Write (3, H, W) in [0, 1] as an 8-bit RGB PNG; returns the path.
+
+    Values are clamped to [0, 1] and rounded (see :func:`quantize`); non-finite values are
+    refused. Parent folders are created. The PNG is written to a hidden temporary file in the
+    same folder then moved over ``path`` with ``os.replace``, so no partial file is ever left.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise InputError(path, "save_image writes PNG files: use a .png extension")
+    if img.dim() == 4 and img.shape[0] == 1:
+        img = img[0]
+    if img.dim() != 3 or img.shape[0] != 3:
+        raise InputError(path, f"expected a (3, H, W) image tensor, got shape {tuple(img.shape)}")
+    if not bool(torch.isfinite(img).all()):
+        raise InputError(path, "image has non-finite values (NaN or inf); refusing to save")
+    array = _to_uint8(img).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            Image.fromarray(np.ascontiguousarray(array), "RGB").save(handle, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def pair_by_stem(restored: Sequence[PathLike], clean: Sequence[PathLike]) -> list[tuple[Path, Path]]:
+    """Pair each restored file with the clean file of the same stem, sorted by stem.
+
+    Extra clean files are ignored. Raises InputError when restored files have no clean match
+    (a few are listed) or when a stem appears twice on one side (ambiguous).
+    """
+    def by_stem(paths: Sequence[PathLike], side: str) -> dict[str, Path]:
+        table: dict[str, Path] = {}
+        for p in map(Path, paths):
+            if p.stem in table and table[p.stem].resolve() != p.resolve():
+                raise InputError(p, f"stem {p.stem!r} appears twice among the {side} images ({table[p.stem].name})")
+            table[p.stem] = p
+        return table
+
+    restored_by_stem, clean_by_stem = by_stem(restored, "restored"), by_stem(clean, "clean")
+    missing = sorted(set(restored_by_stem) - set(clean_by_stem))
+    if missing:
+        shown = ", ".join(restored_by_stem[s].name for s in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise InputError(None, f"{len(missing)} restored image(s) have no clean image with the same stem: {shown}{more}")
+    return [(restored_by_stem[s], clean_by_stem[s]) for s in sorted(restored_by_stem)]
+
+
+__all__ = [
+    "image_extensions", "list_images", "validate_images", "read_image", "load_images",
+    "resize_image", "center_crop", "quantize", "save_image", "pair_by_stem",
+]

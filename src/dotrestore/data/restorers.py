@@ -1,0 +1,276 @@
+"""Baseline restorers x* = R(y) and the adapter for a user's own model.
+
+Every restorer is called as ``res(img, size=(H, W)) -> img`` on (3, h, w) (or (B, 3, h, w))
+float tensors in [0, 1] and returns (3, H, W) clipped to [0, 1]. ``size`` defaults to the input
+size. ``bicubic`` and user callables receive the input as it is (they do the upscaling); every
+other restorer first resizes an input whose size differs from ``size`` back to ``size``
+(antialiased bicubic) and then restores at full size, so ``down:scale=2`` followed by
+``gaussian-blur`` still gives a full-size image.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from .degradations import Param, format_value, gaussian_blur, parse_params
+from .io import resize_image
+
+logger = logging.getLogger(__name__)
+
+
+class Restorer:
+    """Base class: subclasses implement ``restore(x[B,3,H,W], size) -> [B,3,H,W]``."""
+
+    name = ""
+    params: tuple[Param, ...] = ()
+    resizes_input = True  # bring the input to ``size`` before restoring
+
+    def __init__(self, **values):
+        for key, value in values.items():
+            setattr(self, key, value)
+
+    def restore(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, img: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        batch = img if img.dim() == 4 else img[None]
+        size = tuple(batch.shape[-2:]) if size is None else (int(size[0]), int(size[1]))
+        batch = batch.float()
+        if self.resizes_input and tuple(batch.shape[-2:]) != size:
+            batch = resize_image(batch, size)
+        out = self.restore(batch, size).clamp(0, 1)
+        return out if img.dim() == 4 else out[0]
+
+    def __str__(self) -> str:
+        values = ",".join(
+            f"{p.name}={format_value(getattr(self, p.name))}"
+            for p in self.params
+            if getattr(self, p.name) != p.default
+        )
+        return f"{self.name}:{values}" if values else self.name
+
+    def __repr__(self) -> str:
+        return f"parse_restorer({str(self)!r})"
+
+
+class Identity(Restorer):
+    """x* = y (resized to ``size`` when needed): the degraded image itself."""
+
+    name = "identity"
+
+    def restore(self, x, size):
+        return x
+
+
+class GaussianBlurRestorer(Restorer):
+    """x* = G_σ * y: the DOT paper's seed restorer, a Gaussian blur of the noisy image."""
+
+    name = "gaussian-blur"
+    params = (Param("sigma", float, lambda v: v > 0, "> 0, in pixels"),)
+
+    def restore(self, x, size):
+        return gaussian_blur(x, self.sigma)
+
+
+class Bicubic(Restorer):
+    """Upsample back to ``size`` with bicubic interpolation (antialiased when shrinking)."""
+
+    name = "bicubic"
+    resizes_input = False
+
+    def restore(self, x, size):
+        return resize_image(x, size)
+
+
+# Daubechies-2 high-pass decomposition filter, as pywt.Wavelet("db2").dec_hi.
+_DB2_DEC_HI = np.array([-0.48296291314469025, 0.836516303737469, -0.22414386804185735, -0.12940952255092145])
+
+
+def _db2_detail(x: np.ndarray, axis: int) -> np.ndarray:
+    """One level of pywt.dwt's detail band along ``axis`` (mode "symmetric", db2)."""
+    taps = len(_DB2_DEC_HI)
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (taps - 1, taps - 1)
+    padded = np.pad(x, pad, mode="symmetric")
+    n = padded.shape[axis] - taps + 1  # full convolution of the symmetric extension
+    full = sum(_DB2_DEC_HI[j] * np.take(padded, np.arange(taps - 1 - j, taps - 1 - j + n), axis=axis)
+               for j in range(taps))
+    return np.take(full, np.arange(1, n, 2), axis=axis)  # pywt keeps the odd samples
+
+
+def estimate_sigma(image: np.ndarray) -> float:
+    """Gaussian noise σ of an (H, W, 3) image, averaged over channels (Donoho & Johnstone 1994).
+
+    σ̂ = median(|d|) / Φ⁻¹(0.75) over the non-zero finest diagonal db2 wavelet coefficients d:
+    ``skimage.restoration.estimate_sigma(image, channel_axis=-1, average_sigmas=True)``. That
+    function needs PyWavelets, an optional dependency of scikit-image; without it the same
+    transform is computed here with numpy.
+    """
+    try:
+        import pywt  # noqa: F401
+        from skimage.restoration import estimate_sigma as skimage_estimate_sigma
+    except ImportError:
+        sigmas = []
+        for c in range(image.shape[-1]):
+            detail = _db2_detail(_db2_detail(image[..., c], 0), 1)
+            detail = detail[np.nonzero(detail)]
+            sigmas.append(np.median(np.abs(detail)) / 0.6744897501960817 if detail.size else 0.0)
+        return float(np.mean(sigmas))
+    return float(skimage_estimate_sigma(image, channel_axis=-1, average_sigmas=True))
+
+
+class NLMeans(Restorer):
+    """Non-local means (scikit-image), noise level estimated per image.
+
+    σ̂ = ``estimate_sigma(y, channel_axis=-1, average_sigmas=True)`` unless ``sigma`` is given;
+    ``denoise_nl_means(y, h=0.8·σ̂, sigma=σ̂, fast_mode=True, patch_size=5, patch_distance=6,
+    channel_axis=-1)``. ``h`` and ``sigma`` are given in 0-255 units, like ``noise:sigma``.
+    """
+
+    name = "nlmeans"
+    params = (
+        Param("h", float, lambda v: v >= 0, "≥ 0, in 0-255 units", None, "0.8·sigma"),
+        Param("sigma", float, lambda v: v >= 0, "≥ 0, in 0-255 units", None, "estimated"),
+        Param("patch_size", int, lambda v: v >= 1, "≥ 1", 5),
+        Param("patch_distance", int, lambda v: v >= 1, "≥ 1", 6),
+    )
+
+    def restore(self, x, size):
+        from skimage.restoration import denoise_nl_means
+
+        out = []
+        for img in x:
+            array = img.permute(1, 2, 0).detach().cpu().double().numpy()
+            if self.sigma is None:
+                sigma = estimate_sigma(array)
+            else:
+                sigma = self.sigma / 255.0
+            h = 0.8 * sigma if self.h is None else self.h / 255.0
+            if h <= 0:  # nothing to remove: NL-means with h = 0 would divide by zero
+                out.append(img)
+                continue
+            denoised = denoise_nl_means(
+                array, h=h, sigma=sigma, fast_mode=True, patch_size=self.patch_size,
+                patch_distance=self.patch_distance, channel_axis=-1,
+            )
+            out.append(torch.from_numpy(np.ascontiguousarray(denoised, dtype=np.float32)).permute(2, 0, 1))
+        return torch.stack(out).to(x.device)
+
+
+class UserRestorer(Restorer):
+    """Wrap ``fn(x[B,3,h,w] in [0,1]) -> [B,3,H',W']``, a user's model; output checked.
+
+    Runs under ``torch.no_grad``. A non-tensor, or a tensor that is not (B, 3, ·, ·) or not
+    finite, raises InputError naming the callable. An output whose size differs from ``size``
+    is resized to it (bicubic) with a logged notice.
+    """
+
+    resizes_input = False
+
+    def __init__(self, fn: Callable, label: str):
+        self.fn, self.label = fn, label
+
+    def restore(self, x, size):
+        with torch.no_grad():
+            try:
+                out = self.fn(x)
+            except InputError:
+                raise
+            except Exception as err:
+                raise InputError(self.label, f"failed on an input of shape {tuple(x.shape)} ({type(err).__name__}: {err})") from err
+        expected = f"expected a ({x.shape[0]}, 3, H, W) tensor for an input of shape {tuple(x.shape)}"
+        if not isinstance(out, torch.Tensor):
+            raise InputError(self.label, f"returned a {type(out).__name__}, {expected}")
+        if out.dim() != 4 or out.shape[0] != x.shape[0] or out.shape[1] != 3:
+            raise InputError(self.label, f"returned a tensor of shape {tuple(out.shape)}, {expected}")
+        out = out.detach().float().to(x.device)
+        if not bool(torch.isfinite(out).all()):
+            raise InputError(self.label, "returned non-finite values (NaN or inf)")
+        if tuple(out.shape[-2:]) != size:
+            logger.warning("%s: returned %dx%d, resized to %dx%d", self.label, *out.shape[-2:], *size)
+            out = resize_image(out.clamp(0, 1), size)
+        return out
+
+    def __str__(self) -> str:
+        return self.label
+
+
+RESTORERS: dict[str, tuple[type, tuple[Param, ...]]] = {
+    cls.name: (cls, cls.params) for cls in (GaussianBlurRestorer, NLMeans, Bicubic, Identity)
+}
+_USER_HINT = "or 'module:function' / 'path/to/file.py:function' for your own model"
+
+
+def _load_callable(target: str, func: str) -> Callable:
+    label = f"{target}:{func}"
+    if target.endswith(".py") or "/" in target or os.sep in target:
+        path = Path(target)
+        if not path.is_file():
+            raise InputError(path, "does not exist (expected a Python file holding the restorer)")
+        module_name = f"_dotrestore_user_{path.stem}_{abs(hash(str(path.resolve())))}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as err:
+            raise InputError(path, f"cannot import ({type(err).__name__}: {err})") from err
+    else:
+        # a console script does not put the working folder on sys.path; users expect it there
+        added = os.getcwd() not in sys.path
+        if added:
+            sys.path.insert(0, os.getcwd())
+        try:
+            module = importlib.import_module(target)
+        except Exception as err:
+            raise InputError(target, f"cannot import module ({type(err).__name__}: {err})") from err
+        finally:
+            if added:
+                sys.path.remove(os.getcwd())
+    fn = getattr(module, func, None)
+    if fn is None:
+        raise InputError(label, f"module {target!r} has no attribute {func!r}")
+    if not callable(fn):
+        raise InputError(label, f"{func!r} is a {type(fn).__name__}, not a callable")
+    return fn
+
+
+def parse_restorer(spec: str | Restorer | Callable) -> Restorer:
+    """Build a restorer from a spec.
+
+    ``gaussian-blur:sigma=S`` (S in pixels), ``nlmeans`` (``nlmeans:h=..,sigma=..`` in 0-255
+    units, ``patch_size``, ``patch_distance``), ``bicubic``, ``identity``, or a user callable
+    ``module:function`` / ``path/to/file.py:function`` (also a Python callable directly).
+    Bad specs raise InputError listing the valid names.
+    """
+    if isinstance(spec, Restorer):
+        return spec
+    if callable(spec) and not isinstance(spec, str):
+        return UserRestorer(spec, getattr(spec, "__qualname__", type(spec).__name__))
+    from .degradations import catalogue
+
+    valid = f"{catalogue(RESTORERS, 'restorer')}; {_USER_HINT}"
+    if not isinstance(spec, str) or not spec.strip():
+        raise InputError(None, f"empty restorer spec {spec!r}; {valid}")
+    spec = spec.strip()
+    name = spec.partition(":")[0].strip().lower()
+    if name in RESTORERS:
+        cls, values = parse_params(spec, RESTORERS, "restorer")
+        return cls(**values)
+    target, colon, func = spec.rpartition(":")
+    if not colon or not target or not func.isidentifier():
+        raise InputError(None, f"unknown restorer {spec!r}; {valid}")
+    return UserRestorer(_load_callable(target, func), f"{target}:{func}")
+
+
+__all__ = ["Restorer", "Identity", "GaussianBlurRestorer", "Bicubic", "NLMeans", "UserRestorer",
+           "RESTORERS", "parse_restorer"]

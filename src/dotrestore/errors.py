@@ -1,0 +1,34 @@
+"""Exceptions raised by dotrestore.
+
+Every error a user can cause derives from :class:`DotRestoreError`; the CLI turns
+it into a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DotRestoreError(Exception):
+    """Base class of every error dotrestore raises on purpose."""
+
+
+class InputError(DotRestoreError, ValueError):
+    """A user-supplied file or value is unusable; the message names it and the problem."""
+
+    def __init__(self, path: str | Path | None, problem: str):
+        self.path = None if path is None else str(path)
+        self.problem = problem
+        super().__init__(problem if path is None else f"{path}: {problem}")
+
+
+class OperatorFileError(InputError):
+    """A file given as an operator is not a dotrestore operator, or does not fit the codec."""
+
+
+class CodecUnavailableError(DotRestoreError, OSError):
+    """A codec's weights cannot be found (e.g. a hub model that is not cached, offline)."""
+
+
+class NotFittedError(DotRestoreError, AttributeError):
+    """The estimator is used before it has the statistics it needs."""

@@ -1,0 +1,378 @@
+"""The DOT estimator: fit latent patch Gaussians, transport new restorations, blend with α.
+
+Adrai, Ohayon, Elad, Michaeli, "Deep Optimal Transport: A Practical Algorithm for
+Photo-realistic Image Restoration", NeurIPS 2023. With x* a restoration and z = E(x*)
+its latent, every overlapping p×p latent patch is moved by the Gaussian OT map
+
+    T(z) = A (z − μs) + μt,      A = Σs^{-1/2} (Σs^{1/2} Σt Σs^{1/2})^{1/2} Σs^{-1/2}
+
+(Freirich et al. 2021, eq. 17; eq. 19 when Σs is singular), the overlapping patches are
+averaged back, and x̂0 = D(T(z)). The trade-off is traversed without refitting:
+
+    pixel:  x̂α = (1 − α) x̂0 + α x*          latent: x̂α = D((1 − α) T(z) + α z)
+
+Conventions follow scikit-learn: the constructor stores parameters only, ``fit`` /
+``partial_fit`` learn attributes with a trailing underscore, ``transform`` never refits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from . import data, gaussian
+from .codecs import Codec, load_codec
+from .errors import InputError, NotFittedError
+from .patches import extract_patches, transport_latent
+
+ROLES = ("source", "target")
+INTERPOLATIONS = ("pixel", "latent")
+WEIGHTINGS = ("uniform", "gaussian")
+STOCHASTIC = ("auto", "never", "always")
+
+
+class DOT:
+    """Deep Optimal Transport between restored (source) and clean (target) images.
+
+    Parameters
+    ----------
+    codec : str or Codec
+        Latent space: ``"sd-vae-ft-ema"`` (default, as in the paper), ``"sd-vae-ft-mse"``,
+        ``"pixel"``, a local diffusers folder, a TAESD-family ``.pth`` pair folder, or a
+        :class:`~dotrestore.codecs.Codec`. See :func:`dotrestore.load_codec`.
+    patch_size : int
+        Odd side p of the overlapping latent patches; D = C·p² dimensions.
+    eps : float
+        Eigenvalues of covariances are clamped at ``eps`` inside matrix square roots.
+    shrinkage : None, "oas" or float
+        Covariance shrinkage towards (tr Σ / D)·I before the map is computed: Oracle
+        Approximating Shrinkage, or a fixed ridge fraction ρ ∈ [0, 1]. Useful when the
+        number of patches is below ~2·D.
+    weighting : "uniform" or "gaussian"
+        How overlapping transported patches are averaged back into a latent map.
+    zero_shot : bool
+        Take the source statistics from each image being transformed (only target
+        statistics are fitted).
+    stochastic : "auto", "never" or "always"
+        Use the stochastic map of eq. 19 (deterministic part plus independent Gaussian
+        noise per patch) when Σs is singular ("auto"), never, or always.
+    device : str or torch.device, optional
+        Where encoding, transport and decoding run; CUDA when available by default.
+        Statistics are accumulated in float64, transport runs in float32.
+    batch_size : int
+        Images encoded together when a (B, 3, H, W) tensor is given.
+    progress : bool
+        Show progress bars while encoding.
+    seed : int
+        Seed of the per-patch noise of the stochastic map.
+    """
+
+    def __init__(
+        self,
+        codec: str | Codec = "sd-vae-ft-ema",
+        patch_size: int = 3,
+        eps: float = 1e-8,
+        shrinkage: None | str | float = None,
+        weighting: str = "uniform",
+        zero_shot: bool = False,
+        stochastic: str = "auto",
+        device: str | torch.device | None = None,
+        batch_size: int = 1,
+        progress: bool = False,
+        seed: int = 0,
+    ):
+        self.codec = codec
+        self.patch_size = patch_size
+        self.eps = eps
+        self.shrinkage = shrinkage
+        self.weighting = weighting
+        self.zero_shot = zero_shot
+        self.stochastic = stochastic
+        self.device = device
+        self.batch_size = batch_size
+        self.progress = progress
+        self.seed = seed
+
+    # ------------------------------------------------------------------ set-up
+    def _check_params(self) -> None:
+        p = self.patch_size
+        if not isinstance(p, int) or p < 1 or p % 2 == 0:
+            raise InputError(None, f"patch_size must be a positive odd integer, got {p!r}")
+        if self.weighting not in WEIGHTINGS:
+            raise InputError(None, f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if self.stochastic not in STOCHASTIC:
+            raise InputError(None, f"stochastic must be one of {STOCHASTIC}, got {self.stochastic!r}")
+        if not self.eps > 0:
+            raise InputError(None, f"eps must be > 0, got {self.eps!r}")
+        if self.batch_size < 1:
+            raise InputError(None, f"batch_size must be >= 1, got {self.batch_size!r}")
+
+    def _device(self) -> torch.device:
+        if self.device is not None:
+            return torch.device(self.device)
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def _get_codec(self) -> Codec:
+        if not hasattr(self, "codec_"):
+            self._check_params()
+            self.codec_ = load_codec(self.codec, device=self._device())
+        return self.codec_
+
+    @property
+    def dim_(self) -> int:
+        """D = C·p², the dimension of a latent patch."""
+        return self._get_codec().latent_channels * self.patch_size**2
+
+    def _moments(self, role: str) -> gaussian.Moments:
+        if role not in ROLES:
+            raise InputError(None, f"role must be 'source' or 'target', got {role!r}")
+        moments = getattr(self, f"_{role}_moments", None)
+        if moments is None:
+            moments = gaussian.Moments(self.dim_)
+            setattr(self, f"_{role}_moments", moments)
+            setattr(self, f"n_{role}_images_", 0)
+        return moments
+
+    # ------------------------------------------------------------------ images
+    def _iter_images(self, images, desc: str) -> tuple[list, str]:
+        """Normalise accepted inputs to a list of (3, H, W) tensors or lazy paths.
+
+        Returns the items and the input kind ("single", "batch", "list") so that
+        ``transform`` can answer in the same kind. Paths are validated up front and
+        read one at a time, so fitting on many files needs memory for one image only.
+        """
+        if isinstance(images, torch.Tensor):
+            if images.ndim == 3 and images.shape[0] == 3:
+                return [images], "single"
+            if images.ndim == 4 and images.shape[1] == 3:
+                return list(images), "batch"
+            raise InputError(None, f"{desc}: expected a (3, H, W) or (B, 3, H, W) tensor, got {tuple(images.shape)}")
+        if isinstance(images, (str, Path)):
+            images = [images]
+        if not isinstance(images, Iterable):
+            raise InputError(None, f"{desc}: expected tensors or image paths, got {type(images).__name__}")
+        items = list(images)
+        if not items:
+            raise InputError(None, f"{desc}: no images given")
+        if all(isinstance(i, (str, Path)) for i in items):
+            paths = data.list_images(items)
+            data.validate_images(paths)
+            return paths, "list"
+        for i, item in enumerate(items):
+            if not (isinstance(item, torch.Tensor) and item.ndim == 3 and item.shape[0] == 3):
+                raise InputError(None, f"{desc}: item {i} is not a (3, H, W) tensor or a path")
+        return items, "list"
+
+    @staticmethod
+    def _load(item) -> torch.Tensor:
+        image = data.read_image(item) if isinstance(item, (str, Path)) else item
+        if not torch.isfinite(image).all():
+            raise InputError(None, "image contains NaN or infinite values")
+        return image.float()
+
+    def _progress(self, items, desc: str):
+        return tqdm(items, desc=desc, unit="img", disable=not self.progress or len(items) < 2, leave=False)
+
+    def encode(self, images) -> list[torch.Tensor]:
+        """Latents (1, C, h, w) of each image, on the estimator's device."""
+        codec = self._get_codec()
+        items, _ = self._iter_images(images, "encode")
+        return [codec.encode(self._load(x)[None].to(codec.device)) for x in self._progress(items, "encoding")]
+
+    # ------------------------------------------------------------------ fitting
+    def partial_fit(self, images, role: str = "source") -> "DOT":
+        """Accumulate the latent patch moments of ``images`` as ``role`` ("source" or "target").
+
+        Source images are restorations x* of the model being corrected; target images are
+        clean photographs. They need not be paired. Can be called repeatedly (streaming);
+        the map is recomputed from the running moments after each call.
+        """
+        moments = self._moments(role)
+        items, _ = self._iter_images(images, f"{role} images")
+        codec = self._get_codec()
+        for x in self._progress(items, f"encoding {role}"):
+            z = codec.encode(self._load(x)[None].to(codec.device))
+            moments.update(extract_patches(z, self.patch_size))
+            setattr(self, f"n_{role}_images_", getattr(self, f"n_{role}_images_") + 1)
+        self._update_fitted()
+        return self
+
+    def fit(self, source_images=None, target_images=None) -> "DOT":
+        """Fit from scratch: source = restorations x*, target = clean images (unpaired)."""
+        for role in ROLES:
+            setattr(self, f"_{role}_moments", None)
+        self._clear_fitted()
+        if not self.zero_shot and source_images is None:
+            raise InputError(None, "fit needs source images (restorations); or use zero_shot=True")
+        if target_images is None:
+            raise InputError(None, "fit needs target images (clean photographs)")
+        if source_images is not None:
+            self.partial_fit(source_images, role="source")
+        return self.partial_fit(target_images, role="target")
+
+    def _clear_fitted(self) -> None:
+        for name in list(vars(self)):
+            if name.endswith("_") and not name.startswith("_") and name != "codec_":
+                delattr(self, name)
+        self._cache = None
+
+    def _gaussian(self, role: str) -> tuple[torch.Tensor, torch.Tensor, str] | None:
+        moments = getattr(self, f"_{role}_moments", None)
+        if moments is None or float(moments.count) < 2:
+            return None
+        cov, used = gaussian.shrink_covariance(moments.covariance, int(moments.count), self.shrinkage)
+        return moments.mean, cov, used
+
+    def _update_fitted(self) -> None:
+        """Recompute fitted attributes from the running moments (cheap: a few eigh of D×D)."""
+        self._cache = None
+        for role in ROLES:
+            fitted = self._gaussian(role)
+            moments = getattr(self, f"_{role}_moments", None)
+            if moments is not None:
+                setattr(self, f"n_{role}_patches_", int(moments.count))
+            if fitted is not None:
+                setattr(self, f"mean_{role}_", fitted[0])
+                setattr(self, f"cov_{role}_", fitted[1])
+                self.shrinkage_used_ = fitted[2]
+        if self.zero_shot or not (hasattr(self, "cov_source_") and hasattr(self, "cov_target_")):
+            return
+        self.operator_, self.noise_cov_ = self._map(self.cov_source_, self.cov_target_)
+        self.w2_squared_ = float(gaussian.w2_squared(self.mean_source_, self.cov_source_, self.mean_target_, self.cov_target_))
+
+    def _map(self, cov_source: torch.Tensor, cov_target: torch.Tensor):
+        """Operator and (for a singular Σs) the covariance of the per-patch noise, eq. 17 / 19."""
+        singular = gaussian.is_singular(cov_source, self.eps)
+        if self.stochastic == "always" or (self.stochastic == "auto" and singular):
+            return gaussian.stochastic_transport_map(cov_source, cov_target, eps=self.eps)
+        return gaussian.transport_map(cov_source, cov_target, eps=self.eps), None
+
+    def _check_fitted(self) -> None:
+        needed = ("mean_target_",) if self.zero_shot else ("operator_",)
+        if not all(hasattr(self, n) for n in needed):
+            what = "target" if self.zero_shot else "source and target"
+            raise NotFittedError(
+                f"This DOT instance has no {what} statistics yet: call fit(source, target) or "
+                "partial_fit(images, role=...) first, or DOT.load(operator_file)."
+            )
+
+    # ------------------------------------------------------------------ transport
+    def _operator_on_device(self, device: torch.device):
+        """float32 copies of the fitted operator on the device, made once per fit."""
+        cache = getattr(self, "_cache", None)
+        if cache is None or cache[0].device != device:
+            noise = None if self.noise_cov_ is None else gaussian.sqrtm_psd(self.noise_cov_)
+            self._cache = tuple(
+                None if t is None else t.to(device=device, dtype=torch.float32)
+                for t in (self.operator_, self.mean_source_, self.mean_target_, noise)
+            )
+        return self._cache
+
+    def transport(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """T(z): every overlapping latent patch of z (B, C, h, w) moved by the OT map."""
+        self._check_fitted()
+        if self.zero_shot:
+            mean_s, cov_s, _ = self._zero_shot_source(z)
+            operator, noise_cov = self._map(cov_s, self.cov_target_)
+            noise = None if noise_cov is None else gaussian.sqrtm_psd(noise_cov)
+            args = [None if t is None else t.to(z.device, torch.float32) for t in (operator, mean_s, self.mean_target_, noise)]
+        else:
+            args = self._operator_on_device(z.device)
+        operator, mean_s, mean_t, noise = args
+        return transport_latent(
+            z, operator, mean_s, mean_t, self.patch_size,
+            weighting=self.weighting, noise_sqrt=noise, generator=generator,
+        )
+
+    def _zero_shot_source(self, z: torch.Tensor):
+        moments = gaussian.Moments(self.dim_).update(extract_patches(z, self.patch_size))
+        if float(moments.count) < 2:
+            raise InputError(None, "zero-shot transport needs an image with at least 2 latent patches")
+        cov, used = gaussian.shrink_covariance(moments.covariance, int(moments.count), self.shrinkage)
+        return moments.mean, cov, used
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        return torch.Generator(device=device).manual_seed(self.seed)
+
+    def transform_alphas(
+        self, images, alphas: Sequence[float], interpolation: str = "pixel"
+    ) -> dict[float, list[torch.Tensor]]:
+        """x̂α for several α at once; each image is encoded, transported and decoded once.
+
+        pixel interpolation: x̂α = (1 − α)·D(T(E(x*))) + α·x*; latent interpolation:
+        x̂α = D((1 − α)·T(z) + α·z). α may be any real number (α < 0 and α > 1
+        extrapolate); outputs are clipped to [0, 1]. α = 1 with pixel interpolation
+        returns x* itself.
+        """
+        self._check_fitted()
+        if interpolation not in INTERPOLATIONS:
+            raise InputError(None, f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+        alphas = [float(a) for a in alphas]
+        items, _ = self._iter_images(images, "images to transform")
+        codec = self._get_codec()
+        generator = self._generator(codec.device)
+        out: dict[float, list[torch.Tensor]] = {a: [] for a in alphas}
+        for x in self._progress(items, "transporting"):
+            x = self._load(x)[None].to(codec.device)
+            for a, xa in self._transform_batch(x, alphas, interpolation, generator).items():
+                out[a].append(xa[0])
+        return out
+
+    def _transform_batch(self, x, alphas, interpolation, generator) -> dict[float, torch.Tensor]:
+        codec = self.codec_
+        size = tuple(x.shape[-2:])
+        z = codec.encode(x)
+        z_transported = self.transport(z, generator)
+        if interpolation == "pixel":
+            x0 = codec.decode(z_transported, size=size)
+            return {a: ((1 - a) * x0 + a * x).clamp_(0, 1) for a in alphas}
+        return {a: codec.decode((1 - a) * z_transported + a * z, size=size).clamp_(0, 1) for a in alphas}
+
+    def transform(self, images, alpha: float = 0.0, interpolation: str = "pixel"):
+        """x̂α for one α; answers in the kind of input given.
+
+        (3, H, W) tensor → (3, H, W); (B, 3, H, W) → (B, 3, H, W); a list of tensors or
+        paths → a list of (3, H, W) tensors. See :meth:`transform_alphas` for the formula.
+        """
+        self._check_fitted()
+        if interpolation not in INTERPOLATIONS:
+            raise InputError(None, f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+        items, kind = self._iter_images(images, "images to transform")
+        if kind == "list":
+            return self.transform_alphas(items, [alpha], interpolation)[float(alpha)]
+        codec = self._get_codec()
+        generator = self._generator(codec.device)
+        batch = images if kind == "batch" else images[None]
+        outs = [
+            self._transform_batch(chunk.float().to(codec.device), [float(alpha)], interpolation, generator)[float(alpha)]
+            for chunk in batch.split(self.batch_size)
+        ]
+        result = torch.cat(outs)
+        return result[0] if kind == "single" else result
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted statistics and operator (safetensors + JSON metadata)."""
+        from .operator_file import save_operator
+
+        self._check_fitted()
+        return save_operator(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path, codec: str | Codec | None = None, device=None) -> "DOT":
+        """Read an operator file; the codec is the one it records unless ``codec`` is given.
+
+        A codec whose id differs from the recorded one is refused (the statistics live in
+        that codec's latent space). Nothing is unpickled.
+        """
+        from .operator_file import load_operator
+
+        return load_operator(cls, path, codec=codec, device=device)
+
+    def __repr__(self) -> str:
+        codec = self.codec if isinstance(self.codec, str) else getattr(self.codec, "id", type(self.codec).__name__)
+        state = "fitted" if hasattr(self, "operator_") or hasattr(self, "mean_target_") else "not fitted"
+        return f"DOT(codec={codec!r}, patch_size={self.patch_size}, {state})"

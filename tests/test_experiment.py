@@ -1,0 +1,278 @@
+"""The α-sweep experiment, its report and the demo (fast: pixel codec, tiny images; slow: TAEF2)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dotrestore import cli as top_cli
+from dotrestore.errors import DotRestoreError, InputError
+from dotrestore.experiment import DEFAULT_ALPHAS, ExperimentConfig, alpha_dirname, run
+from dotrestore.experiment.cli import config_from_args
+
+SIZE = 40
+
+
+def _photo_tiles(n: int) -> list[np.ndarray]:
+    """n distinct natural-image tiles (SIZE×SIZE×3 uint8) cut from scikit-image's astronaut/coffee."""
+    import skimage.data
+
+    tiles = []
+    for photo in (skimage.data.astronaut(), skimage.data.coffee()):
+        for r in range(0, photo.shape[0] - SIZE, 97):
+            for c in range(0, photo.shape[1] - SIZE, 89):
+                tiles.append(np.ascontiguousarray(photo[r:r + SIZE, c:c + SIZE, :3]))
+    return tiles[:n]
+
+
+@pytest.fixture(scope="module")
+def clean_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("clean")
+    for k, tile in enumerate(_photo_tiles(9)):
+        Image.fromarray(tile).save(folder / f"img{k:02d}.png")
+    return folder
+
+
+def _config(clean_dir: Path, out: Path, **kw) -> ExperimentConfig:
+    values = dict(clean=str(clean_dir), degrade="noise:sigma=25", restorer="gaussian-blur:sigma=1.5", vae="pixel",
+                  fit_source=3, fit_target=3, alphas=[-0.5, 0.0, 0.5, 1.0], out=str(out), progress=False,
+                  collages=2, device="cpu")
+    values.update(kw)
+    return ExperimentConfig(**values)
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _links(report: Path) -> list[str]:
+    return re.findall(r"\]\(([^)\s]+)\)", report.read_text())
+
+
+@pytest.fixture(scope="module")
+def tiny_run(clean_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    result = run(_config(clean_dir, out, save_outputs=True))
+    return out, result
+
+
+def test_run_writes_every_output(tiny_run):
+    out, result = tiny_run
+    assert result.report == out / "report.md"
+    for name in ("results.csv", "results.json", "pd_curve.png", "pd_curve.svg", "operator.safetensors",
+                 "config.yaml", "report.md"):
+        assert (out / name).is_file(), name
+    with Image.open(out / "pd_curve.png") as im:
+        im.verify()
+    assert "<svg" in (out / "pd_curve.svg").read_text()[:2000]
+    assert sorted(p.name for p in (out / "collages").iterdir()) == ["img06.png", "img07.png"]
+    for alpha in (-0.5, 0.0, 0.5, 1.0):
+        assert sorted(p.name for p in (out / "outputs" / alpha_dirname(alpha)).iterdir()) == ["img06.png", "img07.png", "img08.png"]
+    assert not any(p.name.endswith(".partial") for p in out.parent.iterdir())
+
+
+def test_results_table_columns_and_rows(tiny_run):
+    out, _ = tiny_run
+    rows = _read_csv(out / "results.csv")
+    assert list(rows[0])[:7] == ["method", "alpha", "mse", "psnr", "ssim", "latent_fd", "patch_fd"]
+    assert {"lpips", "fid", "kid"} <= set(rows[0])
+    assert [(r["method"], r["alpha"]) for r in rows] == [
+        ("dot", "-0.5"), ("dot", "0"), ("dot", "0.5"), ("dot", "1"), ("restored", ""), ("degraded", "")]
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["config"]["fit_source"] == 3
+    assert set(payload["skipped_metrics"]) <= {"lpips", "fid", "kid"}
+    for name, why in payload["skipped_metrics"].items():
+        assert rows[0][name] == "" and why
+    assert payload["data"]["counts"]["test"] == 3
+    assert {"python", "torch", "dotrestore"} <= set(payload["versions"])
+
+
+def test_alpha_one_equals_restored_exactly(tiny_run):
+    out, _ = tiny_run
+    rows = {(r["method"], r["alpha"]): r for r in _read_csv(out / "results.csv")}
+    one, restored = rows[("dot", "1")], rows[("restored", "")]
+    for column in ("mse", "psnr", "ssim", "latent_fd", "patch_fd"):
+        assert one[column] == restored[column], column
+    # The trade-off is real on this data: α = 0 is farther from the clean images in MSE than x*.
+    assert float(rows[("dot", "0")]["mse"]) > float(restored["mse"])
+    assert float(rows[("degraded", "")]["psnr"]) < float(restored["psnr"])
+
+
+def test_psnr_recomputed_from_saved_outputs(tiny_run, clean_dir):
+    out, _ = tiny_run
+    rows = {(r["method"], r["alpha"]): r for r in _read_csv(out / "results.csv")}
+
+    def load(path):
+        return np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) / 255
+
+    for alpha in (-0.5, 0.0, 0.5, 1.0):
+        folder = out / "outputs" / alpha_dirname(alpha)
+        psnrs = [10 * math.log10(1 / np.mean((load(p) - load(clean_dir / p.name)) ** 2)) for p in sorted(folder.iterdir())]
+        assert abs(np.mean(psnrs) - float(rows[("dot", f"{alpha:g}")]["psnr"])) < 0.05
+
+
+def test_report_links_exist_and_table_header(tiny_run):
+    out, _ = tiny_run
+    report = out / "report.md"
+    text = report.read_text()
+    assert "PSNR (dB, data range 1.0)" in text
+    links = _links(report)
+    assert "pd_curve.png" in links and any(link.startswith("collages/") for link in links)
+    for link in links:
+        assert (out / link).exists(), link
+    assert "pixel" in text and "seed 0" in text
+
+
+def test_run_is_deterministic_and_refuses_non_empty_out(tiny_run, clean_dir):
+    out, result = tiny_run
+    with pytest.raises(InputError, match="not empty"):
+        run(_config(clean_dir, out))
+    again = run(_config(clean_dir, out, overwrite=True, collages=0))
+    assert [r["psnr"] for r in again.rows] == [r["psnr"] for r in result.rows]
+    assert not (out / "outputs").exists() and not (out / "collages").exists()  # stale results replaced
+
+
+def test_restored_folder_has_no_degraded_row(clean_dir, tmp_path):
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    for path in sorted(clean_dir.iterdir()):
+        Image.open(path).filter(__import__("PIL.ImageFilter", fromlist=["x"]).GaussianBlur(1.5)).save(restored / path.name)
+    result = run(_config(clean_dir, tmp_path / "out", degrade=None, restorer=None, restored=str(restored), paired=True))
+    assert [r["method"] for r in result.rows][-1] == "restored"
+    assert result.rows[-1]["n_images"] == 6  # paired: fit on the first 3, test on the other 6
+    for link in _links(result.report):
+        assert (result.out / link).exists()
+
+
+def test_corrupt_image_fails_fast_and_writes_nothing(clean_dir, tmp_path):
+    folder = tmp_path / "clean"
+    folder.mkdir()
+    for path in clean_dir.iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "img99.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="img99.png"):
+        run(_config(folder, out))
+    assert not out.exists() and not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
+    code = top_cli.main(["experiment", "--clean", str(folder), "--degrade", "noise:sigma=25", "--restorer",
+                         "identity", "--vae", "pixel", "--out", str(out)])
+    assert code == 2 and not out.exists()
+
+
+def test_too_few_images_is_a_clear_error(clean_dir, tmp_path):
+    with pytest.raises(InputError, match="fit-source"):
+        run(_config(clean_dir, tmp_path / "out", fit_source=5, fit_target=5))
+
+
+def test_config_yaml_round_trip_and_cli_override(tmp_path, clean_dir):
+    config = _config(clean_dir, tmp_path / "o", crop=32, alphas=[0, 1.5], shrinkage="oas")
+    config.to_yaml(tmp_path / "c.yaml")
+    assert ExperimentConfig.from_yaml(tmp_path / "c.yaml") == config
+    parser = top_cli.build_parser()
+    args = parser.parse_args(["experiment", "--config", str(tmp_path / "c.yaml"), "--fit-source", "2", "--paired"])
+    resolved = config_from_args(args)
+    assert resolved.fit_source == 2 and resolved.paired and resolved.crop == 32 and resolved.alphas == [0.0, 1.5]
+    args = parser.parse_args(["experiment", "--clean", "x", "--degrade", "noise:sigma=5", "--restorer", "identity"])
+    assert config_from_args(args).alphas == list(DEFAULT_ALPHAS) and config_from_args(args).fit_target == 10
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"clean": None}, "--clean"),
+    ({"restored": "r"}, "not both"),
+    ({"degrade": None}, "--restorer"),
+    ({"fit_source": 0}, "at least 1"),
+    ({"alphas": []}, "alphas"),
+    ({"alphas": ["x"]}, "not a number"),
+    ({"patch_size": 4}, "odd"),
+    ({"crop": 32, "resize": 32}, "not both"),
+])
+def test_config_validation_messages(values, message, tmp_path):
+    base = dict(clean="c", degrade="noise:sigma=5", restorer="identity")
+    base.update(values)
+    with pytest.raises(InputError, match=message):
+        ExperimentConfig.from_dict(base)
+
+
+def test_config_file_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("clean: [unclosed\n")
+    with pytest.raises(InputError, match="bad.yaml"):
+        ExperimentConfig.from_yaml(bad)
+    bad.write_text("clean: c\nbogus: 1\n")
+    with pytest.raises(InputError, match="bogus"):
+        ExperimentConfig.from_yaml(bad)
+
+
+def test_alpha_dirname():
+    assert [alpha_dirname(a) for a in DEFAULT_ALPHAS] == [
+        "alpha_-0.7", "alpha_-0.5", "alpha_-0.3", "alpha_0", "alpha_0.3", "alpha_0.5", "alpha_0.7", "alpha_1",
+        "alpha_1.3", "alpha_1.5"]
+    assert alpha_dirname(-0.0) == "alpha_0" and alpha_dirname(2) == "alpha_2"
+
+
+def test_demo_images_are_at_least_ten_distinct_tiles(tmp_path):
+    from dotrestore.experiment.demo import make_demo_images
+
+    paths = make_demo_images(tmp_path)
+    assert len(paths) >= 10
+    arrays = [np.asarray(Image.open(p)) for p in paths]
+    assert all(a.shape == (256, 256, 3) for a in arrays)
+    assert len({a.tobytes() for a in arrays}) == len(arrays)
+
+
+@pytest.mark.slow
+def test_demo_runs_offline_with_pixel(tmp_path, capsys):
+    code = top_cli.main(["demo", "--out", str(tmp_path / "demo"), "--vae", "pixel"])
+    assert code == 0
+    report = tmp_path / "demo" / "report.md"
+    assert str(report) in capsys.readouterr().out
+    for link in _links(report):
+        assert (report.parent / link).exists()
+
+
+@pytest.mark.slow
+def test_taef2_cbsd68_kodak_end_to_end(cbsd68_dir, kodak24_dir, taef2_dir, tmp_path):
+    """The issue's check: DOT lowers latent_fd to ≤ 0.4× x*'s at α = 0; α = 1 is x*."""
+    out = tmp_path / "taef2"
+    result = run(ExperimentConfig(clean=str(cbsd68_dir), test_clean=str(kodak24_dir), degrade="noise:sigma=50",
+                                  restorer="gaussian-blur:sigma=2", vae=str(taef2_dir), save_outputs=True,
+                                  out=str(out), progress=False))
+    rows = {(r["method"], r["alpha"]): r for r in result.rows}
+    assert sorted(a for m, a in rows if m == "dot") == sorted(DEFAULT_ALPHAS)
+    x_star, dot0 = rows[("restored", None)], rows[("dot", 0.0)]
+    assert dot0["latent_fd"] <= 0.4 * x_star["latent_fd"]
+    for column in ("mse", "psnr", "ssim", "latent_fd", "patch_fd"):
+        assert rows[("dot", 1.0)][column] == x_star[column]
+    # PSNR recomputed from the saved 8-bit outputs and the clean files.
+    psnrs = []
+    for path in sorted((out / "outputs" / alpha_dirname(0.0)).iterdir()):
+        a = np.asarray(Image.open(path), dtype=np.float64) / 255
+        b = np.asarray(Image.open(kodak24_dir / path.name).convert("RGB"), dtype=np.float64) / 255
+        psnrs.append(10 * math.log10(1 / np.mean((a - b) ** 2)))
+    assert abs(np.mean(psnrs) - dot0["psnr"]) < 0.05
+    for link in _links(result.report):
+        assert (out / link).exists()
+
+
+def test_runner_transform_matches_estimator(clean_dir):
+    """The runner reuses E(x*) for the blend; it must equal DOT.transform_alphas exactly."""
+    from dotrestore import DOT, data
+    from dotrestore.experiment.runner import _transform_alphas
+
+    images = data.load_images(clean_dir)
+    dot = DOT(codec="pixel", device="cpu").fit([data.quantize(i * 0.8) for i in images[:4]], images[4:8])
+    x_star = data.quantize(images[8] * 0.8)
+    expected = dot.transform_alphas([x_star], [-0.5, 0.0, 1.0])
+    got = _transform_alphas(dot, dot.encode([x_star])[0], x_star, [-0.5, 0.0, 1.0], seed=0)
+    for alpha in (-0.5, 0.0, 1.0):
+        assert torch.equal(got[alpha], expected[alpha][0])
+    assert torch.equal(got[1.0], x_star)
