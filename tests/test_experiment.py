@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from dotrestore import cli as top_cli
-from dotrestore.errors import DotRestoreError, InputError
+from dotrestore.errors import InputError
 from dotrestore.experiment import DEFAULT_ALPHAS, ExperimentConfig, alpha_dirname, run
 from dotrestore.experiment.cli import config_from_args
 

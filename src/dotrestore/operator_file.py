@@ -127,13 +127,23 @@ def read_operator_file(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]
     return meta, tensors
 
 
+def same_weights(codec_id: str, other_id: str) -> bool:
+    """Whether two codec ids name the same weights.
+
+    Ids are ``family:name:sha12``; the name records where the weights were loaded from
+    (an alias, a folder name), so only the family and the weights' digest must agree.
+    """
+    a, b = codec_id.split(":"), other_id.split(":")
+    return a == b or (len(a) == len(b) == 3 and a[0] == b[0] and a[2] == b[2])
+
+
 def load_operator(cls, path: str | Path, codec=None, device=None):
     """Build a fitted ``cls`` (DOT) from an operator file; refuses a codec of another id."""
     meta, tensors = read_operator_file(path)
     params = {name: meta[name] for name in _PARAMS if name in meta}
     dot = cls(codec=codec if codec is not None else meta["codec_spec"], device=device, **params)
     codec_obj = load_codec(dot.codec, device=dot._device())
-    if codec_obj.id != meta["codec_id"]:
+    if not same_weights(codec_obj.id, meta["codec_id"]):
         raise OperatorFileError(
             path,
             f"was fitted with codec {meta['codec_id']!r} (from {meta['codec_spec']!r}) but the codec given is "

@@ -23,6 +23,7 @@ def pd_curve(rows: list[dict], stem: Path) -> list[Path]:
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     dot = sorted((r for r in rows if r["method"] == "dot"), key=lambda r: r["alpha"])
     others = {r["method"]: r for r in rows if r["method"] != "dot"}
@@ -39,9 +40,12 @@ def pd_curve(rows: list[dict], stem: Path) -> list[Path]:
             r = others["degraded"]
             ax.plot([r["mse"]], [r[key]], "X", color="black", markersize=10, label="degraded y", zorder=3)
         # Log axes when the points span a decade (y's noise is usually far from the rest).
-        for values, set_scale in (([r[key] for r in rows], ax.set_yscale), ([r["mse"] for r in rows], ax.set_xscale)):
+        for values, axis in (([r[key] for r in rows], ax.yaxis), ([r["mse"] for r in rows], ax.xaxis)):
             if all(v is not None and v > 0 for v in values) and max(values) / min(values) > 10:
-                set_scale("log")
+                (ax.set_yscale if axis is ax.yaxis else ax.set_xscale)("log")
+                plain = FuncFormatter(lambda v, _: f"{v:g}")
+                axis.set_major_formatter(plain)
+                axis.set_minor_formatter(plain)
         ax.set_xlabel("distortion: MSE (lower is better)")
         ax.set_ylabel(f"perception: {key} (lower is better)")
         ax.set_title(title)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import platform
 import shutil
@@ -96,6 +95,8 @@ def run(config: ExperimentConfig, *, codec=None, notes=(), reserved=()) -> Exper
     out = Path(config.out).expanduser().resolve()
     _check_out(out, config.overwrite, reserved)  # before anything slow: a refused --out fails at once
     plan = plan_inputs(config)                   # lists and decodes every input image
+    for note in plan.notes:
+        logger.warning("%s", note)
     staging = out.parent / f".{out.name}.partial"
     if staging.exists():
         shutil.rmtree(staging)  # left over by an interrupted run of ours
