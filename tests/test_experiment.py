@@ -263,16 +263,15 @@ def test_taef2_cbsd68_kodak_end_to_end(cbsd68_dir, kodak24_dir, taef2_dir, tmp_p
         assert (out / link).exists()
 
 
-def test_runner_transform_matches_estimator(clean_dir):
+def test_transform_encoded_matches_transform_alphas(clean_dir):
     """The runner reuses E(x*) for the blend; it must equal DOT.transform_alphas exactly."""
     from dotrestore import DOT, data
-    from dotrestore.experiment.runner import _transform_alphas
 
     images = data.load_images(clean_dir)
     dot = DOT(codec="pixel", device="cpu").fit([data.quantize(i * 0.8) for i in images[:4]], images[4:8])
     x_star = data.quantize(images[8] * 0.8)
     expected = dot.transform_alphas([x_star], [-0.5, 0.0, 1.0])
-    got = _transform_alphas(dot, dot.encode([x_star])[0], x_star, [-0.5, 0.0, 1.0], seed=0)
+    got = dot.transform_encoded(x_star[None], dot.encode([x_star])[0], [-0.5, 0.0, 1.0])
     for alpha in (-0.5, 0.0, 1.0):
-        assert torch.equal(got[alpha], expected[alpha][0])
-    assert torch.equal(got[1.0], x_star)
+        assert torch.equal(got[alpha][0], expected[alpha][0])
+    assert torch.equal(got[1.0][0], x_star)

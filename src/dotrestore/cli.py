@@ -18,13 +18,9 @@ from tqdm.auto import tqdm
 from . import data
 from ._version import __version__
 from .errors import DotRestoreError, InputError
+from .experiment.report import alpha_dirname
 
 log = logging.getLogger("dotrestore")
-
-
-def alpha_dirname(alpha: float) -> str:
-    """Folder name of the outputs at one α: ``alpha_0``, ``alpha_0.3``, ``alpha_-0.7``."""
-    return f"alpha_{float(alpha):g}"
 
 
 # ---------------------------------------------------------------------- fit

@@ -321,15 +321,26 @@ class DOT:
                 out[a].append(xa[0])
         return out
 
-    def _transform_batch(self, x, alphas, interpolation, generator) -> dict[float, torch.Tensor]:
-        codec = self.codec_
+    def transform_encoded(
+        self, x: torch.Tensor, z: torch.Tensor, alphas: Sequence[float], interpolation: str = "pixel",
+        generator: torch.Generator | None = None,
+    ) -> dict[float, torch.Tensor]:
+        """x̂α for restorations x (B, 3, H, W) whose latents z = E(x) are already computed.
+
+        For callers that need E(x*) anyway (e.g. to measure it), so it is encoded once.
+        """
+        codec = self._get_codec()
+        x, z = x.to(codec.device), z.to(codec.device)
         size = tuple(x.shape[-2:])
-        z = codec.encode(x)
+        generator = generator if generator is not None else self._generator(codec.device)
         z_transported = self.transport(z, generator)
         if interpolation == "pixel":
             x0 = codec.decode(z_transported, size=size)
-            return {a: ((1 - a) * x0 + a * x).clamp_(0, 1) for a in alphas}
-        return {a: codec.decode((1 - a) * z_transported + a * z, size=size).clamp_(0, 1) for a in alphas}
+            return {a: ((1 - a) * x0 + a * x).clamp_(0, 1) for a in map(float, alphas)}
+        return {a: codec.decode((1 - a) * z_transported + a * z, size=size).clamp_(0, 1) for a in map(float, alphas)}
+
+    def _transform_batch(self, x, alphas, interpolation, generator) -> dict[float, torch.Tensor]:
+        return self.transform_encoded(x, self.codec_.encode(x), alphas, interpolation, generator)
 
     def transform(self, images, alpha: float = 0.0, interpolation: str = "pixel"):
         """x̂α for one α; answers in the kind of input given.

@@ -88,6 +88,17 @@ def _gaussian_window(size: int, sigma: float, dtype: torch.dtype, device) -> Ten
     return g / g.sum()
 
 
+def _valid_filter(maps: Tensor, taps: Tensor, dim: int) -> Tensor:
+    """Valid 1-D correlation along ``dim`` as a sum of shifted slices: float64 ``conv2d`` on
+    the CPU has no fast kernel, and 11 fused multiply-adds are ~10x quicker."""
+    k = taps.numel()
+    n = maps.shape[dim] - k + 1
+    out = maps.narrow(dim, 0, n) * taps[0]
+    for i in range(1, k):
+        out.add_(maps.narrow(dim, i, n), alpha=float(taps[i]))
+    return out
+
+
 def ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> float:
     """Structural similarity of two images (C, H, W), averaged over channels and pixels.
 
@@ -110,8 +121,7 @@ def ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> float:
     # One separable filtering pass over the five maps at once.
     maps = torch.cat([x64, y64, x64 * x64, y64 * y64, x64 * y64], dim=0)
     g = _gaussian_window(SSIM_WINDOW, SSIM_SIGMA, torch.float64, x64.device)
-    maps = F.conv2d(maps, g.view(1, 1, 1, -1))
-    maps = F.conv2d(maps, g.view(1, 1, -1, 1))
+    maps = _valid_filter(_valid_filter(maps, g, dim=-1), g, dim=-2)
     mx, my, mxx, myy, mxy = maps.split(c, dim=0)
     vx, vy, vxy = mxx - mx * mx, myy - my * my, mxy - mx * my
     c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2

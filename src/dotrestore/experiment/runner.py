@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 #: Everything a run writes at the top of --out; --overwrite removes these (and only these).
 OUTPUT_NAMES = ("results.csv", "results.json", "pd_curve.png", "pd_curve.svg", "collages", "outputs",
                 "operator.safetensors", "config.yaml", "report.md")
+#: latent_fd compares 3×3 latent patches whatever patch size the operator uses (the seed's measure).
+LATENT_FD_PATCH = 3
 _ENCODE_CHUNK = 4  # images encoded together: bounds activation memory of VAEs on big images
 
 
@@ -149,15 +151,6 @@ def _encode(codec, images: list[torch.Tensor]) -> list[torch.Tensor]:
     return latents
 
 
-def _transform_alphas(dot: DOT, z_star: torch.Tensor, x_star: torch.Tensor, alphas, seed: int) -> dict:
-    """x̂α = (1 − α)·D(T(z*)) + α·x*, clipped; as ``DOT.transform_alphas`` (pixel interpolation)
-    but from the latent z* = E(x*) that the metrics need anyway, saving one encode per image."""
-    codec = dot.codec_
-    generator = torch.Generator(device=codec.device).manual_seed(seed)
-    x0 = codec.decode(dot.transport(z_star.to(codec.device), generator), size=tuple(x_star.shape[-2:]))[0].cpu()
-    return {a: ((1 - a) * x0 + a * x_star).clamp_(0, 1) for a in alphas}
-
-
 def _fit(dot: DOT, plan: Plan, config: ExperimentConfig) -> None:
     bar = dict(disable=not config.progress, leave=False, unit="img")
     source = [make_triple(it, plan, config).restored for it in tqdm(plan.source, desc="restoring source", **bar)]
@@ -200,7 +193,8 @@ def _run(config: ExperimentConfig, plan: Plan, staging: Path, codec, notes: list
         x, x_star = triple.clean, triple.restored
         sizes.add(tuple(x.shape[-2:]))
         z_star = _encode(codec, [x_star])[0]
-        images = {("dot", a): data.quantize(img) for a, img in _transform_alphas(dot, z_star, x_star, alphas, config.seed).items()}
+        outputs = dot.transform_encoded(x_star[None], z_star, alphas)
+        images = {("dot", a): data.quantize(img[0].cpu()) for a, img in outputs.items()}
         images[("restored", None)] = x_star
         if has_degraded:
             images[("degraded", None)], up = degraded_for_metrics(triple.degraded, tuple(x.shape[-2:]))
@@ -215,12 +209,12 @@ def _run(config: ExperimentConfig, plan: Plan, staging: Path, codec, notes: list
                 same = len(distinct) - 1
             slot[key] = same
         latents = _encode(codec, distinct[:1]) + [z_star] + _encode(codec, distinct[2:])
-        clean_latent = metrics.patch_moments(latents[0], config.patch_size, moments=clean_latent)
+        clean_latent = metrics.patch_moments(latents[0], LATENT_FD_PATCH, moments=clean_latent)
         clean_pixel = metrics.patch_moments(x, 7, metrics.PATCH_FD_STRIDE, moments=clean_pixel)
         captions, measured = {}, {}
         for key, img in images.items():
             if slot[key] not in measured:  # identical pictures (α = 1 and x*) are measured once
-                measured[slot[key]] = _measure(img, x, latents[slot[key]], config.patch_size)
+                measured[slot[key]] = _measure(img, x, latents[slot[key]], LATENT_FD_PATCH)
             values = measured[slot[key]][0]
             acc[key].add(*measured[slot[key]])
             per_image.append({"image": item.stem, "method": key[0], "alpha": key[1], **values})
