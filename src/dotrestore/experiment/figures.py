@@ -43,9 +43,9 @@ def pd_curve(rows: list[dict], stem: Path) -> list[Path]:
         for values, axis in (([r[key] for r in rows], ax.yaxis), ([r["mse"] for r in rows], ax.xaxis)):
             if all(v is not None and v > 0 for v in values) and max(values) / min(values) > 10:
                 (ax.set_yscale if axis is ax.yaxis else ax.set_xscale)("log")
-                plain = FuncFormatter(lambda v, _: f"{v:g}")
-                axis.set_major_formatter(plain)
-                axis.set_minor_formatter(plain)
+                axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                # label only the 2·10^k and 5·10^k minor ticks: all of them overlap
+                axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
         ax.set_xlabel("distortion: MSE (lower is better)")
         ax.set_ylabel(f"perception: {key} (lower is better)")
         ax.set_title(title)
