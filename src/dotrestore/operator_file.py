@@ -70,7 +70,7 @@ def save_operator(dot, path: str | Path) -> Path:
         moments = getattr(dot, f"_{role}_moments", None)
         if moments is not None:
             for key, value in moments.state_dict().items():
-                tensors[f"{role}.{key}"] = value.detach().to("cpu", torch.float64).contiguous().reshape(value.shape)
+                tensors[f"{role}.{key}"] = value.detach().to("cpu", torch.float64).contiguous()
     meta = operator_metadata(dot)
     header = {
         "format": FORMAT,
