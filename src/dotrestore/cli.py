@@ -146,7 +146,7 @@ def _apply(args) -> int:
                 raise InputError(t, "already exists (use --overwrite to replace it)")
     dot = DOT.load(args.operator, codec=args.vae, device=args.device)
     for i, path in enumerate(tqdm(inputs, desc="applying", unit="img", disable=len(inputs) < 2)):
-        outs = dot.transform_alphas([path], alphas, interpolation=args.interpolation)
+        outs = dot.transform_alphas([data.read_image(path)], alphas, interpolation=args.interpolation)
         for a in alphas:
             data.save_image(outs[a][0].cpu(), targets[a][i])
     print(f"wrote {len(inputs) * len(alphas)} images to {out} (alpha = {', '.join(f'{a:g}' for a in alphas)})")
