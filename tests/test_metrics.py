@@ -11,7 +11,6 @@ import torch.nn.functional as F
 
 from dotrestore import metrics
 from dotrestore.errors import InputError
-from dotrestore.gaussian import Moments
 from dotrestore.metrics import (
     gaussian_fd,
     latent_fd,

@@ -34,6 +34,11 @@ WEIGHTINGS = ("uniform", "gaussian")
 STOCHASTIC = ("auto", "never", "always")
 
 
+def _check_interpolation(interpolation: str) -> None:
+    if interpolation not in INTERPOLATIONS:
+        raise InputError(None, f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+
+
 class DOT:
     """Deep Optimal Transport between restored (source) and clean (target) images.
 
@@ -308,8 +313,7 @@ class DOT:
         returns x* itself.
         """
         self._check_fitted()
-        if interpolation not in INTERPOLATIONS:
-            raise InputError(None, f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+        _check_interpolation(interpolation)
         alphas = [float(a) for a in alphas]
         items, _ = self._iter_images(images, "images to transform")
         codec = self._get_codec()
@@ -317,7 +321,7 @@ class DOT:
         out: dict[float, list[torch.Tensor]] = {a: [] for a in alphas}
         for x in self._progress(items, "transporting"):
             x = self._load(x)[None].to(codec.device)
-            for a, xa in self._transform_batch(x, alphas, interpolation, generator).items():
+            for a, xa in self.transform_encoded(x, codec.encode(x), alphas, interpolation, generator).items():
                 out[a].append(xa[0])
         return out
 
@@ -329,8 +333,10 @@ class DOT:
 
         For callers that need E(x*) anyway (e.g. to measure it), so it is encoded once.
         """
+        self._check_fitted()
+        _check_interpolation(interpolation)
         codec = self._get_codec()
-        x, z = x.to(codec.device), z.to(codec.device)
+        x, z = x.to(codec.device, torch.float32), z.to(codec.device)
         size = tuple(x.shape[-2:])
         generator = generator if generator is not None else self._generator(codec.device)
         z_transported = self.transport(z, generator)
@@ -339,9 +345,6 @@ class DOT:
             return {a: ((1 - a) * x0 + a * x).clamp_(0, 1) for a in map(float, alphas)}
         return {a: codec.decode((1 - a) * z_transported + a * z, size=size).clamp_(0, 1) for a in map(float, alphas)}
 
-    def _transform_batch(self, x, alphas, interpolation, generator) -> dict[float, torch.Tensor]:
-        return self.transform_encoded(x, self.codec_.encode(x), alphas, interpolation, generator)
-
     def transform(self, images, alpha: float = 0.0, interpolation: str = "pixel"):
         """x̂α for one α; answers in the kind of input given.
 
@@ -349,8 +352,7 @@ class DOT:
         paths → a list of (3, H, W) tensors. See :meth:`transform_alphas` for the formula.
         """
         self._check_fitted()
-        if interpolation not in INTERPOLATIONS:
-            raise InputError(None, f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+        _check_interpolation(interpolation)
         items, kind = self._iter_images(images, "images to transform")
         if kind == "list":
             return self.transform_alphas(items, [alpha], interpolation)[float(alpha)]
@@ -358,7 +360,7 @@ class DOT:
         generator = self._generator(codec.device)
         batch = images if kind == "batch" else images[None]
         outs = [
-            self._transform_batch(chunk.float().to(codec.device), [float(alpha)], interpolation, generator)[float(alpha)]
+            self.transform_encoded(chunk, codec.encode(chunk.float()), [alpha], interpolation, generator)[float(alpha)]
             for chunk in batch.split(self.batch_size)
         ]
         result = torch.cat(outs)

@@ -25,7 +25,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from dotrestore.errors import InputError
@@ -93,9 +92,10 @@ def _valid_filter(maps: Tensor, taps: Tensor, dim: int) -> Tensor:
     the CPU has no fast kernel, and 11 fused multiply-adds are ~10x quicker."""
     k = taps.numel()
     n = maps.shape[dim] - k + 1
-    out = maps.narrow(dim, 0, n) * taps[0]
+    weights = taps.tolist()
+    out = maps.narrow(dim, 0, n) * weights[0]
     for i in range(1, k):
-        out.add_(maps.narrow(dim, i, n), alpha=float(taps[i]))
+        out.add_(maps.narrow(dim, i, n), alpha=weights[i])
     return out
 
 

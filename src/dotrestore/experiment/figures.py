@@ -40,9 +40,10 @@ def pd_curve(rows: list[dict], stem: Path) -> list[Path]:
             r = others["degraded"]
             ax.plot([r["mse"]], [r[key]], "X", color="black", markersize=10, label="degraded y", zorder=3)
         # Log axes when the points span a decade (y's noise is usually far from the rest).
-        for values, axis in (([r[key] for r in rows], ax.yaxis), ([r["mse"] for r in rows], ax.xaxis)):
+        for values, axis, set_scale in (([r[key] for r in rows], ax.yaxis, ax.set_yscale),
+                                        ([r["mse"] for r in rows], ax.xaxis, ax.set_xscale)):
             if all(v is not None and v > 0 for v in values) and max(values) / min(values) > 10:
-                (ax.set_yscale if axis is ax.yaxis else ax.set_xscale)("log")
+                set_scale("log")
                 axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
                 # label only the 2·10^k and 5·10^k minor ticks: all of them overlap
                 axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))

@@ -127,7 +127,7 @@ def write_report(folder: Path, rows: list[dict], config, info: dict) -> Path:
               "- **latent_fd**: W2² between Gaussians fitted to the codec-latent "
               f"{config.patch_size}×{config.patch_size} patches of the outputs and of the clean test images "
               "(the seed paper's perceptual measure, in the same latent space DOT transports).",
-              f"- **patch_fd**: the same on 7×7 RGB pixel patches (stride 4), independent of the codec.", ""]
+              "- **patch_fd**: the same on 7×7 RGB pixel patches (stride 4), independent of the codec.", ""]
     skipped = info["skipped_metrics"]
     if skipped:
         lines += ["Skipped metrics:", ""] + [f"- {why}" if why.upper().startswith(name.upper()) else f"- {name.upper()}: {why}"
