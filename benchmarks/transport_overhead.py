@@ -9,6 +9,9 @@ on the CPU, and on CUDA when present. Also prints the transport step alone
 estimates with less noise. Target: ≤ 1 %.
 
     python benchmarks/transport_overhead.py [--repeats 7] [--taesd DIR] [--size 512]
+                                            [--batch 1] [--devices cpu cuda]
+
+Also prints throughput (images per second through ``DOT.transform``) for the batch size.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ def _time(fn, device) -> float:
     return time.perf_counter() - start
 
 
-def _fitted(codec, patch_size: int, device) -> DOT:
+def _fitted(codec, patch_size: int, device, batch: int) -> DOT:
     """A DOT fitted on smooth (source) and textured (target) synthetic images: any
     full-rank operator costs the same to apply, and this needs no data files."""
     g = torch.Generator().manual_seed(0)
@@ -48,12 +51,12 @@ def _fitted(codec, patch_size: int, device) -> DOT:
     target = torch.nn.functional.interpolate(base, size=256, mode="bicubic").clamp(0, 1)
     target = (target + 0.1 * torch.randn(target.shape, generator=g)).clamp(0, 1)
     source = torch.nn.functional.avg_pool2d(target, 5, 1, 2)
-    return DOT(codec=codec, patch_size=patch_size, device=device).fit(list(source), list(target))
+    return DOT(codec=codec, patch_size=patch_size, device=device, batch_size=batch).fit(list(source), list(target))
 
 
-def measure(name: str, codec, patch_size: int, device: torch.device, size: int, repeats: int) -> dict:
-    dot = _fitted(codec, patch_size, device)
-    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1)).to(device)
+def measure(name: str, codec, patch_size: int, device: torch.device, size: int, repeats: int, batch: int = 1) -> dict:
+    dot = _fitted(codec, patch_size, device, batch)
+    image = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1)).to(device)
     z = codec.encode(image)
 
     def codec_only():
@@ -78,6 +81,7 @@ def measure(name: str, codec, patch_size: int, device: torch.device, size: int, 
         "transform_s": med["transform"], "transport_s": med["transport"],
         "overhead": (med["transform"] - med["codec"]) / med["codec"],
         "transport_ratio": med["transport"] / med["codec"],
+        "images_per_s": batch / med["transform"],
     }
 
 
@@ -86,13 +90,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--taesd", type=Path, default=DEFAULT_TAESD)
+    parser.add_argument("--batch", type=int, default=1, help="images per transform call (default 1)")
+    parser.add_argument("--devices", nargs="+", default=None,
+                        help="devices to measure (default: cpu, and cuda when present)")
     args = parser.parse_args()
 
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    names = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+    devices = [torch.device(n) for n in names]
     rows = []
     for device in devices:
         if args.taesd.exists():
-            rows.append(measure("TAEF2 p=3", load_codec(str(args.taesd), device=device), 3, device, args.size, args.repeats))
+            rows.append(measure("TAEF2 p=3", load_codec(str(args.taesd), device=device), 3, device, args.size,
+                                args.repeats, args.batch))
         else:
             print(f"skipping TAEF2: {args.taesd} not found (pass --taesd DIR)")
         from diffusers import AutoencoderKL
@@ -100,15 +109,18 @@ def main() -> None:
         torch.manual_seed(0)
         vae = AutoencoderKL(**sd_vae_config()).eval()
         codec = codec_from_diffusers(vae, name="sd-vae-ft-ema-architecture-random-init").to(device)
-        rows.append(measure("AutoencoderKL(sd-vae-ft-ema config) p=5", codec, 5, device, args.size, args.repeats))
+        rows.append(measure("AutoencoderKL(sd-vae-ft-ema config) p=5", codec, 5, device, args.size, args.repeats,
+                            args.batch))
 
-    print(f"\n{args.size}x{args.size} image, median of {args.repeats}, torch {torch.__version__}, "
+    if any(d.type == "cuda" for d in devices):
+        print(f"\nCUDA device: {torch.cuda.get_device_name()}")
+    print(f"\n{args.batch} image(s) of {args.size}x{args.size}, median of {args.repeats}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads")
     print(f"{'codec':42s} {'device':6s} {'D':>4s} {'enc+dec s':>10s} {'transform s':>12s} "
-          f"{'(transform-codec)/codec':>24s} {'transport/codec':>16s}")
+          f"{'(transform-codec)/codec':>24s} {'transport/codec':>16s} {'images/s':>9s}")
     for r in rows:
         print(f"{r['name']:42s} {r['device']:6s} {r['D']:4d} {r['codec_s']:10.4f} {r['transform_s']:12.4f} "
-              f"{100 * r['overhead']:23.2f}% {100 * r['transport_ratio']:15.2f}%")
+              f"{100 * r['overhead']:23.2f}% {100 * r['transport_ratio']:15.2f}% {r['images_per_s']:9.2f}")
 
 
 if __name__ == "__main__":

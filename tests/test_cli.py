@@ -123,6 +123,18 @@ def test_info(op, capsys):
     assert main(["info", str(op), "--json"]) == 0
     meta = json.loads(capsys.readouterr().out)
     assert meta["n_source_images"] == 4 and meta["format"] == "dotrestore.operator"
+    assert meta["lowpass_sigma"] == 4.0  # detail transport is the default
+
+
+def test_fit_lowpass_sigma_zero_is_whole_image_transport(tmp_path, capsys):
+    src = write_images(tmp_path / "restored", 2, seed=0, blur=True)
+    tgt = write_images(tmp_path / "clean", 2, seed=1)
+    path = tmp_path / "op.safetensors"
+    assert main(["fit", "--source", str(src), "--target", str(tgt), "--vae", "pixel", "--lowpass-sigma", "0",
+                 "-o", str(path)]) == 0
+    assert "whole images" in capsys.readouterr().out
+    assert main(["info", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["lowpass_sigma"] is None
 
 
 @pytest.mark.parametrize("command", ["fit", "apply", "info", "experiment", "demo"])

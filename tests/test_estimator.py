@@ -109,7 +109,7 @@ def test_not_fitted_and_bad_parameters():
 
 def test_zero_shot_uses_the_image_itself():
     clean = textured(4, seed=8)
-    dot = DOT(codec="pixel", zero_shot=True).fit(target_images=list(clean))
+    dot = DOT(codec="pixel", zero_shot=True, device="cpu").fit(target_images=list(clean))
     x_star = restored(textured(2, seed=9))
     assert torch.equal(dot.transform(x_star, alpha=1.0), x_star)
     out = dot.transform(x_star, alpha=0.0)
@@ -122,7 +122,7 @@ def test_stochastic_map_is_seeded_and_adds_texture():
     # A constant-per-patch source has a singular covariance: eq. 19 applies.
     flat = F.interpolate(torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0)), scale_factor=6, mode="nearest")
     src = F.avg_pool2d(flat, 9, 1, 4, count_include_pad=False)
-    dot = DOT(codec="pixel", stochastic="always", seed=3).fit(list(src), list(textured(6, seed=10)))
+    dot = DOT(codec="pixel", stochastic="always", seed=3, device="cpu").fit(list(src), list(textured(6, seed=10)))
     assert dot.noise_cov_ is not None and dot.noise_cov_.shape == (27, 27)
     a = dot.transform(src[0])
     assert torch.equal(a, dot.transform(src[0]))  # same seed, same draw
@@ -137,8 +137,8 @@ def test_save_load_round_trip(fitted, tmp_path):
         assert meta["codec_id"] == "pixel" and meta["patch_size"] == "3"
         assert {"operator", "mean_source", "cov_target"} <= set(f.keys())
     info = json.loads(meta["dotrestore"])
-    assert info["format_version"] == 1 and info["n_source_patches"] == fitted.n_source_patches_
-    loaded = DOT.load(path)
+    assert info["format_version"] == 2 and info["n_source_patches"] == fitted.n_source_patches_
+    loaded = DOT.load(path, device="cpu")
     x = restored(textured(1, seed=11))
     assert torch.equal(loaded.transform(x), fitted.transform(x))
     assert loaded.w2_squared_ == pytest.approx(fitted.w2_squared_)

@@ -194,6 +194,8 @@ def test_config_yaml_round_trip_and_cli_override(tmp_path, clean_dir):
     ({"alphas": ["x"]}, "not a number"),
     ({"patch_size": 4}, "odd"),
     ({"crop": 32, "resize": 32}, "not both"),
+    ({"lowpass_sigma": -1}, "lowpass-sigma"),
+    ({"lowpass_sigma": "big"}, "lowpass-sigma"),
 ])
 def test_config_validation_messages(values, message, tmp_path):
     base = dict(clean="c", degrade="noise:sigma=5", restorer="identity")
@@ -263,6 +265,27 @@ def test_taef2_cbsd68_kodak_end_to_end(cbsd68_dir, kodak24_dir, taef2_dir, tmp_p
         assert (out / link).exists()
 
 
+@pytest.mark.slow
+def test_unpaired_five_plus_five_nlmeans_keeps_the_restorers_colours(cbsd68_dir, taef2_dir, tmp_path):
+    """The issue's second check, on the first 25 CBSD68 photographs: unpaired 5 + 5 fit,
+    nlmeans at σ = 25, 15 test images. latent_fd at α = 0 ≤ 0.5× x*'s; detail transport keeps
+    the colours, so PSNR stays within 3 dB of x*'s (whole-image transport lost 10 dB here)."""
+    folder = tmp_path / "cbsd25"
+    folder.mkdir()
+    for path in sorted(cbsd68_dir.glob("*.png"))[:25]:
+        (folder / path.name).symlink_to(path)
+    result = run(ExperimentConfig(clean=str(folder), degrade="noise:sigma=25", restorer="nlmeans",
+                                  vae=str(taef2_dir), fit_source=5, fit_target=5, out=str(tmp_path / "out"),
+                                  collages=0, progress=False))
+    rows = {(r["method"], r["alpha"]): r for r in result.rows}
+    x_star, dot0 = rows[("restored", None)], rows[("dot", 0.0)]
+    assert dot0["n_images"] == 15
+    assert dot0["latent_fd"] <= 0.5 * x_star["latent_fd"], (dot0["latent_fd"], x_star["latent_fd"])
+    assert dot0["psnr"] >= x_star["psnr"] - 3.0, (dot0["psnr"], x_star["psnr"])
+    for column in ("mse", "psnr", "ssim", "latent_fd", "patch_fd"):
+        assert rows[("dot", 1.0)][column] == x_star[column]
+
+
 def test_transform_encoded_matches_transform_alphas(clean_dir):
     """The runner reuses E(x*) for the blend; it must equal DOT.transform_alphas exactly."""
     from dotrestore import DOT, data
@@ -272,6 +295,7 @@ def test_transform_encoded_matches_transform_alphas(clean_dir):
     x_star = data.quantize(images[8] * 0.8)
     expected = dot.transform_alphas([x_star], [-0.5, 0.0, 1.0])
     got = dot.transform_encoded(x_star[None], dot.encode([x_star])[0], [-0.5, 0.0, 1.0])
+    assert all(torch.equal(got[a][0], dot.transform_encoded(x_star[None], None, [a])[a][0]) for a in got)
     for alpha in (-0.5, 0.0, 1.0):
         assert torch.equal(got[alpha][0], expected[alpha][0])
     assert torch.equal(got[1.0][0], x_star)

@@ -41,6 +41,9 @@ def _add_fit(sub) -> None:
     p.add_argument("--eps", type=float, default=1e-8, help="eigenvalue clamp in matrix square roots (default 1e-8)")
     p.add_argument("--shrinkage", default=None, metavar="oas|RHO",
                    help="covariance shrinkage: 'oas' or a ridge fraction in [0, 1] (default none)")
+    p.add_argument("--lowpass-sigma", type=float, default=4.0, metavar="S",
+                   help="transport only details finer than a Gaussian low-pass of std S pixels; the restorer's "
+                   "low-pass is kept at apply time (default 4; 0 = whole images, as in the paper)")
     p.add_argument("--weighting", choices=("uniform", "gaussian"), default="uniform",
                    help="how overlapping patches are averaged back (default uniform)")
     p.add_argument("--zero-shot", action="store_true",
@@ -76,11 +79,13 @@ def _fit(args) -> int:
     data.validate_images((source or []) + target)
     dot = DOT(
         codec=args.vae, patch_size=args.patch_size, eps=args.eps, shrinkage=_parse_shrinkage(args.shrinkage),
-        weighting=args.weighting, zero_shot=args.zero_shot, device=args.device, progress=True,
+        weighting=args.weighting, lowpass_sigma=args.lowpass_sigma or None, zero_shot=args.zero_shot,
+        device=args.device, progress=True,
     )
     dot.fit(source, target)
     dot.save(output)
-    print(f"codec: {dot.codec_.id}  patch {dot.patch_size}x{dot.patch_size}  D = {dot.dim_}")
+    print(f"codec: {dot.codec_.id}  patch {dot.patch_size}x{dot.patch_size}  D = {dot.dim_}  "
+          + (f"details finer than low-pass sigma {dot.lowpass_sigma:g} px" if dot.lowpass_sigma else "whole images"))
     if source is not None:
         print(f"source: {dot.n_source_images_} images, {dot.n_source_patches_} patches")
     print(f"target: {dot.n_target_images_} images, {dot.n_target_patches_} patches")

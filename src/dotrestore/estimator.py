@@ -11,21 +11,27 @@ averaged back, and x̂0 = D(T(z)). The trade-off is traversed without refitting:
 
     pixel:  x̂α = (1 − α) x̂0 + α x*          latent: x̂α = D((1 − α) T(z) + α z)
 
+By default only the fine scales are transported (``lowpass_sigma``, see
+:mod:`dotrestore.detail`): z = E(x* − L_σ(x*) + ½) and x̂0 = D(T(z)) − ½ + L_σ(x*), so the
+restorer's own colours and layout are kept. ``lowpass_sigma=None`` transports whole images,
+exactly as in the paper.
+
 Conventions follow scikit-learn: the constructor stores parameters only, ``fit`` /
 ``partial_fit`` learn attributes with a trailing underscore, ``transform`` never refits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from . import data, gaussian
+from . import detail, gaussian
 from .codecs import Codec, load_codec
 from .errors import InputError, NotFittedError
+from .image_items import image_items, load_item
 from .patches import extract_patches, transport_latent
 
 ROLES = ("source", "target")
@@ -58,6 +64,12 @@ class DOT:
         number of patches is below ~2·D.
     weighting : "uniform" or "gaussian"
         How overlapping transported patches are averaged back into a latent map.
+    lowpass_sigma : float or None
+        Std (pixels) of the Gaussian low-pass L_σ whose content is kept from x*: statistics
+        and transport use the detail images x − L_σ(x) + ½, and L_σ(x*) is added back after
+        decoding (see :mod:`dotrestore.detail`). None or 0: whole images, as in the paper.
+        The default 4 keeps colour and layout from the restorer; it made unpaired fits on 5 + 5
+        photographs far less sensitive to which photographs they were.
     zero_shot : bool
         Take the source statistics from each image being transformed (only target
         statistics are fitted).
@@ -82,6 +94,7 @@ class DOT:
         eps: float = 1e-8,
         shrinkage: None | str | float = None,
         weighting: str = "uniform",
+        lowpass_sigma: float | None = 4.0,
         zero_shot: bool = False,
         stochastic: str = "auto",
         device: str | torch.device | None = None,
@@ -94,6 +107,7 @@ class DOT:
         self.eps = eps
         self.shrinkage = shrinkage
         self.weighting = weighting
+        self.lowpass_sigma = lowpass_sigma
         self.zero_shot = zero_shot
         self.stochastic = stochastic
         self.device = device
@@ -112,6 +126,9 @@ class DOT:
             raise InputError(None, f"stochastic must be one of {STOCHASTIC}, got {self.stochastic!r}")
         if not self.eps > 0:
             raise InputError(None, f"eps must be > 0, got {self.eps!r}")
+        sigma = self.lowpass_sigma
+        if sigma is not None and not (isinstance(sigma, (int, float)) and 0 <= sigma < float("inf")):
+            raise InputError(None, f"lowpass_sigma must be None or a number >= 0 (pixels), got {sigma!r}")
         if self.batch_size < 1:
             raise InputError(None, f"batch_size must be >= 1, got {self.batch_size!r}")
 
@@ -142,50 +159,24 @@ class DOT:
         return moments
 
     # ------------------------------------------------------------------ images
-    def _iter_images(self, images, desc: str) -> tuple[list, str]:
-        """Normalise accepted inputs to a list of (3, H, W) tensors or lazy paths.
-
-        Returns the items and the input kind ("single", "batch", "list") so that
-        ``transform`` can answer in the same kind. Paths are validated up front and
-        read one at a time, so fitting on many files needs memory for one image only.
-        """
-        if isinstance(images, torch.Tensor):
-            if images.ndim == 3 and images.shape[0] == 3:
-                return [images], "single"
-            if images.ndim == 4 and images.shape[1] == 3:
-                return list(images), "batch"
-            raise InputError(None, f"{desc}: expected a (3, H, W) or (B, 3, H, W) tensor, got {tuple(images.shape)}")
-        if isinstance(images, (str, Path)):
-            images = [images]
-        if not isinstance(images, Iterable):
-            raise InputError(None, f"{desc}: expected tensors or image paths, got {type(images).__name__}")
-        items = list(images)
-        if not items:
-            raise InputError(None, f"{desc}: no images given")
-        if all(isinstance(i, (str, Path)) for i in items):
-            paths = data.list_images(items)
-            data.validate_images(paths)
-            return paths, "list"
-        for i, item in enumerate(items):
-            if not (isinstance(item, torch.Tensor) and item.ndim == 3 and item.shape[0] == 3):
-                raise InputError(None, f"{desc}: item {i} is not a (3, H, W) tensor or a path")
-        return items, "list"
-
-    @staticmethod
-    def _load(item) -> torch.Tensor:
-        image = data.read_image(item) if isinstance(item, (str, Path)) else item
-        if not torch.isfinite(image).all():
-            raise InputError(None, "image contains NaN or infinite values")
-        return image.float()
-
     def _progress(self, items, desc: str):
         return tqdm(items, desc=desc, unit="img", disable=not self.progress or len(items) < 2, leave=False)
 
-    def encode(self, images) -> list[torch.Tensor]:
-        """Latents (1, C, h, w) of each image, on the estimator's device."""
+    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(what the codec encodes, the low-pass kept from x): see :mod:`dotrestore.detail`."""
+        return detail.split(x, self.lowpass_sigma)
+
+    def _encode_one(self, x: torch.Tensor) -> torch.Tensor:
         codec = self._get_codec()
-        items, _ = self._iter_images(images, "encode")
-        return [codec.encode(self._load(x)[None].to(codec.device)) for x in self._progress(items, "encoding")]
+        return codec.encode(self._split(x.to(codec.device))[0])
+
+    def encode(self, images) -> list[torch.Tensor]:
+        """Latents (1, C, h, w) of each image as DOT models them, on the estimator's device.
+
+        With ``lowpass_sigma`` these are the latents of the detail images x − L_σ(x) + ½.
+        """
+        items, _ = image_items(images, "encode")
+        return [self._encode_one(load_item(x)[None]) for x in self._progress(items, "encoding")]
 
     # ------------------------------------------------------------------ fitting
     def partial_fit(self, images, role: str = "source") -> "DOT":
@@ -196,10 +187,9 @@ class DOT:
         the map is recomputed from the running moments after each call.
         """
         moments = self._moments(role)
-        items, _ = self._iter_images(images, f"{role} images")
-        codec = self._get_codec()
+        items, _ = image_items(images, f"{role} images")
         for x in self._progress(items, f"encoding {role}"):
-            z = codec.encode(self._load(x)[None].to(codec.device))
+            z = self._encode_one(load_item(x)[None])
             moments.update(extract_patches(z, self.patch_size))
             setattr(self, f"n_{role}_images_", getattr(self, f"n_{role}_images_") + 1)
         self._update_fitted()
@@ -315,53 +305,63 @@ class DOT:
         self._check_fitted()
         _check_interpolation(interpolation)
         alphas = [float(a) for a in alphas]
-        items, _ = self._iter_images(images, "images to transform")
+        items, _ = image_items(images, "images to transform")
         codec = self._get_codec()
         generator = self._generator(codec.device)
         out: dict[float, list[torch.Tensor]] = {a: [] for a in alphas}
         for x in self._progress(items, "transporting"):
-            x = self._load(x)[None].to(codec.device)
-            for a, xa in self.transform_encoded(x, codec.encode(x), alphas, interpolation, generator).items():
+            x = load_item(x)[None].to(codec.device)
+            for a, xa in self.transform_encoded(x, None, alphas, interpolation, generator).items():
                 out[a].append(xa[0])
         return out
 
     def transform_encoded(
-        self, x: torch.Tensor, z: torch.Tensor, alphas: Sequence[float], interpolation: str = "pixel",
+        self, x: torch.Tensor, z: torch.Tensor | None, alphas: Sequence[float], interpolation: str = "pixel",
         generator: torch.Generator | None = None,
     ) -> dict[float, torch.Tensor]:
-        """x̂α for restorations x (B, 3, H, W) whose latents z = E(x) are already computed.
+        """x̂α for restorations x (B, 3, H, W), given their latents ``z = self.encode(x)``.
 
-        For callers that need E(x*) anyway (e.g. to measure it), so it is encoded once.
+        For callers that have those latents already (with ``lowpass_sigma=None`` they are
+        plain E(x*), which an evaluation needs anyway), so nothing is encoded twice. ``z=None``
+        encodes here.
         """
         self._check_fitted()
         _check_interpolation(interpolation)
         codec = self._get_codec()
-        x, z = x.to(codec.device, torch.float32), z.to(codec.device)
+        x = x.to(codec.device, torch.float32)
+        encoded, low = self._split(x)
+        z = codec.encode(encoded) if z is None else z.to(codec.device)
         size = tuple(x.shape[-2:])
         generator = generator if generator is not None else self._generator(codec.device)
         z_transported = self.transport(z, generator)
+
+        def decode(latent: torch.Tensor) -> torch.Tensor:
+            # x̂0 is an image: clamped before blending, like a decoder's own output
+            return detail.recombine(codec.decode(latent, size=size), low).clamp_(0, 1)
+
         if interpolation == "pixel":
-            x0 = codec.decode(z_transported, size=size)
+            x0 = decode(z_transported)
             return {a: ((1 - a) * x0 + a * x).clamp_(0, 1) for a in map(float, alphas)}
-        return {a: codec.decode((1 - a) * z_transported + a * z, size=size).clamp_(0, 1) for a in map(float, alphas)}
+        return {a: decode((1 - a) * z_transported + a * z).clamp_(0, 1) for a in map(float, alphas)}
 
     def transform(self, images, alpha: float = 0.0, interpolation: str = "pixel"):
         """x̂α for one α; answers in the kind of input given.
 
         (3, H, W) tensor → (3, H, W); (B, 3, H, W) → (B, 3, H, W); a list of tensors or
-        paths → a list of (3, H, W) tensors. See :meth:`transform_alphas` for the formula.
+        paths → a list of (3, H, W) tensors. Inputs may live on any device; outputs are on
+        the estimator's device. See :meth:`transform_alphas` for the formula.
         """
         self._check_fitted()
         _check_interpolation(interpolation)
-        items, kind = self._iter_images(images, "images to transform")
+        items, kind = image_items(images, "images to transform")
         if kind == "list":
             return self.transform_alphas(items, [alpha], interpolation)[float(alpha)]
         codec = self._get_codec()
         generator = self._generator(codec.device)
         batch = images if kind == "batch" else images[None]
         outs = [
-            self.transform_encoded(chunk, codec.encode(chunk.float()), [alpha], interpolation, generator)[float(alpha)]
-            for chunk in batch.split(self.batch_size)
+            self.transform_encoded(chunk, None, [alpha], interpolation, generator)[float(alpha)]
+            for chunk in batch.to(codec.device, torch.float32).split(self.batch_size)
         ]
         result = torch.cat(outs)
         return result[0] if kind == "single" else result
@@ -388,4 +388,4 @@ class DOT:
     def __repr__(self) -> str:
         codec = self.codec if isinstance(self.codec, str) else getattr(self.codec, "id", type(self.codec).__name__)
         state = "fitted" if hasattr(self, "operator_") or hasattr(self, "mean_target_") else "not fitted"
-        return f"DOT(codec={codec!r}, patch_size={self.patch_size}, {state})"
+        return f"DOT(codec={codec!r}, patch_size={self.patch_size}, lowpass_sigma={self.lowpass_sigma}, {state})"

@@ -1,6 +1,7 @@
 """Operator files: a fitted DOT as safetensors tensors plus JSON metadata.
 
-Layout (format version 1):
+Layout (format version 2; version 1 files, written before ``lowpass_sigma`` existed, are
+read as whole-image operators, ``lowpass_sigma=None``):
 
 - tensors (float64): ``mean_source``, ``cov_source``, ``mean_target``, ``cov_target``,
   ``operator`` (A of eq. 17, or T0 of eq. 19), ``noise_cov`` (Σw of eq. 19, only for the
@@ -30,10 +31,10 @@ from .codecs import load_codec
 from .errors import OperatorFileError
 
 FORMAT = "dotrestore.operator"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 ROLES = ("source", "target")
 _FITTED = ("mean_source", "cov_source", "mean_target", "cov_target", "operator", "noise_cov")
-_PARAMS = ("patch_size", "eps", "shrinkage", "weighting", "zero_shot", "stochastic", "seed")
+_PARAMS = ("patch_size", "eps", "shrinkage", "weighting", "lowpass_sigma", "zero_shot", "stochastic", "seed")
 
 
 def operator_metadata(dot) -> dict:
@@ -141,6 +142,7 @@ def load_operator(cls, path: str | Path, codec=None, device=None):
     """Build a fitted ``cls`` (DOT) from an operator file; refuses a codec of another id."""
     meta, tensors = read_operator_file(path)
     params = {name: meta[name] for name in _PARAMS if name in meta}
+    params.setdefault("lowpass_sigma", None)  # version 1: statistics of whole images
     dot = cls(codec=codec if codec is not None else meta["codec_spec"], device=device, **params)
     codec_obj = load_codec(dot.codec, device=dot._device())
     if not same_weights(codec_obj.id, meta["codec_id"]):

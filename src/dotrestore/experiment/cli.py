@@ -53,6 +53,9 @@ def _add_experiment(sub) -> None:
     a("--out", metavar="DIR", default=None, help="output folder (default dotrestore-experiment)")
     a("--overwrite", action="store_true", default=None, help="replace the results of a previous run in --out")
     a("--patch-size", type=int, metavar="P", default=None, help="odd latent patch side (default 3)")
+    a("--lowpass-sigma", type=float, metavar="S", default=None,
+      help="transport only details finer than a Gaussian low-pass of std S pixels, keeping the restorer's "
+      "low-pass (default 4); 0 transports whole images as in the paper")
     a("--shrinkage", metavar="oas|RHO", default=None, help="covariance shrinkage (default none)")
     a("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     a("--collages", type=int, metavar="K", default=None, help="collages for the first K test images (default 4)")

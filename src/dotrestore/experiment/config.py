@@ -50,6 +50,7 @@ class ExperimentConfig:
     out: str = "dotrestore-experiment"
     overwrite: bool = False
     patch_size: int = 3
+    lowpass_sigma: float = 4.0
     shrinkage: str | float | None = None
     device: str | None = None
     collages: int = 4
@@ -134,6 +135,12 @@ class ExperimentConfig:
             if not isinstance(getattr(self, name), bool):
                 fail(f"--{_flag(name)} must be true or false, got {getattr(self, name)!r}")
         self.alphas = self._checked_alphas(fail)
+        sigma = self.lowpass_sigma
+        if sigma is None:
+            sigma = 0.0
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 <= sigma < math.inf:
+            fail(f"--lowpass-sigma must be a number >= 0 (pixels; 0 transports whole images), got {sigma!r}")
+        self.lowpass_sigma = float(sigma)
         if isinstance(self.shrinkage, str) and self.shrinkage != "oas":
             try:
                 self.shrinkage = float(self.shrinkage)

@@ -113,7 +113,11 @@ def write_report(folder: Path, rows: list[dict], config, info: dict) -> Path:
               "x̂α = (1 − α)·x̂0 + α·x*, where x̂0 moves every latent "
               f"{config.patch_size}×{config.patch_size} patch of x* by the Gaussian optimal-transport map "
               "from restored to clean statistics. α = 1 is the restorer itself, α = 0 the "
-              "perception-optimal end, α < 0 and α > 1 extrapolate.", ""]
+              "perception-optimal end, α < 0 and α > 1 extrapolate."
+              + (f" Only details are transported: the codec sees x − L(x) + ½, with L a Gaussian low-pass of "
+                 f"σ = {op['lowpass_sigma']:g} px, and x*'s own L(x*) is added back to the decoded x̂0 "
+                 "(`--lowpass-sigma 0` transports whole images, as in the paper)." if op.get("lowpass_sigma")
+                 else " Whole images are transported, as in the paper (`--lowpass-sigma 0`)."), ""]
     if dot0 is not None:
         ratio = dot0["latent_fd"] / xstar["latent_fd"] if xstar["latent_fd"] > 0 else float("nan")
         lines += [f"**At α = 0, latent_fd is {_num(dot0['latent_fd'])} vs {_num(xstar['latent_fd'])} for x* "
@@ -150,6 +154,8 @@ def write_report(folder: Path, rows: list[dict], config, info: dict) -> Path:
               f"- Codec: `{codec['id']}` (spec `{codec['spec']}`, {codec['latent_channels']} latent channels, "
               f"downscale {codec['downscale']}, device {codec['device']})",
               f"- Operator: patch {op['patch_size']}×{op['patch_size']} (D = {op['dim']}), "
+              + (f"details finer than a σ = {op['lowpass_sigma']:g} px low-pass, " if op.get("lowpass_sigma")
+                 else "whole images, ") +
               f"{op['n_source_patches']} source / {op['n_target_patches']} target patches, shrinkage "
               f"{op['shrinkage_used']}, {'stochastic (singular Σs)' if op['stochastic'] else 'deterministic'} map, "
               f"W2²(source, target) = {_num(op['w2_squared'])}; saved as `operator.safetensors` "

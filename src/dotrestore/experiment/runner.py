@@ -163,7 +163,8 @@ def _fit(dot: DOT, plan: Plan, config: ExperimentConfig) -> None:
 def _run(config: ExperimentConfig, plan: Plan, staging: Path, codec, notes: list[str], started: float) -> ExperimentResult:
     timings: dict[str, float] = {}
     dot = DOT(codec=codec if codec is not None else config.vae, patch_size=config.patch_size,
-              shrinkage=config.shrinkage, device=config.device, progress=config.progress, seed=config.seed)
+              shrinkage=config.shrinkage, lowpass_sigma=config.lowpass_sigma or None, device=config.device,
+              progress=config.progress, seed=config.seed)
     t = time.perf_counter()
     _fit(dot, plan, config)
     timings["fit_s"] = time.perf_counter() - t
@@ -193,7 +194,8 @@ def _run(config: ExperimentConfig, plan: Plan, staging: Path, codec, notes: list
         x, x_star = triple.clean, triple.restored
         sizes.add(tuple(x.shape[-2:]))
         z_star = _encode(codec, [x_star])[0]
-        outputs = dot.transform_encoded(x_star[None], z_star, alphas)
+        # With detail transport DOT encodes x* − L_σ(x*) + ½ itself; else E(x*) serves both.
+        outputs = dot.transform_encoded(x_star[None], None if dot.lowpass_sigma else z_star, alphas)
         images = {("dot", a): data.quantize(img[0].cpu()) for a, img in outputs.items()}
         images[("restored", None)] = x_star
         if has_degraded:
@@ -263,6 +265,7 @@ def _run(config: ExperimentConfig, plan: Plan, staging: Path, codec, notes: list
         "codec": {"id": codec.id, "spec": codec.spec, "latent_channels": codec.latent_channels,
                   "downscale": codec.downscale, "device": str(codec.device)},
         "operator": {"w2_squared": getattr(dot, "w2_squared_", None), "patch_size": config.patch_size,
+                     "lowpass_sigma": dot.lowpass_sigma,
                      "dim": dot.dim_, "n_source_patches": getattr(dot, "n_source_patches_", None),
                      "n_target_patches": getattr(dot, "n_target_patches_", None),
                      "shrinkage_used": getattr(dot, "shrinkage_used_", None),
