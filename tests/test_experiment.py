@@ -286,15 +286,16 @@ def test_unpaired_five_plus_five_nlmeans_keeps_the_restorers_colours(cbsd68_dir,
         assert rows[("dot", 1.0)][column] == x_star[column]
 
 
-def test_transform_encoded_matches_transform_alphas(clean_dir):
-    """The runner reuses E(x*) for the blend; it must equal DOT.transform_alphas exactly."""
+@pytest.mark.parametrize("lowpass_sigma", [4.0, None])
+def test_transform_encoded_matches_transform_alphas(clean_dir, lowpass_sigma):
+    """The runner hands over E(x*) (reused for whole images); it must equal DOT.transform_alphas exactly."""
     from dotrestore import DOT, data
 
     images = data.load_images(clean_dir)
-    dot = DOT(codec="pixel", device="cpu").fit([data.quantize(i * 0.8) for i in images[:4]], images[4:8])
+    dot = DOT(codec="pixel", device="cpu", lowpass_sigma=lowpass_sigma).fit([data.quantize(i * 0.8) for i in images[:4]], images[4:8])
     x_star = data.quantize(images[8] * 0.8)
     expected = dot.transform_alphas([x_star], [-0.5, 0.0, 1.0])
-    got = dot.transform_encoded(x_star[None], dot.encode([x_star])[0], [-0.5, 0.0, 1.0])
+    got = dot.transform_encoded(x_star[None], dot.codec_.encode(x_star[None]), [-0.5, 0.0, 1.0])
     assert all(torch.equal(got[a][0], dot.transform_encoded(x_star[None], None, [a])[a][0]) for a in got)
     for alpha in (-0.5, 0.0, 1.0):
         assert torch.equal(got[alpha][0], expected[alpha][0])

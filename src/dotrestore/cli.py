@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from . import data
 from ._version import __version__
+from .detail import describe
 from .errors import DotRestoreError, InputError
 from .experiment.report import alpha_dirname
 
@@ -85,7 +86,7 @@ def _fit(args) -> int:
     dot.fit(source, target)
     dot.save(output)
     print(f"codec: {dot.codec_.id}  patch {dot.patch_size}x{dot.patch_size}  D = {dot.dim_}  "
-          + (f"details finer than low-pass sigma {dot.lowpass_sigma:g} px" if dot.lowpass_sigma else "whole images"))
+          f"transporting {describe(dot.lowpass_sigma)}")
     if source is not None:
         print(f"source: {dot.n_source_images_} images, {dot.n_source_patches_} patches")
     print(f"target: {dot.n_target_images_} images, {dot.n_target_patches_} patches")

@@ -49,3 +49,8 @@ def recombine(decoded: torch.Tensor, low: torch.Tensor | None) -> torch.Tensor:
     if low is None:
         return decoded
     return decoded - GREY + low
+
+
+def describe(sigma: float | None) -> str:
+    """What is transported, in words, for logs and reports."""
+    return f"details finer than a Gaussian low-pass of sigma {sigma:g} px" if sigma else "whole images"

@@ -319,18 +319,18 @@ class DOT:
         self, x: torch.Tensor, z: torch.Tensor | None, alphas: Sequence[float], interpolation: str = "pixel",
         generator: torch.Generator | None = None,
     ) -> dict[float, torch.Tensor]:
-        """x̂α for restorations x (B, 3, H, W), given their latents ``z = self.encode(x)``.
+        """x̂α for restorations x (B, 3, H, W), reusing ``z = codec.encode(x)`` when given.
 
-        For callers that have those latents already (with ``lowpass_sigma=None`` they are
-        plain E(x*), which an evaluation needs anyway), so nothing is encoded twice. ``z=None``
-        encodes here.
+        An evaluation needs E(x*) anyway; with whole-image transport (``lowpass_sigma=None``)
+        it is the transported latent too, so x* is encoded once. With detail transport the
+        codec encodes the detail image x − L_σ(x) + ½ here and ``z`` is not needed.
         """
         self._check_fitted()
         _check_interpolation(interpolation)
         codec = self._get_codec()
         x = x.to(codec.device, torch.float32)
         encoded, low = self._split(x)
-        z = codec.encode(encoded) if z is None else z.to(codec.device)
+        z = codec.encode(encoded) if z is None or low is not None else z.to(codec.device)
         size = tuple(x.shape[-2:])
         generator = generator if generator is not None else self._generator(codec.device)
         z_transported = self.transport(z, generator)

@@ -7,6 +7,8 @@ import json
 import math
 from pathlib import Path
 
+from ..detail import describe
+
 COLUMNS = ("method", "alpha", "mse", "psnr", "ssim", "latent_fd", "patch_fd", "lpips", "fid", "kid", "n_images")
 
 
@@ -154,8 +156,7 @@ def write_report(folder: Path, rows: list[dict], config, info: dict) -> Path:
               f"- Codec: `{codec['id']}` (spec `{codec['spec']}`, {codec['latent_channels']} latent channels, "
               f"downscale {codec['downscale']}, device {codec['device']})",
               f"- Operator: patch {op['patch_size']}×{op['patch_size']} (D = {op['dim']}), "
-              + (f"details finer than a σ = {op['lowpass_sigma']:g} px low-pass, " if op.get("lowpass_sigma")
-                 else "whole images, ") +
+              f"{describe(op.get('lowpass_sigma'))}, "
               f"{op['n_source_patches']} source / {op['n_target_patches']} target patches, shrinkage "
               f"{op['shrinkage_used']}, {'stochastic (singular Σs)' if op['stochastic'] else 'deterministic'} map, "
               f"W2²(source, target) = {_num(op['w2_squared'])}; saved as `operator.safetensors` "

@@ -194,8 +194,7 @@ def _run(config: ExperimentConfig, plan: Plan, staging: Path, codec, notes: list
         x, x_star = triple.clean, triple.restored
         sizes.add(tuple(x.shape[-2:]))
         z_star = _encode(codec, [x_star])[0]
-        # With detail transport DOT encodes x* − L_σ(x*) + ½ itself; else E(x*) serves both.
-        outputs = dot.transform_encoded(x_star[None], None if dot.lowpass_sigma else z_star, alphas)
+        outputs = dot.transform_encoded(x_star[None], z_star, alphas)  # reuses E(x*) when it can
         images = {("dot", a): data.quantize(img[0].cpu()) for a, img in outputs.items()}
         images[("restored", None)] = x_star
         if has_degraded:
