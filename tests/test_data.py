@@ -337,12 +337,9 @@ def test_bad_restorer_specs(spec):
     assert info.value.path is None and "restorer" in str(info.value)
 
 
-def test_noise_level_estimate_matches_pywavelets_transform():
-    from dotrestore.data.restorers import _db2_detail, estimate_sigma
+def test_noise_level_estimate():
+    from dotrestore.data.restorers import estimate_sigma
 
-    # pywt.dwt([1, 2, 1, 5, -1, 8, 4, 6], "db2") detail band, from the PyWavelets documentation
-    expected = [-0.61237244, -2.15599552, -5.95034847, -1.21545369, 1.22474487]
-    assert np.allclose(_db2_detail(np.array([1, 2, 1, 5, -1, 8, 4, 6.0]), 0), expected)
     noisy = 0.5 + 0.1 * np.random.default_rng(0).standard_normal((96, 80, 3))
     assert estimate_sigma(noisy) == pytest.approx(0.1, rel=0.05)
 

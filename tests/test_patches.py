@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dotrestore.errors import InputError
+
 from dotrestore.patches import (
     extract_patches,
     overlap_add,
@@ -46,7 +46,7 @@ def test_extract_patches_matches_unfold_order(stride):
 
 def test_extract_patches_smaller_than_patch_is_empty():
     assert extract_patches(torch.zeros(1, 4, 2, 9), 3).shape == (0, 36)
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError):
         extract_patches(torch.zeros(4, 5, 5), 3)
 
 
@@ -132,11 +132,11 @@ def test_invalid_arguments():
     for bad_p in (2, 4, 0):
         with pytest.raises(ValueError):  # InputError is a ValueError
             transport_latent(z, a, ms, mt, bad_p)
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError):
         transport_latent(z, a, ms, mt, 3, weighting="triangle")
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError):
         transport_latent(torch.zeros(1, 3, 4, 4), a, ms, mt, 3)  # D mismatch
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError):
         transport_latent(z[0], a, ms, mt, 3)
 
 

@@ -55,15 +55,12 @@ def _add_fit(sub) -> None:
 
 
 def _parse_shrinkage(value):
-    if value is None or value == "oas":
-        return value
+    from .gaussian import parse_shrinkage
+
     try:
-        rho = float(value)
-    except ValueError:
-        raise InputError(None, f"--shrinkage must be 'oas' or a number in [0, 1], got {value!r}") from None
-    if not 0 <= rho <= 1:
-        raise InputError(None, f"--shrinkage ridge fraction must be in [0, 1], got {rho}")
-    return rho
+        return parse_shrinkage(value)
+    except ValueError as exc:
+        raise InputError(None, f"--{exc}") from None
 
 
 def _fit(args) -> int:

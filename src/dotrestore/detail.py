@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from .data.degradations import gaussian_blur
+from .filters import gaussian_blur
 
 #: Added to H_σ(x) so the codec sees values around mid-grey rather than around 0.
 GREY = 0.5

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import torch
 
-from dotrestore.errors import InputError
 
 __all__ = [
     "EPS",
@@ -74,7 +73,7 @@ class Moments:
 
     def __init__(self, dim: int, shift: torch.Tensor | None = None, device=None):
         if int(dim) < 1:
-            raise InputError(None, f"Moments needs dim >= 1, got {dim}")
+            raise ValueError(f"Moments needs dim >= 1, got {dim}")
         self.dim = int(dim)
         self._device_fixed = device is not None
         device = torch.device("cpu") if device is None else torch.device(device)
@@ -91,7 +90,7 @@ class Moments:
     # -- accumulation -------------------------------------------------------------------
     def _check_vector(self, v: torch.Tensor, name: str) -> torch.Tensor:
         if v.shape != (self.dim,):
-            raise InputError(None, f"{name} must have shape ({self.dim},), got {tuple(v.shape)}")
+            raise ValueError(f"{name} must have shape ({self.dim},), got {tuple(v.shape)}")
         return v
 
     def to(self, device) -> "Moments":
@@ -103,7 +102,7 @@ class Moments:
     def update(self, samples: torch.Tensor) -> "Moments":
         """Add the rows of ``samples`` [N, D] (cast to float64) to the state; returns self."""
         if samples.ndim != 2 or samples.shape[1] != self.dim:
-            raise InputError(None, f"samples must have shape (N, {self.dim}), got {tuple(samples.shape)}")
+            raise ValueError(f"samples must have shape (N, {self.dim}), got {tuple(samples.shape)}")
         if samples.shape[0] == 0:
             return self
         if self.count.item() == 0 and not self._device_fixed:
@@ -126,7 +125,7 @@ class Moments:
         :math:`O_o + S_o\delta^\top + \delta S_o^\top + n_o\delta\delta^\top`.
         """
         if other.dim != self.dim:
-            raise InputError(None, f"cannot merge Moments of dim {other.dim} into dim {self.dim}")
+            raise ValueError(f"cannot merge Moments of dim {other.dim} into dim {self.dim}")
         if other.count.item() == 0:
             return self
         dev = self.sum.device
@@ -150,7 +149,7 @@ class Moments:
         """Sample mean [D] (float64)."""
         n = self.count.item()
         if n < 1:
-            raise InputError(None, "Moments.mean needs at least 1 sample, got 0")
+            raise ValueError("Moments.mean needs at least 1 sample, got 0")
         return self.shift + self.sum / n
 
     @property
@@ -158,7 +157,7 @@ class Moments:
         """Unbiased sample covariance [D, D] (divides by N - 1; float64, symmetric)."""
         n = self.count.item()
         if n < 2:
-            raise InputError(None, f"Moments.covariance needs at least 2 samples, got {int(n)}")
+            raise ValueError(f"Moments.covariance needs at least 2 samples, got {int(n)}")
         cov = (self.outer - torch.outer(self.sum, self.sum) / n) / (n - 1)
         return 0.5 * (cov + cov.T)
 
@@ -171,7 +170,7 @@ class Moments:
         """Rebuild from :meth:`state_dict` (copies the tensors, as float64)."""
         missing = {"count", "shift", "sum", "outer"} - set(state)
         if missing:
-            raise InputError(None, f"Moments state is missing {sorted(missing)}")
+            raise ValueError(f"Moments state is missing {sorted(missing)}")
         shift = torch.as_tensor(state["shift"])
         m = cls(shift.shape[0], device=shift.device)
         m._device_fixed = False
@@ -181,7 +180,7 @@ class Moments:
         m.sum = m._check_vector(torch.as_tensor(state["sum"]), "sum").to(**f64).clone()
         m.outer = torch.as_tensor(state["outer"]).to(**f64).clone()
         if m.outer.shape != (m.dim, m.dim):
-            raise InputError(None, f"outer must have shape ({m.dim}, {m.dim}), got {tuple(m.outer.shape)}")
+            raise ValueError(f"outer must have shape ({m.dim}, {m.dim}), got {tuple(m.outer.shape)}")
         # A non-empty state's shift is part of its meaning; an empty one may pick a new one.
         m._shift_fixed = m.count.item() > 0
         return m
@@ -346,6 +345,31 @@ def w2_squared(
     return value.clamp(min=0.0)
 
 
+def parse_shrinkage(value) -> None | str | float:
+    """The one parser of a shrinkage setting: None (or "none"), "oas", or a ridge fraction ρ ∈ [0, 1].
+
+    Accepts the strings a command line or a config file gives ("oas", "0.1"); raises
+    ValueError naming the accepted values otherwise. Callers at user-input boundaries wrap
+    the message in an InputError naming the file or flag.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("oas", "none"):
+            return None if text == "none" else "oas"
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"shrinkage must be None, 'oas' or a number in [0, 1], got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"shrinkage must be None, 'oas' or a number in [0, 1], got {value!r}")
+    rho = float(value)
+    if not 0.0 <= rho <= 1.0:  # also refuses NaN
+        raise ValueError(f"shrinkage ridge fraction must be in [0, 1], got {rho}")
+    return rho
+
+
 def shrink_covariance(
     cov: torch.Tensor, n_samples: int, shrinkage: None | str | float
 ) -> tuple[torch.Tensor, str]:
@@ -367,16 +391,15 @@ def shrink_covariance(
     -------
     (cov, used) : the shrunk covariance and a description such as ``"oas(rho=0.0132)"``.
     """
+    shrinkage = parse_shrinkage(shrinkage)
     if shrinkage is None:
         return cov, "none"
     d = cov.shape[-1]
     nu = torch.diagonal(cov).sum() / d
-    if isinstance(shrinkage, str):
-        if shrinkage.lower() != "oas":
-            raise InputError(None, f"unknown shrinkage {shrinkage!r}: use None, 'oas' or a float in [0, 1]")
+    if shrinkage == "oas":
         n = int(n_samples)
         if n < 2:
-            raise InputError(None, f"OAS shrinkage needs n_samples >= 2, got {n}")
+            raise ValueError(f"OAS shrinkage needs n_samples >= 2, got {n}")
         emp = cov * ((n - 1) / n)
         mu = nu * ((n - 1) / n)
         alpha = emp.square().mean()
@@ -384,12 +407,8 @@ def shrink_covariance(
         den = (n + 1) * (alpha - mu * mu / d)
         rho = 1.0 if den.item() == 0 else min(float(num / den), 1.0)
         label = f"oas(rho={rho:.4g})"
-    elif isinstance(shrinkage, (int, float)) and not isinstance(shrinkage, bool):
-        rho = float(shrinkage)
-        if not 0.0 <= rho <= 1.0:
-            raise InputError(None, f"shrinkage must be in [0, 1], got {rho}")
-        label = f"ridge(rho={rho:.4g})"
     else:
-        raise InputError(None, f"shrinkage must be None, 'oas' or a float in [0, 1], got {shrinkage!r}")
+        rho = shrinkage
+        label = f"ridge(rho={rho:.4g})"
     eye = torch.eye(d, dtype=cov.dtype, device=cov.device)
     return (1.0 - rho) * cov + (rho * nu) * eye, label

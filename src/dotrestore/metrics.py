@@ -82,9 +82,9 @@ def psnr(x: Tensor, y: Tensor, data_range: float = 1.0) -> float:
 
 def _gaussian_window(size: int, sigma: float, dtype: torch.dtype, device) -> Tensor:
     # Same taps as scipy.ndimage.gaussian_filter(sigma=1.5, truncate=3.5): radius 5, normalised.
-    r = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
-    g = torch.exp(-0.5 * (r / sigma) ** 2)
-    return g / g.sum()
+    from dotrestore.filters import gaussian_kernel1d
+
+    return gaussian_kernel1d(sigma, radius=(size - 1) // 2, dtype=dtype, device=device)
 
 
 def _valid_filter(maps: Tensor, taps: Tensor, dim: int) -> Tensor:

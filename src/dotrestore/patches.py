@@ -20,7 +20,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from dotrestore.errors import InputError
+from .filters import gaussian_kernel1d
+
 
 __all__ = ["extract_patches", "transport_latent", "transport_latent_reference", "patch_weights", "overlap_add"]
 
@@ -34,10 +35,10 @@ def extract_patches(z: torch.Tensor, patch_size: int, stride: int = 1) -> torch.
     ``F.unfold`` order. N = B·⌊(H−p)/s + 1⌋·⌊(W−p)/s + 1⌋ (0 when the map is smaller than p).
     """
     if z.ndim != 4:
-        raise InputError(None, f"expected a latent of shape (B, C, H, W), got {tuple(z.shape)}")
+        raise ValueError(f"expected a latent of shape (B, C, H, W), got {tuple(z.shape)}")
     p, s = int(patch_size), int(stride)
     if p < 1 or s < 1:
-        raise InputError(None, f"patch_size and stride must be >= 1, got {patch_size}, {stride}")
+        raise ValueError(f"patch_size and stride must be >= 1, got {patch_size}, {stride}")
     b, c, h, w = z.shape
     if h < p or w < p:
         return z.new_empty((0, c * p * p))
@@ -53,13 +54,11 @@ def patch_weights(patch_size: int, weighting: str = "uniform", dtype=torch.float
     pixel is mostly explained by the patches centred near it.
     """
     if weighting not in WEIGHTINGS:
-        raise InputError(None, f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     p = int(patch_size)
     if weighting == "uniform":
         return torch.ones(p, p, dtype=dtype, device=device)
-    r, sigma = p // 2, p / 4.0
-    offsets = torch.arange(p, dtype=torch.float64) - r
-    g = torch.exp(-offsets.square() / (2.0 * sigma * sigma))
+    g = gaussian_kernel1d(p / 4.0, radius=p // 2, normalize=False, dtype=torch.float64)
     return torch.outer(g, g).to(dtype=dtype, device=device)
 
 
@@ -76,22 +75,22 @@ def _overlap_weight(h: int, w: int, p: int, weighting: str, dtype: torch.dtype, 
 
 def _check(z, operator, mean_source, mean_target, patch_size, weighting, noise_sqrt) -> tuple[int, int]:
     if z.ndim != 4:
-        raise InputError(None, f"expected a latent of shape (B, C, H, W), got {tuple(z.shape)}")
+        raise ValueError(f"expected a latent of shape (B, C, H, W), got {tuple(z.shape)}")
     if not z.is_floating_point():
-        raise InputError(None, f"latent must be a floating-point tensor, got {z.dtype}")
+        raise ValueError(f"latent must be a floating-point tensor, got {z.dtype}")
     p = int(patch_size)
     if p < 1 or p % 2 == 0:
-        raise InputError(None, f"patch_size must be a positive odd integer (patches are centred), got {patch_size}")
+        raise ValueError(f"patch_size must be a positive odd integer (patches are centred), got {patch_size}")
     if weighting not in WEIGHTINGS:
-        raise InputError(None, f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     d = z.shape[1] * p * p
     if operator.shape != (d, d):
-        raise InputError(None, f"operator must be ({d}, {d}) for C={z.shape[1]}, p={p}, got {tuple(operator.shape)}")
+        raise ValueError(f"operator must be ({d}, {d}) for C={z.shape[1]}, p={p}, got {tuple(operator.shape)}")
     for name, v in (("mean_source", mean_source), ("mean_target", mean_target)):
         if v.shape != (d,):
-            raise InputError(None, f"{name} must have shape ({d},), got {tuple(v.shape)}")
+            raise ValueError(f"{name} must have shape ({d},), got {tuple(v.shape)}")
     if noise_sqrt is not None and noise_sqrt.shape != (d, d):
-        raise InputError(None, f"noise_sqrt must be ({d}, {d}), got {tuple(noise_sqrt.shape)}")
+        raise ValueError(f"noise_sqrt must be ({d}, {d}), got {tuple(noise_sqrt.shape)}")
     return p, d
 
 

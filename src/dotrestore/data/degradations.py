@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import InputError
+from ..filters import gaussian_blur, gaussian_kernel1d  # noqa: F401  (re-exported)
 from .io import quantize, resize_image
 
 _REQUIRED = object()
@@ -97,28 +98,6 @@ def parse_params(part: str, table: dict[str, tuple[type, tuple[Param, ...]]], wh
             raise InputError(None, f"{what} {name!r}: {param.name}={text!r} is invalid, expected {param.kind.__name__} {param.rule}")
         values[param.name] = number
     return cls, values
-
-
-def gaussian_kernel1d(sigma: float, dtype=torch.float32, device=None) -> torch.Tensor:
-    """Normalised 1-D Gaussian exp(-t²/2σ²), t = -r..r with radius r = ceil(3σ)."""
-    radius = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    kernel = torch.exp(-(t**2) / (2 * sigma**2))
-    return (kernel / kernel.sum()).to(dtype=dtype, device=device)
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (B, C, H, W), radius ceil(3σ), reflect borders.
-
-    Reflect padding needs radius < side; smaller images fall back to replicate borders.
-    """
-    kernel = gaussian_kernel1d(sigma, x.dtype, x.device)
-    radius = kernel.numel() // 2
-    channels = x.shape[1]
-    mode = "reflect" if radius < min(x.shape[-2:]) else "replicate"
-    x = F.pad(x, (radius, radius, radius, radius), mode=mode)
-    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
-    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
 
 
 class Degradation:

@@ -92,40 +92,15 @@ class Bicubic(Restorer):
         return resize_image(x, size)
 
 
-# Daubechies-2 high-pass decomposition filter, as pywt.Wavelet("db2").dec_hi.
-_DB2_DEC_HI = np.array([-0.48296291314469025, 0.836516303737469, -0.22414386804185735, -0.12940952255092145])
-
-
-def _db2_detail(x: np.ndarray, axis: int) -> np.ndarray:
-    """One level of pywt.dwt's detail band along ``axis`` (mode "symmetric", db2)."""
-    taps = len(_DB2_DEC_HI)
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (taps - 1, taps - 1)
-    padded = np.pad(x, pad, mode="symmetric")
-    n = padded.shape[axis] - taps + 1  # full convolution of the symmetric extension
-    full = sum(_DB2_DEC_HI[j] * np.take(padded, np.arange(taps - 1 - j, taps - 1 - j + n), axis=axis)
-               for j in range(taps))
-    return np.take(full, np.arange(1, n, 2), axis=axis)  # pywt keeps the odd samples
-
-
 def estimate_sigma(image: np.ndarray) -> float:
     """Gaussian noise σ of an (H, W, 3) image, averaged over channels (Donoho & Johnstone 1994).
 
     σ̂ = median(|d|) / Φ⁻¹(0.75) over the non-zero finest diagonal db2 wavelet coefficients d:
-    ``skimage.restoration.estimate_sigma(image, channel_axis=-1, average_sigmas=True)``. That
-    function needs PyWavelets, an optional dependency of scikit-image; without it the same
-    transform is computed here with numpy.
+    ``skimage.restoration.estimate_sigma(image, channel_axis=-1, average_sigmas=True)``
+    (PyWavelets, which it needs, is a dependency of dotrestore).
     """
-    try:
-        import pywt  # noqa: F401
-        from skimage.restoration import estimate_sigma as skimage_estimate_sigma
-    except ImportError:
-        sigmas = []
-        for c in range(image.shape[-1]):
-            detail = _db2_detail(_db2_detail(image[..., c], 0), 1)
-            detail = detail[np.nonzero(detail)]
-            sigmas.append(np.median(np.abs(detail)) / 0.6744897501960817 if detail.size else 0.0)
-        return float(np.mean(sigmas))
+    from skimage.restoration import estimate_sigma as skimage_estimate_sigma
+
     return float(skimage_estimate_sigma(image, channel_axis=-1, average_sigmas=True))
 
 

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import yaml
 
 from ..errors import InputError
+from ..gaussian import parse_shrinkage
 
 #: The α values of the seed's experiment (Adrai et al. 2023): extrapolation on both sides of [0, 1].
 DEFAULT_ALPHAS: tuple[float, ...] = (-0.7, -0.5, -0.3, 0.0, 0.3, 0.5, 0.7, 1.0, 1.3, 1.5)
@@ -141,15 +142,10 @@ class ExperimentConfig:
         if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 <= sigma < math.inf:
             fail(f"--lowpass-sigma must be a number >= 0 (pixels; 0 transports whole images), got {sigma!r}")
         self.lowpass_sigma = float(sigma)
-        if isinstance(self.shrinkage, str) and self.shrinkage != "oas":
-            try:
-                self.shrinkage = float(self.shrinkage)
-            except ValueError:
-                fail(f"--shrinkage must be 'oas' or a number in [0, 1], got {self.shrinkage!r}")
-        if isinstance(self.shrinkage, (int, float)) and not isinstance(self.shrinkage, bool):
-            if not 0.0 <= float(self.shrinkage) <= 1.0:
-                fail(f"--shrinkage must be in [0, 1], got {self.shrinkage}")
-            self.shrinkage = float(self.shrinkage)
+        try:
+            self.shrinkage = parse_shrinkage(self.shrinkage)
+        except ValueError as exc:
+            fail(f"--{exc}")
         return self
 
     def _check_int(self, name: str, fail) -> None:

@@ -1,0 +1,52 @@
+"""The one Gaussian kernel of dotrestore, and the separable blur built on it.
+
+Used by the blur degradation and restorer, the detail split L_σ (:mod:`dotrestore.detail`),
+the SSIM window and the gaussian patch weighting, so that all of them mean the same filter:
+
+.. math:: g_\\sigma(t) = \\exp\\!\\big(-t^2 / (2\\sigma^2)\\big), \\quad t = -r, \\dots, r,
+
+normalised to sum 1 unless asked otherwise, with radius r = ⌈3σ⌉ (at least 1) by default.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def gaussian_kernel1d(sigma: float, radius: int | None = None, normalize: bool = True,
+                      dtype=torch.float32, device=None) -> torch.Tensor:
+    """Taps g_σ(t), t = -r..r (r = ⌈3σ⌉ ≥ 1 unless ``radius`` is given), computed in float64.
+
+    ``normalize=False`` keeps the centre tap at 1 (the patch weighting's convention).
+    """
+    sigma = float(sigma)
+    if not (sigma > 0 and math.isfinite(sigma)):
+        raise ValueError(f"Gaussian sigma must be a finite number > 0, got {sigma!r}")
+    radius = max(1, math.ceil(3 * sigma)) if radius is None else int(radius)
+    if radius < 0:
+        raise ValueError(f"Gaussian radius must be >= 0, got {radius}")
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-(t**2) / (2 * sigma**2))
+    if normalize:
+        kernel = kernel / kernel.sum()
+    return kernel.to(dtype=dtype, device=device)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (B, C, H, W) with :func:`gaussian_kernel1d`, reflected borders.
+
+    Reflect padding needs radius < side; smaller images fall back to replicated borders.
+    """
+    kernel = gaussian_kernel1d(sigma, dtype=x.dtype, device=x.device)
+    radius = kernel.numel() // 2
+    channels = x.shape[1]
+    mode = "reflect" if radius < min(x.shape[-2:]) else "replicate"
+    x = F.pad(x, (radius, radius, radius, radius), mode=mode)
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+
+
+__all__ = ["gaussian_kernel1d", "gaussian_blur"]
