@@ -30,14 +30,13 @@ from tqdm.auto import tqdm
 
 from . import detail, gaussian
 from .codecs import Codec, load_codec
+from .devices import parse_device
 from .errors import InputError, NotFittedError
 from .image_items import image_items, load_item
-from .patches import extract_patches, transport_latent
+from .patches import WEIGHTINGS, extract_patches, transport_latent
+from .state import ROLES, STOCHASTIC, FittedState, RoleState
 
-ROLES = ("source", "target")
 INTERPOLATIONS = ("pixel", "latent")
-WEIGHTINGS = ("uniform", "gaussian")
-STOCHASTIC = ("auto", "never", "always")
 
 
 def _check_interpolation(interpolation: str) -> None:
@@ -133,9 +132,10 @@ class DOT:
             raise InputError(None, f"batch_size must be >= 1, got {self.batch_size!r}")
 
     def _device(self) -> torch.device:
-        if self.device is not None:
-            return torch.device(self.device)
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            return parse_device(self.device)
+        except ValueError as exc:
+            raise InputError(None, str(exc)) from None
 
     def _get_codec(self) -> Codec:
         if not hasattr(self, "codec_"):
@@ -148,15 +148,40 @@ class DOT:
         """D = C·p², the dimension of a latent patch."""
         return self._get_codec().latent_channels * self.patch_size**2
 
-    def _moments(self, role: str) -> gaussian.Moments:
+    def _role(self, role: str) -> RoleState:
+        """The role's state, with fresh moments on first use."""
         if role not in ROLES:
             raise InputError(None, f"role must be 'source' or 'target', got {role!r}")
-        moments = getattr(self, f"_{role}_moments", None)
-        if moments is None:
-            moments = gaussian.Moments(self.dim_)
-            setattr(self, f"_{role}_moments", moments)
-            setattr(self, f"n_{role}_images_", 0)
-        return moments
+        if getattr(self, "state_", None) is None:
+            self.state_ = FittedState()
+        state = self.state_.role(role)
+        if state.moments is None:
+            state.moments = gaussian.Moments(self.dim_)
+            state.n_images = 0
+        return state
+
+    # ------------------------------------------------------------------ fitted attributes
+    # Read-only views of ``state_`` (the one fitted state), named as scikit-learn would.
+    def _fitted(self, name: str, get, optional: bool = False):
+        state = self.__dict__.get("state_")
+        value = None if state is None else get(state)
+        if value is None and (state is None or not optional):
+            raise NotFittedError(f"DOT has no fitted {name} yet: call fit/partial_fit or DOT.load first")
+        return value
+
+    mean_source_ = property(lambda self: self._fitted("mean_source_", lambda s: s.source.mean))
+    cov_source_ = property(lambda self: self._fitted("cov_source_", lambda s: s.source.cov))
+    mean_target_ = property(lambda self: self._fitted("mean_target_", lambda s: s.target.mean))
+    cov_target_ = property(lambda self: self._fitted("cov_target_", lambda s: s.target.cov))
+    operator_ = property(lambda self: self._fitted("operator_", lambda s: s.operator))
+    noise_cov_ = property(lambda self: self._fitted("noise_cov_", lambda s: s.noise_cov, optional=True))
+    w2_squared_ = property(lambda self: self._fitted("w2_squared_", lambda s: s.w2_squared, optional=True))
+    n_source_images_ = property(lambda self: self._fitted("n_source_images_", lambda s: s.source.n_images))
+    n_target_images_ = property(lambda self: self._fitted("n_target_images_", lambda s: s.target.n_images))
+    n_source_patches_ = property(lambda self: self._fitted("n_source_patches_", lambda s: s.source.n_patches))
+    n_target_patches_ = property(lambda self: self._fitted("n_target_patches_", lambda s: s.target.n_patches))
+    shrinkage_used_ = property(lambda self: self._fitted(
+        "shrinkage_used_", lambda s: {r: s.role(r).shrinkage_used for r in ROLES}))
 
     # ------------------------------------------------------------------ images
     def _progress(self, items, desc: str):
@@ -186,19 +211,17 @@ class DOT:
         clean photographs. They need not be paired. Can be called repeatedly (streaming);
         the map is recomputed from the running moments after each call.
         """
-        moments = self._moments(role)
+        state = self._role(role)
         items, _ = image_items(images, f"{role} images")
         for x in self._progress(items, f"encoding {role}"):
             z = self._encode_one(load_item(x)[None])
-            moments.update(extract_patches(z, self.patch_size))
-            setattr(self, f"n_{role}_images_", getattr(self, f"n_{role}_images_") + 1)
+            state.moments.update(extract_patches(z, self.patch_size))
+            state.n_images += 1
         self._update_fitted()
         return self
 
     def fit(self, source_images=None, target_images=None) -> "DOT":
         """Fit from scratch: source = restorations x*, target = clean images (unpaired)."""
-        for role in ROLES:
-            setattr(self, f"_{role}_moments", None)
         self._clear_fitted()
         if not self.zero_shot and source_images is None:
             raise InputError(None, "fit needs source images (restorations); or use zero_shot=True")
@@ -214,29 +237,17 @@ class DOT:
                 delattr(self, name)
         self._cache = None
 
-    def _gaussian(self, role: str) -> tuple[torch.Tensor, torch.Tensor, str] | None:
-        moments = getattr(self, f"_{role}_moments", None)
-        if moments is None or float(moments.count) < 2:
-            return None
-        cov, used = gaussian.shrink_covariance(moments.covariance, int(moments.count), self.shrinkage)
-        return moments.mean, cov, used
-
     def _update_fitted(self) -> None:
-        """Recompute fitted attributes from the running moments (cheap: a few eigh of D×D)."""
+        """Recompute the fitted Gaussians and the map from the running moments (a few eigh of D×D)."""
         self._cache = None
+        state = self.state_
         for role in ROLES:
-            fitted = self._gaussian(role)
-            moments = getattr(self, f"_{role}_moments", None)
-            if moments is not None:
-                setattr(self, f"n_{role}_patches_", int(moments.count))
-            if fitted is not None:
-                setattr(self, f"mean_{role}_", fitted[0])
-                setattr(self, f"cov_{role}_", fitted[1])
-                self.shrinkage_used_ = fitted[2]
-        if self.zero_shot or not (hasattr(self, "cov_source_") and hasattr(self, "cov_target_")):
+            state.role(role).refit(self.shrinkage)
+        source, target = state.source, state.target
+        if self.zero_shot or source.cov is None or target.cov is None:
             return
-        self.operator_, self.noise_cov_ = self._map(self.cov_source_, self.cov_target_)
-        self.w2_squared_ = float(gaussian.w2_squared(self.mean_source_, self.cov_source_, self.mean_target_, self.cov_target_))
+        state.operator, state.noise_cov = self._map(source.cov, target.cov)
+        state.w2_squared = float(gaussian.w2_squared(source.mean, source.cov, target.mean, target.cov))
 
     def _map(self, cov_source: torch.Tensor, cov_target: torch.Tensor):
         """Operator and (for a singular Σs) the covariance of the per-patch noise, eq. 17 / 19."""
@@ -246,8 +257,8 @@ class DOT:
         return gaussian.transport_map(cov_source, cov_target, eps=self.eps), None
 
     def _check_fitted(self) -> None:
-        needed = ("mean_target_",) if self.zero_shot else ("operator_",)
-        if not all(hasattr(self, n) for n in needed):
+        state = getattr(self, "state_", None)
+        if state is None or (state.target.mean is None if self.zero_shot else state.operator is None):
             what = "target" if self.zero_shot else "source and target"
             raise NotFittedError(
                 f"This DOT instance has no {what} statistics yet: call fit(source, target) or "

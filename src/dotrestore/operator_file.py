@@ -17,28 +17,24 @@ Loading only parses the header and reads raw tensors: nothing is unpickled.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from . import gaussian
 from ._version import __version__
 from .codecs import load_codec
 from .errors import OperatorFileError
+from .fileio import atomic_path
+from .state import FORMAT, FORMAT_VERSION, FittedState, validate
 
-FORMAT = "dotrestore.operator"
-FORMAT_VERSION = 2
-ROLES = ("source", "target")
-_FITTED = ("mean_source", "cov_source", "mean_target", "cov_target", "operator", "noise_cov")
 _PARAMS = ("patch_size", "eps", "shrinkage", "weighting", "lowpass_sigma", "zero_shot", "stochastic", "seed")
 
 
-def operator_metadata(dot) -> dict:
-    """The JSON-able description of a fitted estimator written into the file header."""
+def operator_metadata(dot) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, metadata) of a fitted estimator: its state dict plus codec and parameters."""
+    tensors, state_meta = dot.state_.state_dict()
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -48,31 +44,18 @@ def operator_metadata(dot) -> dict:
         "latent_channels": dot.codec_.latent_channels,
         "downscale": dot.codec_.downscale,
         "dim": dot.dim_,
-        "shrinkage_used": getattr(dot, "shrinkage_used_", None),
-        "stochastic_map": getattr(dot, "noise_cov_", None) is not None,
-        "w2_squared": getattr(dot, "w2_squared_", None),
+        **state_meta,
     }
     meta.update({name: getattr(dot, name) for name in _PARAMS})
-    for role in ROLES:
-        meta[f"n_{role}_images"] = getattr(dot, f"n_{role}_images_", 0)
-        meta[f"n_{role}_patches"] = getattr(dot, f"n_{role}_patches_", 0)
-    return meta
+    return tensors, meta
 
 
 def save_operator(dot, path: str | Path) -> Path:
-    """Write ``dot`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    """Write ``dot`` to ``path`` atomically (see :mod:`dotrestore.fileio`); the result is
+    checked against the same schema as files being read, so a written file always loads."""
     path = Path(path)
-    tensors = {}
-    for name in _FITTED:
-        value = getattr(dot, f"{name}_", None)
-        if value is not None:
-            tensors[name] = value.detach().to("cpu", torch.float64).contiguous()
-    for role in ROLES:
-        moments = getattr(dot, f"_{role}_moments", None)
-        if moments is not None:
-            for key, value in moments.state_dict().items():
-                tensors[f"{role}.{key}"] = value.detach().to("cpu", torch.float64).contiguous()
-    meta = operator_metadata(dot)
+    tensors, meta = operator_metadata(dot)
+    validate(json.loads(json.dumps(meta)), tensors, path)
     header = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
@@ -82,19 +65,16 @@ def save_operator(dot, path: str | Path) -> Path:
         "dotrestore": json.dumps(meta),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
     return path
 
 
 def read_operator_file(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Validated (metadata, tensors) of an operator file; OperatorFileError naming it otherwise."""
+    """Validated (metadata, tensors) of an operator file; OperatorFileError naming it otherwise.
+
+    Every metadata field and every tensor is checked by :func:`dotrestore.state.validate`.
+    """
     path = Path(path)
     if not path.exists():
         raise OperatorFileError(path, "does not exist")
@@ -109,25 +89,17 @@ def read_operator_file(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]
     if header.get("format") != FORMAT or "dotrestore" not in header:
         raise OperatorFileError(path, "is a safetensors file but not a dotrestore operator (no dotrestore metadata)")
     try:
-        meta = json.loads(header["dotrestore"])
-    except json.JSONDecodeError as exc:
+        meta = json.loads(header["dotrestore"], parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
         raise OperatorFileError(path, f"has corrupt dotrestore metadata ({exc})") from None
-    version = int(meta.get("format_version", -1))
-    if version > FORMAT_VERSION or version < 1:
-        raise OperatorFileError(
-            path, f"has operator format version {version}; this dotrestore ({__version__}) reads version {FORMAT_VERSION}"
-        )
-    required = ("mean_target", "cov_target") if meta.get("zero_shot") else ("mean_source", "cov_source", "mean_target", "cov_target", "operator")
-    missing = [name for name in required if name not in tensors]
-    if missing:
-        raise OperatorFileError(path, f"is missing tensors {missing}")
-    dim = int(meta["dim"])
-    for name in ("cov_source", "cov_target", "operator", "noise_cov"):
-        if name in tensors and tuple(tensors[name].shape) != (dim, dim):
-            raise OperatorFileError(path, f"tensor {name} has shape {tuple(tensors[name].shape)}, expected {(dim, dim)}")
+    meta = validate(meta, tensors, path)
+    tensors = {name: t.to(torch.float64) for name, t in tensors.items()}
     return meta, tensors
 
 
+def _refuse_constant(name: str):
+    # JSON has no NaN/Infinity; Python's json would accept them silently
+    raise ValueError(f"{name} is not valid JSON")
 def same_weights(codec_id: str, other_id: str) -> bool:
     """Whether two codec ids name the same weights.
 
@@ -151,21 +123,11 @@ def load_operator(cls, path: str | Path, codec=None, device=None):
             f"was fitted with codec {meta['codec_id']!r} (from {meta['codec_spec']!r}) but the codec given is "
             f"{codec_obj.id!r}: the statistics live in the fitted codec's latent space; pass the same weights",
         )
-    dot.codec_ = codec_obj
     if codec_obj.latent_channels * dot.patch_size**2 != int(meta["dim"]):
-        raise OperatorFileError(path, "patch dimension does not match the codec's latent channels")
-    for name in _FITTED:
-        if name in tensors:
-            setattr(dot, f"{name}_", tensors[name])
-    if not meta.get("zero_shot"):
-        dot.noise_cov_ = tensors.get("noise_cov")
-    for role in ROLES:
-        state = {key.split(".", 1)[1]: t for key, t in tensors.items() if key.startswith(f"{role}.")}
-        setattr(dot, f"_{role}_moments", gaussian.Moments.from_state_dict(state) if state else None)
-        setattr(dot, f"n_{role}_images_", int(meta.get(f"n_{role}_images", 0)))
-        setattr(dot, f"n_{role}_patches_", int(meta.get(f"n_{role}_patches", 0)))
-    if meta.get("w2_squared") is not None:
-        dot.w2_squared_ = float(meta["w2_squared"])
-    dot.shrinkage_used_ = meta.get("shrinkage_used")
+        raise OperatorFileError(
+            path, f"has patch dimension D = {meta['dim']}, but codec {codec_obj.id!r} with patch size "
+            f"{dot.patch_size} gives D = {codec_obj.latent_channels * dot.patch_size**2}")
+    dot.codec_ = codec_obj
+    dot.state_ = FittedState.from_state_dict(tensors, meta)
     dot._cache = None
     return dot
