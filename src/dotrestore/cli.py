@@ -18,10 +18,30 @@ from tqdm.auto import tqdm
 from . import data
 from ._version import __version__
 from .detail import describe
-from .errors import DotRestoreError, InputError
+from .errors import DotRestoreError, InputError, OperatorFileError
 from .experiment.report import alpha_dirname
+from .fileio import StagedFiles
+from .cli_types import device_arg, finite_float, max_pixels_arg
+from .guard import check_not_input, check_output_file, check_output_folder
 
 log = logging.getLogger("dotrestore")
+
+
+# ---------------------------------------------------------------------- shared options
+def add_max_pixels(parser) -> None:
+    parser.add_argument("--max-pixels", type=max_pixels_arg, default=data.DEFAULT_MAX_PIXELS, metavar="N",
+                        help="refuse images whose header declares more than N pixels, before decoding them "
+                        f"(default {data.DEFAULT_MAX_PIXELS:,})")
+
+
+def codec_inputs(spec) -> list[Path]:
+    """Files a ``--vae`` folder or file spec reads: outputs must never replace them."""
+    if spec is None:
+        return []
+    path = Path(str(spec)).expanduser()
+    if path.is_dir():
+        return [p for p in path.iterdir() if p.is_file()]
+    return [path] if path.is_file() else []
 
 
 # ---------------------------------------------------------------------- fit
@@ -49,8 +69,9 @@ def _add_fit(sub) -> None:
                    help="how overlapping patches are averaged back (default uniform)")
     p.add_argument("--zero-shot", action="store_true",
                    help="fit target statistics only; source statistics come from each image at apply time")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--device", type=device_arg, default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    add_max_pixels(p)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file (never an input)")
     p.set_defaults(func=_fit)
 
 
@@ -67,18 +88,17 @@ def _fit(args) -> int:
     from .estimator import DOT
 
     output = Path(args.output)
-    if output.exists() and not args.overwrite:
-        raise InputError(output, "already exists (use --overwrite to replace it)")
     if not args.zero_shot and not args.source:
         raise InputError(None, "fit needs --source (restored images), or --zero-shot")
     # Validate every image before the (slow) codec is even loaded.
-    source = data.list_images(args.source) if args.source and not args.zero_shot else None
-    target = data.list_images(args.target)
-    data.validate_images((source or []) + target)
+    source = data.list_images(args.source, args.max_pixels) if args.source and not args.zero_shot else None
+    target = data.list_images(args.target, args.max_pixels)
+    check_output_file(output, (source or []) + target + codec_inputs(args.vae), args.overwrite)
+    data.validate_images((source or []) + target, args.max_pixels)
     dot = DOT(
         codec=args.vae, patch_size=args.patch_size, eps=args.eps, shrinkage=_parse_shrinkage(args.shrinkage),
         weighting=args.weighting, lowpass_sigma=args.lowpass_sigma or None, zero_shot=args.zero_shot,
-        device=args.device, progress=True,
+        device=args.device, progress=True, max_pixels=args.max_pixels,
     )
     dot.fit(source, target)
     dot.save(output)
@@ -90,9 +110,9 @@ def _fit(args) -> int:
     if dot.n_target_patches_ < 2 * dot.dim_ or (source is not None and dot.n_source_patches_ < 2 * dot.dim_):
         log.warning("fewer than 2*D = %d patches per role: the covariances are ill-conditioned; "
                     "consider --shrinkage oas or more images", 2 * dot.dim_)
-    if getattr(dot, "w2_squared_", None) is not None:
-        print(f"latent W2^2 (source vs target Gaussians): {dot.w2_squared_:.6g}")
-    if getattr(dot, "noise_cov_", None) is not None:
+    if dot.state_.w2_squared is not None:
+        print(f"latent W2^2 (source vs target Gaussians): {dot.state_.w2_squared:.6g}")
+    if dot.state_.noise_cov is not None:
         print("source covariance is singular: using the stochastic map (Freirich et al. eq. 19)")
     print(f"wrote {output}")
     return 0
@@ -110,14 +130,15 @@ def _add_apply(sub) -> None:
     p.add_argument("operator", metavar="OP.safetensors", help="operator written by `dotrestore fit`")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="restored images (files or folders)")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
-    p.add_argument("--alpha", type=float, action="append", metavar="A",
+    p.add_argument("--alpha", type=finite_float, action="append", metavar="A",
                    help="trade-off: 0 = perceptual (default), 1 = the input; repeat for several")
     p.add_argument("--interpolation", choices=("pixel", "latent"), default="pixel",
                    help="blend decoded images (pixel, default) or latents (latent)")
     p.add_argument("--vae", default=None, metavar="SPEC",
                    help="codec to use instead of the one recorded in the operator (must be the same weights)")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--device", type=device_arg, default=None, help="cpu, cuda, ... (default: cuda when available)")
+    add_max_pixels(p)
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input)")
     p.set_defaults(func=_apply)
 
 
@@ -127,31 +148,38 @@ def _apply(args) -> int:
 
     alphas = list(dict.fromkeys(args.alpha or [0.0]))
     read_operator_file(args.operator)  # header check first: fast, and before any image work
-    inputs = data.list_images(args.inputs)
-    data.validate_images(inputs)
+    inputs = data.list_images(args.inputs, args.max_pixels)
     stems: dict[str, Path] = {}
     for path in inputs:
         if path.stem in stems:
             raise InputError(path, f"has the same stem as {stems[path.stem]}: outputs would collide")
         stems[path.stem] = path
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise InputError(out, "exists and is not a folder")
+    protected = inputs + [Path(args.operator)] + codec_inputs(args.vae)
+    out = check_output_folder(args.output, protected)
     targets = {
         a: [(out if len(alphas) == 1 else out / alpha_dirname(a)) / f"{p.stem}.png" for p in inputs] for a in alphas
     }
-    resolved_inputs = {p.resolve() for p in inputs}
     for paths in targets.values():
         for t in paths:
-            if t.resolve() in resolved_inputs:
-                raise InputError(t, "is one of the inputs: choose another output folder (inputs are never modified)")
+            check_not_input(t, protected)
+            if t.is_dir():
+                raise InputError(t, "is a folder; it would be replaced by an output image")
             if t.exists() and not args.overwrite:
                 raise InputError(t, "already exists (use --overwrite to replace it)")
+    data.validate_images(inputs, args.max_pixels)
     dot = DOT.load(args.operator, codec=args.vae, device=args.device)
-    for i, path in enumerate(tqdm(inputs, desc="applying", unit="img", disable=len(inputs) < 2)):
-        outs = dot.transform_alphas([data.read_image(path)], alphas, interpolation=args.interpolation)
-        for a in alphas:
-            data.save_image(outs[a][0].cpu(), targets[a][i])
+    # Outputs are staged and moved into place together: a failure leaves no partial set.
+    with StagedFiles(out) as staged:
+        for i, path in enumerate(tqdm(inputs, desc="applying", unit="img", disable=len(inputs) < 2)):
+            image = data.read_image(path, args.max_pixels)
+            outs = dot.transform_alphas([image], alphas, interpolation=args.interpolation)
+            for a in alphas:
+                result = outs[a][0].cpu()
+                if not bool(result.isfinite().all()):
+                    raise OperatorFileError(args.operator, f"gave non-finite values when transporting {path}: "
+                                            "its statistics are unusable")
+                data.save_image(result, staged.path(targets[a][i]))
+        staged.commit()
     print(f"wrote {len(inputs) * len(alphas)} images to {out} (alpha = {', '.join(f'{a:g}' for a in alphas)})")
     return 0
 
@@ -187,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"dotrestore {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true",
+                        help="show Python tracebacks of unexpected errors (to report them)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _add_fit(sub)
@@ -199,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; exit status 0 (done), 2 (a problem with the input, named), 1 (a bug)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not log.handlers:  # our notices on stderr; third-party loggers keep their defaults
@@ -206,14 +237,33 @@ def main(argv: list[str] | None = None) -> int:
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         log.addHandler(handler)
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    command = f"dotrestore {args.command}"
     try:
         return int(args.func(args) or 0)
     except DotRestoreError as exc:
-        print(f"dotrestore {args.command}: error: {exc}", file=sys.stderr)
+        if args.debug:
+            raise
+        print(f"{command}: error: {exc}", file=sys.stderr)  # names the file as given, verbatim
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file could not be read or written: the user's to fix, and named
+        if args.debug:
+            raise
+        where = exc.filename if exc.filename is not None else "(unknown file)"
+        print(f"{command}: error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug: one line, never a bare traceback unless asked for
+        if args.debug:
+            raise
+        print(f"{command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+              "(please report this; rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

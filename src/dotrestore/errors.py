@@ -22,6 +22,15 @@ class InputError(DotRestoreError, ValueError):
         super().__init__(problem if path is None else f"{path}: {problem}")
 
 
+class ImageTooSmallError(InputError):
+    """An image has no complete latent patch. ``index`` is its position among the images given,
+    so a caller that passed tensors can name the file they came from."""
+
+    def __init__(self, path, problem: str, index: int | None = None):
+        super().__init__(path, problem)
+        self.index = index
+
+
 class OperatorFileError(InputError):
     """A file given as an operator is not a dotrestore operator, or does not fit the codec."""
 

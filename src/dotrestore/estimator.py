@@ -30,8 +30,9 @@ from tqdm.auto import tqdm
 
 from . import detail, gaussian
 from .codecs import Codec, load_codec
+from .data.io import DEFAULT_MAX_PIXELS, check_max_pixels
 from .devices import parse_device
-from .errors import InputError, NotFittedError
+from .errors import ImageTooSmallError, InputError, NotFittedError
 from .image_items import image_items, load_item
 from .patches import WEIGHTINGS, extract_patches, transport_latent
 from .state import ROLES, STOCHASTIC, FittedState, RoleState
@@ -84,6 +85,9 @@ class DOT:
         Show progress bars while encoding.
     seed : int
         Seed of the per-patch noise of the stochastic map.
+    max_pixels : int or None
+        Image files whose header declares more pixels are refused before decoding
+        (default :data:`dotrestore.data.DEFAULT_MAX_PIXELS`; None: no limit).
     """
 
     def __init__(
@@ -100,6 +104,7 @@ class DOT:
         batch_size: int = 1,
         progress: bool = False,
         seed: int = 0,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ):
         self.codec = codec
         self.patch_size = patch_size
@@ -113,6 +118,7 @@ class DOT:
         self.batch_size = batch_size
         self.progress = progress
         self.seed = seed
+        self.max_pixels = max_pixels
 
     # ------------------------------------------------------------------ set-up
     def _check_params(self) -> None:
@@ -130,6 +136,10 @@ class DOT:
             raise InputError(None, f"lowpass_sigma must be None or a number >= 0 (pixels), got {sigma!r}")
         if self.batch_size < 1:
             raise InputError(None, f"batch_size must be >= 1, got {self.batch_size!r}")
+        try:
+            check_max_pixels(self.max_pixels)
+        except ValueError as exc:
+            raise InputError(None, str(exc)) from None
 
     def _device(self) -> torch.device:
         try:
@@ -200,8 +210,8 @@ class DOT:
 
         With ``lowpass_sigma`` these are the latents of the detail images x − L_σ(x) + ½.
         """
-        items, _ = image_items(images, "encode")
-        return [self._encode_one(load_item(x)[None]) for x in self._progress(items, "encoding")]
+        items, _ = image_items(images, "encode", self.max_pixels)
+        return [self._encode_one(load_item(x, self.max_pixels)[None]) for x in self._progress(items, "encoding")]
 
     # ------------------------------------------------------------------ fitting
     def partial_fit(self, images, role: str = "source") -> "DOT":
@@ -212,10 +222,19 @@ class DOT:
         the map is recomputed from the running moments after each call.
         """
         state = self._role(role)
-        items, _ = image_items(images, f"{role} images")
-        for x in self._progress(items, f"encoding {role}"):
-            z = self._encode_one(load_item(x)[None])
-            state.moments.update(extract_patches(z, self.patch_size))
+        items, _ = image_items(images, f"{role} images", self.max_pixels)
+        for i, x in enumerate(self._progress(items, f"encoding {role}")):
+            image = load_item(x, self.max_pixels)
+            z = self._encode_one(image[None])
+            patches = extract_patches(z, self.patch_size)
+            if patches.shape[0] == 0:
+                p = self.patch_size
+                raise ImageTooSmallError(
+                    x if isinstance(x, (str, Path)) else None,
+                    f"{'' if isinstance(x, (str, Path)) else f'{role} image {i}: '}image is "
+                    f"{image.shape[-2]}x{image.shape[-1]} pixels, too small for one {p}x{p} latent patch "
+                    f"(its latent is {z.shape[-2]}x{z.shape[-1]})", index=i)
+            state.moments.update(patches)
             state.n_images += 1
         self._update_fitted()
         return self
@@ -316,12 +335,12 @@ class DOT:
         self._check_fitted()
         _check_interpolation(interpolation)
         alphas = [float(a) for a in alphas]
-        items, _ = image_items(images, "images to transform")
+        items, _ = image_items(images, "images to transform", self.max_pixels)
         codec = self._get_codec()
         generator = self._generator(codec.device)
         out: dict[float, list[torch.Tensor]] = {a: [] for a in alphas}
         for x in self._progress(items, "transporting"):
-            x = load_item(x)[None].to(codec.device)
+            x = load_item(x, self.max_pixels)[None].to(codec.device)
             for a, xa in self.transform_encoded(x, None, alphas, interpolation, generator).items():
                 out[a].append(xa[0])
         return out
@@ -364,7 +383,7 @@ class DOT:
         """
         self._check_fitted()
         _check_interpolation(interpolation)
-        items, kind = image_items(images, "images to transform")
+        items, kind = image_items(images, "images to transform", self.max_pixels)
         if kind == "list":
             return self.transform_alphas(items, [alpha], interpolation)[float(alpha)]
         codec = self._get_codec()

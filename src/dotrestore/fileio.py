@@ -78,4 +78,64 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object] | 
     return Path(path)
 
 
-__all__ = ["atomic_write", "atomic_path", "default_file_mode", "temporary_path", "commit"]
+
+
+
+class StagedFiles:
+    """Several output files that appear together or not at all.
+
+    Files are written under a hidden folder inside ``root`` (same filesystem, so moving is a
+    rename) through :meth:`path`; :meth:`commit` moves them into place. Leaving the ``with``
+    block without committing (an error, an interrupt) removes the staging folder and the
+    folders this run created, so a failed run leaves nothing behind.
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self._staged: list[tuple[Path, Path]] = []
+        self._created: list[Path] = []
+        self.staging: Path | None = None
+
+    def __enter__(self) -> "StagedFiles":
+        missing, p = [], Path(os.path.abspath(self.root))
+        while not os.path.lexists(p):
+            missing.append(p)
+            p = p.parent
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._created = missing  # deepest first
+        self.staging = Path(tempfile.mkdtemp(prefix=".dotrestore-staging-", dir=self.root))
+        return self
+
+    def path(self, final: str | os.PathLike) -> Path:
+        """Where to write the file that will end up at ``final`` (a path under ``root``)."""
+        final = Path(final)
+        staged = self.staging / final.relative_to(self.root)
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        self._staged.append((staged, final))
+        return staged
+
+    def commit(self) -> None:
+        for staged, final in self._staged:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, final)
+        self._staged.clear()
+        self._remove_staging()
+        self._created = []
+
+    def _remove_staging(self) -> None:
+        import shutil
+
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging = None
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.staging is None:
+            return
+        self._remove_staging()
+        for folder in self._created:  # only folders this run made, and only if still empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+__all__ = ["atomic_write", "atomic_path", "default_file_mode", "temporary_path", "commit", "StagedFiles"]

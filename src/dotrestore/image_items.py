@@ -11,7 +11,7 @@ from . import data
 from .errors import InputError
 
 
-def image_items(images, desc: str) -> tuple[list, str]:
+def image_items(images, desc: str, max_pixels: int | None = data.DEFAULT_MAX_PIXELS) -> tuple[list, str]:
     """Normalise accepted inputs to a list of (3, H, W) tensors or lazy paths.
 
     Returns the items and the input kind ("single", "batch", "list") so that
@@ -32,8 +32,8 @@ def image_items(images, desc: str) -> tuple[list, str]:
     if not items:
         raise InputError(None, f"{desc}: no images given")
     if all(isinstance(i, (str, Path)) for i in items):
-        paths = data.list_images(items)
-        data.validate_images(paths)
+        paths = data.list_images(items, max_pixels)
+        data.validate_images(paths, max_pixels)
         return paths, "list"
     for i, item in enumerate(items):
         if not (isinstance(item, torch.Tensor) and item.ndim == 3 and item.shape[0] == 3):
@@ -41,9 +41,9 @@ def image_items(images, desc: str) -> tuple[list, str]:
     return items, "list"
 
 
-def load_item(item) -> torch.Tensor:
+def load_item(item, max_pixels: int | None = data.DEFAULT_MAX_PIXELS) -> torch.Tensor:
     """A (3, H, W) float tensor from an item of :func:`image_items`; NaN/inf refused."""
-    image = data.read_image(item) if isinstance(item, (str, Path)) else item
+    image = data.read_image(item, max_pixels) if isinstance(item, (str, Path)) else item
     if not torch.isfinite(image).all():
         raise InputError(None, "image contains NaN or infinite values")
     return image.float()

@@ -5,6 +5,7 @@ Images are float32 tensors in [0, 1] of shape (3, H, W); lists of them where siz
 
 from .degradations import DEGRADATIONS, Compose, Degradation, parse_degradation
 from .io import (
+    DEFAULT_MAX_PIXELS,
     center_crop,
     image_extensions,
     list_images,
@@ -19,6 +20,7 @@ from .io import (
 from .restorers import RESTORERS, Restorer, UserRestorer, parse_restorer
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "list_images", "validate_images", "read_image", "load_images", "save_image", "quantize",
     "pair_by_stem", "resize_image", "center_crop", "image_extensions",
     "Degradation", "Compose", "DEGRADATIONS", "parse_degradation",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from ..errors import InputError
+from ..fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,29 @@ Paths = PathLike | Iterable[PathLike]
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+#: Largest image (width × height, from the file header) read without ``max_pixels``: a
+#: 6000×4000 photograph passes; a small file declaring a huge canvas is refused before
+#: decoding (decoding allocates what the header declares). None disables the check.
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+def check_max_pixels(max_pixels) -> int | None:
+    """``max_pixels`` as an int (or None: no limit); ValueError for anything else."""
+    if max_pixels is None:
+        return None
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive integer or None, got {max_pixels!r}")
+    return int(max_pixels)
+
+
+def _check_size(path: Path, image: Image.Image, max_pixels: int | None) -> None:
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise InputError(path, f"declares an empty {width}x{height} image")
+    if max_pixels is not None and width * height > max_pixels:
+        raise InputError(path, f"is {width}x{height} = {width * height:,} pixels, over the limit of "
+                         f"{max_pixels:,} (raise it with --max-pixels / max_pixels=)")
 
 
 def image_extensions() -> frozenset[str]:
@@ -41,7 +64,7 @@ def _as_path_list(paths: Paths) -> list[Path]:
     return [Path(p) for p in paths]
 
 
-def list_images(paths: Paths) -> list[Path]:
+def list_images(paths: Paths, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> list[Path]:
     """Expand files and folders into the list of image files they name.
 
     Folders are expanded non-recursively to their files whose extension Pillow reads, sorted by
@@ -49,8 +72,10 @@ def list_images(paths: Paths) -> list[Path]:
     A file named twice (directly or through its folder) is kept once, at its first position.
 
     Raises InputError naming the path when it does not exist, when a folder holds no image, or
-    when an explicit file has an extension Pillow does not read or is not an image.
+    when an explicit file has an extension Pillow does not read or is not an image, or when an
+    explicit file's header declares more than ``max_pixels`` pixels.
     """
+    max_pixels = check_max_pixels(max_pixels)
     given = _as_path_list(paths)
     if not given:
         raise InputError(None, "no image files or folders given")
@@ -72,8 +97,10 @@ def list_images(paths: Paths) -> list[Path]:
         if path.suffix.lower() not in extensions:
             raise InputError(path, f"not an image file (extension {path.suffix or '(none)'!r} is not one Pillow reads)")
         try:  # header only: cheap; full decoding is validate_images' job
-            with Image.open(path):
-                pass
+            with Image.open(path) as image:
+                _check_size(path, image, max_pixels)
+        except InputError:
+            raise
         except Exception as err:  # Pillow raises many types for foreign bytes
             raise InputError(path, f"not an image Pillow can read ({type(err).__name__}: {err})") from None
         found.append(path)
@@ -90,18 +117,22 @@ def _oriented_size(image: Image.Image) -> tuple[int, int]:
     return height, width
 
 
-def validate_images(paths: Paths) -> list[tuple[int, int]]:
+def validate_images(paths: Paths, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> list[tuple[int, int]]:
     """Fully decode every image of ``list_images(paths)`` so a corrupt file fails before long work.
 
     Returns the (H, W) size of each image after EXIF orientation, in ``list_images`` order.
-    Raises InputError naming the first file that cannot be decoded (truncated, garbage, empty).
+    Raises InputError naming the first file that cannot be decoded (truncated, garbage, empty)
+    or that declares more than ``max_pixels`` pixels (checked from the header, before decoding).
     """
     sizes = []
-    for path in list_images(paths):
+    for path in list_images(paths, max_pixels):
         try:
             with Image.open(path) as image:
+                _check_size(path, image, max_pixels)
                 image.load()
                 sizes.append(_oriented_size(image))
+        except InputError:
+            raise
         except Exception as err:
             raise InputError(path, f"cannot be decoded ({type(err).__name__}: {err})") from None
     return sizes
@@ -124,18 +155,21 @@ def _to_rgb_array(image: Image.Image) -> np.ndarray:
     return np.repeat(gray[:, :, None], 3, axis=2)
 
 
-def read_image(path: PathLike) -> torch.Tensor:
+def read_image(path: PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> torch.Tensor:
     """Read one image as a contiguous float32 tensor (3, H, W) in [0, 1].
 
     EXIF orientation is applied. Gray (L, 1, I;16, I, F), gray+alpha (LA), RGBA, palette (P),
     CMYK and other modes become RGB with a one-line logged notice; alpha is dropped (not
     composited on a background); 16-bit values are divided by 65535 (full precision kept).
+    Images whose header declares more than ``max_pixels`` pixels are refused before decoding.
     """
+    max_pixels = check_max_pixels(max_pixels)
     path = Path(path)
     if not path.exists():
         raise InputError(path, "does not exist")
     try:
         with Image.open(path) as image:
+            _check_size(path, image, max_pixels)
             image.load()
             image = ImageOps.exif_transpose(image)
             mode = image.mode
@@ -181,7 +215,8 @@ def _positive_int(value, name: str) -> int | None:
     return int(value)
 
 
-def load_images(paths: Paths, crop: int | None = None, resize: int | None = None) -> list[torch.Tensor]:
+def load_images(paths: Paths, crop: int | None = None, resize: int | None = None,
+                max_pixels: int | None = DEFAULT_MAX_PIXELS) -> list[torch.Tensor]:
     """Read every image of ``list_images(paths)`` as (3, H, W) tensors.
 
     ``resize=N`` scales the shorter side to N (aspect ratio kept, see :func:`resize_image`);
@@ -189,8 +224,8 @@ def load_images(paths: Paths, crop: int | None = None, resize: int | None = None
     """
     crop, resize = _positive_int(crop, "crop"), _positive_int(resize, "resize")
     images = []
-    for path in list_images(paths):
-        img = read_image(path)
+    for path in list_images(paths, max_pixels):
+        img = read_image(path, max_pixels)
         if resize is not None:
             height, width = img.shape[-2:]
             scale = resize / min(height, width)
@@ -214,8 +249,8 @@ def save_image(img: torch.Tensor, path: PathLike) -> Path:
     """Write (3, H, W) in [0, 1] as an 8-bit RGB PNG; returns the path.
 
     Values are clamped to [0, 1] and rounded (see :func:`quantize`); non-finite values are
-    refused. Parent folders are created. The PNG is written to a hidden temporary file in the
-    same folder then moved over ``path`` with ``os.replace``, so no partial file is ever left.
+    refused. Parent folders are created. The PNG is written atomically with the umask's
+    default mode (:func:`dotrestore.fileio.atomic_write`), so no partial file is ever left.
     """
     path = Path(path)
     if path.suffix.lower() != ".png":
@@ -228,15 +263,8 @@ def save_image(img: torch.Tensor, path: PathLike) -> Path:
         raise InputError(path, "image has non-finite values (NaN or inf); refusing to save")
     array = _to_uint8(img).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            Image.fromarray(np.ascontiguousarray(array), "RGB").save(handle, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    picture = Image.fromarray(np.ascontiguousarray(array), "RGB")
+    return atomic_write(path, lambda handle: picture.save(handle, format="PNG"))
 
 
 def pair_by_stem(restored: Sequence[PathLike], clean: Sequence[PathLike]) -> list[tuple[Path, Path]]:
@@ -263,6 +291,6 @@ def pair_by_stem(restored: Sequence[PathLike], clean: Sequence[PathLike]) -> lis
 
 
 __all__ = [
-    "image_extensions", "list_images", "validate_images", "read_image", "load_images",
+    "DEFAULT_MAX_PIXELS", "check_max_pixels", "image_extensions", "list_images", "validate_images", "read_image", "load_images",
     "resize_image", "center_crop", "quantize", "save_image", "pair_by_stem",
 ]

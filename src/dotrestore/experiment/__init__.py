@@ -10,12 +10,10 @@ from .config import DEFAULT_ALPHAS, ExperimentConfig
 from .report import alpha_dirname
 from .runner import ExperimentResult, run
 
-
-def demo(*args, **kwargs):
-    """See :func:`dotrestore.experiment.demo.demo` (imported lazily: it needs scikit-image's data)."""
-    from .demo import demo as _demo
-
-    return _demo(*args, **kwargs)
+# Imported eagerly (it is cheap: scikit-image's photographs are read only when it runs) so
+# that the function, not the submodule of the same name, is the package's ``demo``: a lazy
+# import would rebind ``experiment.demo`` to the module on first use.
+from .demo import demo  # noqa: E402  (after run: demo.py imports it)
 
 
 __all__ = ["ExperimentConfig", "ExperimentResult", "run", "demo", "alpha_dirname", "DEFAULT_ALPHAS"]

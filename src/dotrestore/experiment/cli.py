@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+import dataclasses
+
+from ..cli_types import device_arg, max_pixels_arg
 from .config import DEFAULT_ALPHAS, ExperimentConfig, read_yaml
 
 
@@ -22,7 +25,6 @@ def _add_experiment(sub) -> None:
         "when available offline) -> results.csv, results.json, pd_curve.png/.svg, collages/, "
         "operator.safetensors, config.yaml and report.md in --out. Every option can also come from "
         "--config FILE.yaml (keys as the long option names); flags given on the command line win.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     # default=None everywhere: only flags actually given override the config file / defaults.
     a = p.add_argument
@@ -37,8 +39,8 @@ def _add_experiment(sub) -> None:
     a("--vae", metavar="SPEC", default=None,
       help="codec: sd-vae-ft-ema (default), sd-vae-ft-mse, pixel, a local diffusers folder, or a TAESD-family "
       "folder holding *_encoder.pth and *_decoder.pth")
-    a("--fit-source", type=int, metavar="N", default=None, help="restored images for the source statistics (default 10)")
-    a("--fit-target", type=int, metavar="N", default=None, help="clean images for the target statistics (default 10)")
+    a("--fit-source", type=int, metavar="N", default=None, help="restored images for the source statistics")
+    a("--fit-target", type=int, metavar="N", default=None, help="clean images for the target statistics")
     split = p.add_mutually_exclusive_group()
     split.add_argument("--paired", dest="paired", action="store_true", default=None,
                        help="source and target statistics from the same images' restored and clean versions")
@@ -46,21 +48,45 @@ def _add_experiment(sub) -> None:
                        help="source and target statistics from disjoint images (default)")
     a("--alphas", type=float, nargs="+", metavar="A", default=None,
       help="trade-off values (default: " + " ".join(f"{x:g}" for x in DEFAULT_ALPHAS) + ")")
-    a("--seed", type=int, default=None, help="seed of the degradations and of the stochastic map (default 0)")
+    a("--seed", type=int, default=None, help="seed of the degradations and of the stochastic map ")
     a("--crop", type=int, metavar="N", default=None, help="centre-crop every clean image to N x N")
     a("--resize", type=int, metavar="N", default=None, help="resize every clean image to shorter side N")
     a("--save-outputs", action="store_true", default=None, help="write outputs/alpha_<A>/<stem>.png for every alpha")
-    a("--out", metavar="DIR", default=None, help="output folder (default dotrestore-experiment)")
+    a("--out", metavar="DIR", default=None, help="output folder")
     a("--overwrite", action="store_true", default=None, help="replace the results of a previous run in --out")
-    a("--patch-size", type=int, metavar="P", default=None, help="odd latent patch side (default 3)")
+    a("--patch-size", type=int, metavar="P", default=None, help="odd latent patch side")
     a("--lowpass-sigma", type=float, metavar="S", default=None,
       help="transport only details finer than a Gaussian low-pass of std S pixels, keeping the restorer's "
-      "low-pass (default 4); 0 transports whole images as in the paper")
-    a("--shrinkage", metavar="oas|RHO", default=None, help="covariance shrinkage (default none)")
-    a("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    a("--collages", type=int, metavar="K", default=None, help="collages for the first K test images (default 4)")
+      "low-pass; 0 transports whole images as in the paper")
+    a("--shrinkage", metavar="oas|RHO", default=None, help="covariance shrinkage (default: none)")
+    a("--device", type=device_arg, default=None, help="cpu, cuda, ... (default: cuda when available)")
+    a("--max-pixels", type=max_pixels_arg, metavar="N", default=None,
+      help="refuse images whose header declares more than N pixels, before decoding them")
+    a("--collages", type=int, metavar="K", default=None, help="collages for the first K test images")
     a("--no-progress", dest="progress", action="store_false", default=None, help="hide progress bars")
+    _show_config_defaults(p)
     p.set_defaults(func=experiment_command)
+
+
+def _show_config_defaults(parser: argparse.ArgumentParser) -> None:
+    """Append ExperimentConfig's real default to each option's help that does not state one.
+
+    The parser's own defaults are None (so that only given flags override a --config file);
+    printing those would be wrong.
+    """
+    defaults = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+                for f in dataclasses.fields(ExperimentConfig)}
+    for action in parser._actions:
+        if action.dest not in defaults or not action.help or "default" in action.help:
+            continue
+        value = defaults[action.dest]
+        if value is None or isinstance(value, bool):
+            continue  # nothing given means nothing done (no crop, ...); flags are off unless given
+        if isinstance(value, (list, tuple)):
+            value = " ".join(f"{x:g}" if isinstance(x, float) else str(x) for x in value)
+        elif isinstance(value, int) and value >= 10_000:
+            value = f"{value:,}"
+        action.help += f" (default: {value:g})" if isinstance(value, float) else f" (default: {value})"
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
@@ -78,7 +104,7 @@ def experiment_command(args: argparse.Namespace) -> int:
     from .report import summary_table
     from .runner import run
 
-    result = run(config_from_args(args))
+    result = run(config_from_args(args), inputs=[args.config] if args.config else ())
     print(summary_table(result.rows))
     print(f"wall time {result.timings['total_s']:.1f} s; codec {result.codec_id}")
     print(f"report: {result.report}")
@@ -93,13 +119,13 @@ def _add_demo(sub) -> None:
         "to OUT/data/clean, then runs `dotrestore experiment` on them with noise:sigma=50 and a "
         "gaussian-blur:sigma=2 restorer, fitting on the first 12 tiles (paired) and testing on the rest. With --vae auto, uses sd-vae-ft-ema when it is cached or "
         "downloadable, otherwise the pixel codec (and says so).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--out", default="dotrestore-demo", metavar="DIR", help="output folder")
+    p.add_argument("--out", default="dotrestore-demo", metavar="DIR", help="output folder (default: dotrestore-demo)")
     p.add_argument("--vae", default="auto", metavar="SPEC",
-                   help="auto, pixel, sd-vae-ft-ema, a local diffusers folder or a TAESD-family .pth folder")
+                   help="auto, pixel, sd-vae-ft-ema, a local diffusers folder or a TAESD-family .pth folder "
+                   "(default: auto)")
     p.add_argument("--overwrite", action="store_true", help="replace a previous demo in --out")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--device", type=device_arg, default=None, help="cpu, cuda, ... (default: cuda when available)")
     p.set_defaults(func=demo_command)
 
 

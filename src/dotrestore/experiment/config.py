@@ -16,6 +16,9 @@ from typing import Any, Mapping
 import yaml
 
 from ..errors import InputError
+from ..fileio import atomic_write
+from ..data.io import DEFAULT_MAX_PIXELS, check_max_pixels
+from ..devices import parse_device
 from ..gaussian import parse_shrinkage
 
 #: The α values of the seed's experiment (Adrai et al. 2023): extrapolation on both sides of [0, 1].
@@ -56,6 +59,7 @@ class ExperimentConfig:
     device: str | None = None
     collages: int = 4
     progress: bool = True
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -90,7 +94,7 @@ class ExperimentConfig:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     def to_yaml(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+        atomic_write(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     # ------------------------------------------------------------------ validation
     def validate(self, source: str | Path | None = None) -> "ExperimentConfig":
@@ -146,6 +150,15 @@ class ExperimentConfig:
             self.shrinkage = parse_shrinkage(self.shrinkage)
         except ValueError as exc:
             fail(f"--{exc}")
+        try:
+            self.max_pixels = check_max_pixels(self.max_pixels)
+        except ValueError:
+            fail(f"--max-pixels must be a positive integer (or null: no limit), got {self.max_pixels!r}")
+        if self.device is not None:
+            try:
+                parse_device(self.device)
+            except ValueError as exc:
+                fail(f"--device: {exc}")
         return self
 
     def _check_int(self, name: str, fail) -> None:

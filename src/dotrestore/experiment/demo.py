@@ -18,6 +18,7 @@ import torch
 from .. import data
 from ..codecs import load_codec
 from ..errors import CodecUnavailableError, InputError
+from ..guard import check_output_folder, check_writable_folder
 from .config import ExperimentConfig
 from .runner import ExperimentResult, run
 
@@ -120,14 +121,21 @@ def demo(out: str | Path = "dotrestore-demo", vae: str = "auto", overwrite: bool
     clean_dir = out / "data" / "clean"
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise InputError(out, "--out folder is not empty; pass --overwrite or choose another --out")
+    check_output_folder(out)
+    check_writable_folder(out.parent, out)
     codec, note = resolve_vae(vae, device=device)  # before writing anything: an unknown --vae fails cleanly
+    created = not out.exists()
     if clean_dir.exists():
         shutil.rmtree(clean_dir)
-    # A learned VAE costs ~1 s per encode on 2 CPU cores and each test tile is encoded 12 times:
-    # keep 8 test tiles so the demo stays within a few minutes.
-    make_demo_images(clean_dir, max_images=None if codec.downscale == 1 else FIT + LEARNED_CODEC_TEST_TILES)
-    config = ExperimentConfig(clean=str(clean_dir), degrade=DEGRADE, restorer=RESTORER, vae=codec.spec,
-                              fit_source=FIT, fit_target=FIT, paired=True, out=str(out), overwrite=True, device=device,
-                              progress=progress)
-    notes = [note] if note else []
-    return run(config, codec=codec, notes=notes, reserved=("data",))
+    try:
+        # A learned VAE costs more per encode and each test tile is encoded many times:
+        # keep 8 test tiles so the demo stays within a few minutes.
+        make_demo_images(clean_dir, max_images=None if codec.downscale == 1 else FIT + LEARNED_CODEC_TEST_TILES)
+        config = ExperimentConfig(clean=str(clean_dir), degrade=DEGRADE, restorer=RESTORER, vae=codec.spec,
+                                  fit_source=FIT, fit_target=FIT, paired=True, out=str(out), overwrite=True,
+                                  device=device, progress=progress)
+        notes = [note] if note else []
+        return run(config, codec=codec, notes=notes, reserved=("data",))
+    except BaseException:  # a failed demo leaves nothing of its own behind
+        shutil.rmtree(out if created else clean_dir, ignore_errors=True)
+        raise

@@ -50,11 +50,12 @@ class Plan:
 
 def plan_inputs(config: ExperimentConfig) -> Plan:
     """List, validate and split the images; parse the specs. Raises InputError on any problem."""
-    clean_paths = data.list_images(config.clean)
-    test_paths = data.list_images(config.test_clean) if config.test_clean else []
-    restored_paths = data.list_images(config.restored) if config.restored else []
+    limit = config.max_pixels
+    clean_paths = data.list_images(config.clean, limit)
+    test_paths = data.list_images(config.test_clean, limit) if config.test_clean else []
+    restored_paths = data.list_images(config.restored, limit) if config.restored else []
     # Decode every file once now: minutes of encoding must not end in "image 57 is corrupt".
-    data.validate_images(clean_paths + test_paths + restored_paths)
+    data.validate_images(clean_paths + test_paths + restored_paths, limit)
     degradation = data.parse_degradation(config.degrade) if config.degrade else None
     restorer = data.parse_restorer(config.restorer) if config.restorer else None
     notes: list[str] = []
@@ -104,7 +105,8 @@ class Triple:
 def load_clean(item: Item, config: ExperimentConfig) -> torch.Tensor:
     # Quantized, so the reference is exactly what an 8-bit file of it would hold (a no-op
     # unless --resize interpolated).
-    return data.quantize(data.load_images([item.clean], crop=config.crop, resize=config.resize)[0])
+    return data.quantize(data.load_images([item.clean], crop=config.crop, resize=config.resize,
+                                                    max_pixels=config.max_pixels)[0])
 
 
 def make_triple(item: Item, plan: Plan, config: ExperimentConfig) -> Triple:
@@ -115,7 +117,8 @@ def make_triple(item: Item, plan: Plan, config: ExperimentConfig) -> Triple:
     """
     x = load_clean(item, config)
     if item.restored is not None:
-        x_star = data.quantize(data.load_images([item.restored], crop=config.crop, resize=config.resize)[0])
+        x_star = data.quantize(data.load_images([item.restored], crop=config.crop, resize=config.resize,
+                                                           max_pixels=config.max_pixels)[0])
         if x_star.shape != x.shape:
             raise InputError(item.restored, f"restored image is {tuple(x_star.shape[-2:])} but its clean image "
                              f"{item.clean.name} is {tuple(x.shape[-2:])} (after crop/resize); sizes must match")

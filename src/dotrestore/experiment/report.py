@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
 
 from ..detail import describe
+from ..fileio import atomic_write
 
 COLUMNS = ("method", "alpha", "mse", "psnr", "ssim", "latent_fd", "patch_fd", "lpips", "fid", "kid", "n_images")
 
@@ -51,14 +53,15 @@ def write_results(folder: Path, rows: list[dict], per_image: list[dict], config,
     """results.csv (one row per method and α; empty alpha for x* and y; empty skipped metrics)
     and results.json (the same rows, per-image values, resolved config, skipped metrics with
     reasons, codec, data, timings and versions)."""
-    with open(folder / "results.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
-        for row in rows:
-            writer.writerow([_cell(row.get(c)) for c in COLUMNS])
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(COLUMNS)
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) for c in COLUMNS])
+    atomic_write(folder / "results.csv", table.getvalue())
     payload = {"results": rows, "per_image": per_image, "config": config.to_dict(), **info}
     text = json.dumps(_json_safe(payload), indent=2)
-    (folder / "results.json").write_text(text + "\n", encoding="utf-8")
+    atomic_write(folder / "results.json", text + "\n")
 
 
 def _label(row: dict) -> str:
@@ -96,6 +99,12 @@ def markdown_table(rows: list[dict]) -> str:
                  _num(r["patch_fd"])] + [_num(r.get(m)) for m in extra]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _shrinkage(used) -> str:
+    if isinstance(used, dict):  # one description per role
+        return " / ".join(f"{role} {value}" for role, value in used.items())
+    return str(used)
 
 
 def write_report(folder: Path, rows: list[dict], config, info: dict) -> Path:
@@ -158,7 +167,7 @@ def write_report(folder: Path, rows: list[dict], config, info: dict) -> Path:
               f"- Operator: patch {op['patch_size']}×{op['patch_size']} (D = {op['dim']}), "
               f"{describe(op.get('lowpass_sigma'))}, "
               f"{op['n_source_patches']} source / {op['n_target_patches']} target patches, shrinkage "
-              f"{op['shrinkage_used']}, {'stochastic (singular Σs)' if op['stochastic'] else 'deterministic'} map, "
+              f"{_shrinkage(op['shrinkage_used'])}, {'stochastic (singular Σs)' if op['stochastic'] else 'deterministic'} map, "
               f"W2²(source, target) = {_num(op['w2_squared'])}; saved as `operator.safetensors` "
               "(reuse it with `dotrestore apply`).",
               f"- Clean images: `{data['clean']}` ({counts['clean_images']} files)"
@@ -179,5 +188,4 @@ def write_report(folder: Path, rows: list[dict], config, info: dict) -> Path:
         lines += ["Outputs: `outputs/alpha_<A>/<stem>.png` per α, plus `outputs/restored`, `outputs/degraded`, "
                   "`outputs/clean` (the exact 8-bit images measured).", ""]
     path = folder / "report.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    return atomic_write(path, "\n".join(lines))

@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 
 from .. import data, metrics
 from .._version import __version__
-from ..errors import InputError
+from ..errors import ImageTooSmallError, InputError
+from ..guard import check_not_input, check_not_inside, check_output_folder, check_writable_folder
 from ..estimator import DOT
 from ..gaussian import Moments
 from . import figures, report
@@ -85,17 +86,19 @@ def _measure(image: torch.Tensor, clean: torch.Tensor, latent: torch.Tensor, pat
             metrics.patch_moments(image, 7, metrics.PATCH_FD_STRIDE))
 
 
-def run(config: ExperimentConfig, *, codec=None, notes=(), reserved=()) -> ExperimentResult:
+def run(config: ExperimentConfig, *, codec=None, notes=(), reserved=(), inputs=()) -> ExperimentResult:
     """Run the experiment described by ``config``; returns an :class:`ExperimentResult`.
 
     ``codec`` (a loaded :class:`~dotrestore.codecs.Codec`) replaces ``config.vae``'s loading;
     ``notes`` are lines added to the report; ``reserved`` names entries of ``--out`` that may
-    exist already (the demo keeps its generated ``data/`` there).
+    exist already (the demo keeps its generated ``data/`` there); ``inputs`` are further files
+    the run reads (e.g. the --config file), which it must not replace.
     """
     config.validate()
     started = time.perf_counter()
     out = Path(config.out).expanduser().resolve()
     _check_out(out, config.overwrite, reserved)  # before anything slow: a refused --out fails at once
+    _check_inputs_kept(out, config, inputs)
     plan = plan_inputs(config)                   # lists and decodes every input image
     for note in plan.notes:
         logger.warning("%s", note)
@@ -121,6 +124,22 @@ def _check_out(out: Path, overwrite: bool, reserved) -> None:
         if existing:
             shown = ", ".join(existing[:5]) + (" ..." if len(existing) > 5 else "")
             raise InputError(out, f"--out folder is not empty ({shown}); pass --overwrite or choose another --out")
+
+
+def _check_inputs_kept(out: Path, config: ExperimentConfig, inputs) -> None:
+    """The shared output guard: --out (and the staging folder beside it) must be writable, and
+    no input may be one of the entries a run replaces in --out (whatever path leads there)."""
+    check_output_folder(out)
+    check_writable_folder(out.parent, out)  # the staging folder lives beside --out
+    given = [Path(p).expanduser() for p in (config.clean, config.test_clean, config.restored, *inputs) if p]
+    if Path(config.vae).expanduser().exists():
+        given.append(Path(config.vae).expanduser())
+    replaced = [out / name for name in OUTPUT_NAMES]
+    for path in given:
+        files = [p for p in path.iterdir() if p.is_file()] if path.is_dir() else [path]
+        for entry in replaced:
+            check_not_inside(entry, [path])  # an input folder inside outputs/, collages/ ...
+            check_not_input(entry, files)    # an input file that a run's output would replace
 
 
 def _commit(staging: Path, out: Path) -> None:
@@ -154,10 +173,17 @@ def _encode(codec, images: list[torch.Tensor]) -> list[torch.Tensor]:
 def _fit(dot: DOT, plan: Plan, config: ExperimentConfig) -> None:
     bar = dict(disable=not config.progress, leave=False, unit="img")
     source = [make_triple(it, plan, config).restored for it in tqdm(plan.source, desc="restoring source", **bar)]
-    dot.partial_fit(source, role="source")
-    del source
-    target = [load_clean(it, config) for it in tqdm(plan.target, desc="loading target", **bar)]
-    dot.partial_fit(target, role="target")
+    try:
+        dot.partial_fit(source, role="source")
+        del source
+        target = [load_clean(it, config) for it in tqdm(plan.target, desc="loading target", **bar)]
+        dot.partial_fit(target, role="target")
+    except ImageTooSmallError as exc:  # name the file the tensor came from
+        role = "target" if getattr(dot, "state_", None) and dot.state_.target.moments is not None else "source"
+        item = (plan.target if role == "target" else plan.source)[exc.index]
+        path = item.clean if role == "target" or item.restored is None else item.restored
+        problem = exc.problem.split(": ", 1)[-1]
+        raise InputError(path, f"{problem} (after --crop/--resize; {role} statistics)") from None
 
 
 def _run(config: ExperimentConfig, plan: Plan, staging: Path, codec, notes: list[str], started: float) -> ExperimentResult:
@@ -263,12 +289,12 @@ def _run(config: ExperimentConfig, plan: Plan, staging: Path, codec, notes: list
     info = {
         "codec": {"id": codec.id, "spec": codec.spec, "latent_channels": codec.latent_channels,
                   "downscale": codec.downscale, "device": str(codec.device)},
-        "operator": {"w2_squared": getattr(dot, "w2_squared_", None), "patch_size": config.patch_size,
+        "operator": {"w2_squared": dot.state_.w2_squared, "patch_size": config.patch_size,
                      "lowpass_sigma": dot.lowpass_sigma,
-                     "dim": dot.dim_, "n_source_patches": getattr(dot, "n_source_patches_", None),
-                     "n_target_patches": getattr(dot, "n_target_patches_", None),
-                     "shrinkage_used": getattr(dot, "shrinkage_used_", None),
-                     "stochastic": getattr(dot, "noise_cov_", None) is not None},
+                     "dim": dot.dim_, "n_source_patches": dot.state_.source.n_patches,
+                     "n_target_patches": dot.state_.target.n_patches,
+                     "shrinkage_used": dot.shrinkage_used_,
+                     "stochastic": dot.state_.noise_cov is not None},
         "data": {"clean": config.clean, "test_clean": config.test_clean, "restored": config.restored,
                  "degradation": str(plan.degradation) if plan.degradation is not None else None,
                  "restorer": config.restorer, "split": "paired" if config.paired else "unpaired",
