@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -42,6 +43,13 @@ def check_max_pixels(max_pixels) -> int | None:
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
         raise ValueError(f"max_pixels must be a positive integer or None, got {max_pixels!r}")
     return int(max_pixels)
+
+
+def _open(path: Path) -> Image.Image:
+    # Our own limit (max_pixels, checked right after) replaces Pillow's bomb warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(path)
 
 
 def _check_size(path: Path, image: Image.Image, max_pixels: int | None) -> None:
@@ -97,7 +105,7 @@ def list_images(paths: Paths, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> li
         if path.suffix.lower() not in extensions:
             raise InputError(path, f"not an image file (extension {path.suffix or '(none)'!r} is not one Pillow reads)")
         try:  # header only: cheap; full decoding is validate_images' job
-            with Image.open(path) as image:
+            with _open(path) as image:
                 _check_size(path, image, max_pixels)
         except InputError:
             raise
@@ -127,7 +135,7 @@ def validate_images(paths: Paths, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
     sizes = []
     for path in list_images(paths, max_pixels):
         try:
-            with Image.open(path) as image:
+            with _open(path) as image:
                 _check_size(path, image, max_pixels)
                 image.load()
                 sizes.append(_oriented_size(image))
@@ -168,7 +176,7 @@ def read_image(path: PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> t
     if not path.exists():
         raise InputError(path, "does not exist")
     try:
-        with Image.open(path) as image:
+        with _open(path) as image:
             _check_size(path, image, max_pixels)
             image.load()
             image = ImageOps.exif_transpose(image)
