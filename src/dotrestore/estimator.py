@@ -32,6 +32,7 @@ from . import detail, gaussian
 from .codecs import Codec, load_codec
 from .data.io import DEFAULT_MAX_PIXELS, check_max_pixels
 from .devices import parse_device
+from .filters import MAX_SIGMA
 from .errors import ImageTooSmallError, InputError, NotFittedError
 from .image_items import image_items, load_item
 from .patches import WEIGHTINGS, extract_patches, transport_latent
@@ -132,8 +133,8 @@ class DOT:
         if not self.eps > 0:
             raise InputError(None, f"eps must be > 0, got {self.eps!r}")
         sigma = self.lowpass_sigma
-        if sigma is not None and not (isinstance(sigma, (int, float)) and 0 <= sigma < float("inf")):
-            raise InputError(None, f"lowpass_sigma must be None or a number >= 0 (pixels), got {sigma!r}")
+        if sigma is not None and not (isinstance(sigma, (int, float)) and 0 <= sigma <= MAX_SIGMA):
+            raise InputError(None, f"lowpass_sigma must be None or a number in [0, {MAX_SIGMA:g}] (pixels), got {sigma!r}")
         if self.batch_size < 1:
             raise InputError(None, f"batch_size must be >= 1, got {self.batch_size!r}")
         try:

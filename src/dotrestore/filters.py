@@ -15,6 +15,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+#: Largest σ (pixels) accepted anywhere a Gaussian blur is configured: wider kernels only
+#: flatten an image to its mean, and a bound keeps the radius ⌈3σ⌉ computable.
+MAX_SIGMA = 1000.0
+
 
 def gaussian_kernel1d(sigma: float, radius: int | None = None, normalize: bool = True,
                       dtype=torch.float32, device=None) -> torch.Tensor:
@@ -23,8 +27,8 @@ def gaussian_kernel1d(sigma: float, radius: int | None = None, normalize: bool =
     ``normalize=False`` keeps the centre tap at 1 (the patch weighting's convention).
     """
     sigma = float(sigma)
-    if not (sigma > 0 and math.isfinite(sigma)):
-        raise ValueError(f"Gaussian sigma must be a finite number > 0, got {sigma!r}")
+    if not 0 < sigma <= MAX_SIGMA:
+        raise ValueError(f"Gaussian sigma must be in (0, {MAX_SIGMA:g}] pixels, got {sigma!r}")
     radius = max(1, math.ceil(3 * sigma)) if radius is None else int(radius)
     if radius < 0:
         raise ValueError(f"Gaussian radius must be >= 0, got {radius}")
@@ -49,4 +53,4 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
 
 
-__all__ = ["gaussian_kernel1d", "gaussian_blur"]
+__all__ = ["MAX_SIGMA", "gaussian_kernel1d", "gaussian_blur"]

@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 
 from ._version import __version__
 from .codecs import load_codec
-from .errors import OperatorFileError
+from .errors import DotRestoreError, OperatorFileError
 from .fileio import atomic_path
 from .state import FORMAT, FORMAT_VERSION, FittedState, validate
 
@@ -116,7 +116,13 @@ def load_operator(cls, path: str | Path, codec=None, device=None):
     params = {name: meta[name] for name in _PARAMS if name in meta}
     params.setdefault("lowpass_sigma", None)  # version 1: statistics of whole images
     dot = cls(codec=codec if codec is not None else meta["codec_spec"], device=device, **params)
-    codec_obj = load_codec(dot.codec, device=dot._device())
+    try:
+        codec_obj = load_codec(dot.codec, device=dot._device())
+    except DotRestoreError as exc:
+        if codec is not None:
+            raise
+        raise OperatorFileError(path, f"records codec {meta['codec_spec']!r}, which cannot be loaded here "
+                                f"({exc}); pass --vae / codec= with the same weights") from None
     if not same_weights(codec_obj.id, meta["codec_id"]):
         raise OperatorFileError(
             path,

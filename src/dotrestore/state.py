@@ -25,6 +25,7 @@ import torch
 
 from . import gaussian
 from .errors import OperatorFileError
+from .filters import MAX_SIGMA
 from .patches import WEIGHTINGS
 
 ROLES = ("source", "target")
@@ -165,7 +166,8 @@ META_FIELDS: dict[str, tuple[bool, Callable[[object], bool], str]] = {
     "shrinkage": (False, _shrinkage_ok, "null, 'oas' or a number in [0, 1]"),
     "shrinkage_used": (False, _shrinkage_used_ok, "null, a string or {source, target: string}"),
     "weighting": (False, lambda v: v in WEIGHTINGS, f"one of {list(WEIGHTINGS)}"),
-    "lowpass_sigma": (False, lambda v: v is None or (_is_real(v) and v >= 0), "null or a finite number >= 0"),
+    "lowpass_sigma": (False, lambda v: v is None or (_is_real(v) and 0 <= v <= MAX_SIGMA),
+                      f"null or a number in [0, {MAX_SIGMA:g}]"),
     "zero_shot": (False, lambda v: isinstance(v, bool), "true or false"),
     "stochastic": (False, lambda v: v in STOCHASTIC, f"one of {list(STOCHASTIC)}"),
     "stochastic_map": (False, lambda v: isinstance(v, bool), "true or false"),

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import InputError
-from ..filters import gaussian_blur, gaussian_kernel1d  # noqa: F401  (re-exported)
+from ..filters import MAX_SIGMA, gaussian_blur, gaussian_kernel1d  # noqa: F401  (re-exported)
 from .io import quantize, resize_image
 
 _REQUIRED = object()
@@ -156,7 +156,7 @@ class Blur(Degradation):
     """Gaussian blur with standard deviation σ pixels (radius ceil(3σ), reflect borders)."""
 
     name = "blur"
-    params = (Param("sigma", float, lambda v: v > 0, "> 0, in pixels"),)
+    params = (Param("sigma", float, lambda v: 0 < v <= MAX_SIGMA, f"in (0, {MAX_SIGMA:g}], in pixels"),)
 
     def apply(self, x, generator):
         return gaussian_blur(x, self.sigma)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..filters import MAX_SIGMA
 from .degradations import Param, format_value, gaussian_blur, parse_params
 from .io import resize_image
 
@@ -76,7 +77,7 @@ class GaussianBlurRestorer(Restorer):
     """x* = G_σ * y: the DOT paper's seed restorer, a Gaussian blur of the noisy image."""
 
     name = "gaussian-blur"
-    params = (Param("sigma", float, lambda v: v > 0, "> 0, in pixels"),)
+    params = (Param("sigma", float, lambda v: 0 < v <= MAX_SIGMA, f"in (0, {MAX_SIGMA:g}], in pixels"),)
 
     def restore(self, x, size):
         return gaussian_blur(x, self.sigma)

@@ -19,6 +19,7 @@ from ..errors import InputError
 from ..fileio import atomic_write
 from ..data.io import DEFAULT_MAX_PIXELS, check_max_pixels
 from ..devices import parse_device
+from ..filters import MAX_SIGMA
 from ..gaussian import parse_shrinkage
 
 #: The α values of the seed's experiment (Adrai et al. 2023): extrapolation on both sides of [0, 1].
@@ -143,8 +144,9 @@ class ExperimentConfig:
         sigma = self.lowpass_sigma
         if sigma is None:
             sigma = 0.0
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 <= sigma < math.inf:
-            fail(f"--lowpass-sigma must be a number >= 0 (pixels; 0 transports whole images), got {sigma!r}")
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 <= sigma <= MAX_SIGMA:
+            fail(f"--lowpass-sigma must be a number in [0, {MAX_SIGMA:g}] (pixels; 0 transports whole images), "
+                 f"got {sigma!r}")
         self.lowpass_sigma = float(sigma)
         try:
             self.shrinkage = parse_shrinkage(self.shrinkage)

@@ -1,0 +1,319 @@
+"""Fuzz suite: hostile operator files and hostile images against the CLI.
+
+Every case must end in exit 0 with valid output, or exit 2 with the offending file named;
+never a traceback; inputs byte-identical; nothing left behind by a failed run.
+Runs in-process (``cli.main``) for speed, plus a few subprocess runs for the real stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from dotrestore.cli import main
+from dotrestore.state import META_FIELDS, TENSORS
+
+FUZZ = settings(max_examples=30, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SIZE = (20, 24)
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def run(*argv) -> tuple[int, str]:
+    """cli.main in-process; (exit status, stderr). argparse exits count as their status."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:
+            code = exc.code
+    return code, err.getvalue()
+
+
+def check_outcome(code: int, err: str, named: Path, out: Path | None, expected_outputs=()):
+    assert "Traceback" not in err, err
+    assert code in (0, 2), (code, err)
+    if code == 2:
+        assert str(named) in err, err
+        if out is not None:
+            assert not out.exists() or not any(out.iterdir()), list(out.rglob("*"))
+    else:
+        for path in expected_outputs:
+            with Image.open(path) as image:
+                assert image.mode == "RGB" and image.format == "PNG"
+                image.load()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fuzz")
+    rng = np.random.default_rng(0)
+    for role in ("restored", "clean"):
+        (root / role).mkdir()
+        for i in range(3):
+            Image.fromarray((rng.random((*SIZE, 3)) * 255).astype(np.uint8)).save(root / role / f"{role}{i}.png")
+    op = root / "op.safetensors"
+    code, err = run("fit", "--source", root / "restored", "--target", root / "clean", "--vae", "pixel",
+                    "--device", "cpu", "--lowpass-sigma", "2", "-o", op)
+    assert code == 0, err
+    with safe_open(str(op), framework="pt") as f:
+        header = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    return root, op, header, tensors
+
+
+# ---------------------------------------------------------------------- operator mutations
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=8) | st.sampled_from(["oas", "gaussian", "uniform", "auto", "pixel", "dotrestore.operator"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=5,
+)
+field_names = st.sampled_from(sorted(META_FIELDS) + ["unknown_key"])
+
+
+@st.composite
+def metadata_mutation(draw):
+    kind = draw(st.sampled_from(["set", "delete", "replace-whole", "perturb-number"]))
+    name = draw(field_names)
+    value = draw(json_values)
+    factor = draw(st.sampled_from([-1, 0, 0.5, 2, 1e300, -1e-300]))
+    return kind, name, value, factor
+
+
+def mutate_meta(meta: dict, mutation) -> str:
+    kind, name, value, factor = mutation
+    if kind == "replace-whole":
+        return json.dumps(value)
+    meta = dict(meta)
+    if kind == "delete":
+        meta.pop(name, None)
+    elif kind == "set":
+        meta[name] = value
+    elif isinstance(meta.get(name), (int, float)) and not isinstance(meta.get(name), bool):
+        meta[name] = meta[name] * factor
+    return json.dumps(meta)  # json.dumps writes NaN/Infinity: the reader must refuse them
+
+
+@st.composite
+def tensor_mutation(draw):
+    kind = draw(st.sampled_from(["drop", "nan", "inf", "huge", "truncate", "dtype", "transpose-vector",
+                                 "extra", "scalar", "negative-count"]))
+    name = draw(st.sampled_from(sorted(TENSORS)))
+    index = draw(st.integers(0, 10_000))
+    dtype = draw(st.sampled_from([torch.float16, torch.float32, torch.int32, torch.uint8, torch.bool, torch.bfloat16]))
+    return kind, name, index, dtype
+
+
+def mutate_tensors(tensors: dict, mutation) -> dict:
+    kind, name, index, dtype = mutation
+    tensors = dict(tensors)
+    if name not in tensors:
+        return tensors
+    t = tensors[name].clone()
+    flat = t.reshape(-1)
+    i = index % max(flat.numel(), 1)
+    if kind == "drop":
+        del tensors[name]
+    elif kind in ("nan", "inf", "huge") and flat.numel():
+        flat[i] = {"nan": math.nan, "inf": -math.inf, "huge": 1e300}[kind]
+        tensors[name] = flat.reshape(t.shape)
+    elif kind == "truncate" and flat.numel() > 1:
+        tensors[name] = flat[:-1].clone()
+    elif kind == "dtype":
+        tensors[name] = t.to(dtype)
+    elif kind == "transpose-vector":
+        tensors[name] = t.reshape(-1, 1) if t.dim() == 1 else t.reshape(1, -1)
+    elif kind == "extra":
+        tensors[f"{name}_copy"] = t
+    elif kind == "scalar":
+        tensors[name] = torch.tensor(float(index), dtype=torch.float64)
+    elif kind == "negative-count":
+        tensors[name] = -t.abs() - 1
+    return tensors
+
+
+def write_operator(path: Path, header: dict, tensors: dict) -> Path:
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=header)
+    return path
+
+
+def exercise(world, bad: Path, tmp: Path):
+    root = world[0]
+    before = tree_digest(root)
+    code, err = run("info", bad)
+    check_outcome(code, err, bad, None)
+    out = tmp / "out"
+    code, err = run("apply", bad, root / "restored", "-o", out, "--alpha", "0", "--alpha", "0.5")
+    check_outcome(code, err, bad, out,
+                  [out / f"alpha_{a}" / f"restored{i}.png" for a in ("0", "0.5") for i in range(3)])
+    assert tree_digest(root) == before
+    shutil.rmtree(out, ignore_errors=True)
+
+
+@FUZZ
+@given(mutation=metadata_mutation())
+def test_fuzz_operator_metadata(world, tmp_path, mutation):
+    _, op, header, tensors = world
+    bad_header = dict(header, dotrestore=mutate_meta(json.loads(header["dotrestore"]), mutation))
+    bad = write_operator(tmp_path / "bad.safetensors", bad_header, tensors)
+    exercise(world, bad, tmp_path)
+
+
+@FUZZ
+@given(mutations=st.lists(tensor_mutation(), min_size=1, max_size=2))
+def test_fuzz_operator_tensors(world, tmp_path, mutations):
+    _, op, header, tensors = world
+    for mutation in mutations:
+        tensors = mutate_tensors(tensors, mutation)
+    bad = write_operator(tmp_path / "bad.safetensors", header, tensors)
+    exercise(world, bad, tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["empty", "half", "garbage-header", "not-json", "text"])
+def test_damaged_operator_bytes(world, tmp_path, damage):
+    _, op, _, _ = world
+    raw = op.read_bytes()
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes({"empty": b"", "half": raw[: len(raw) // 2], "garbage-header": b"\xff" * 8 + raw[8:],
+                     "not-json": raw.replace(b'"dotrestore":"{', b'"dotrestore":"[', 1),
+                     "text": b"hello world\n"}[damage])
+    exercise(world, bad, tmp_path)
+
+
+# ---------------------------------------------------------------------- hostile images
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def make_hostile(kind: str, folder: Path) -> Path:
+    rng = np.random.default_rng(1)
+    rgb = (rng.random((*SIZE, 3)) * 255).astype(np.uint8)
+    if kind == "zero-byte":
+        path = folder / "zero.png"
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path = folder / "truncated.png"
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, format="PNG")
+        path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    elif kind == "wrong-extension":
+        path = folder / "really_png.jpg"
+        Image.fromarray(rgb).save(path, format="PNG")
+    elif kind == "text-as-png":
+        path = folder / "notes.png"
+        path.write_text("not an image\n")
+    elif kind == "16-bit":
+        path = folder / "sixteen.png"
+        Image.fromarray((rng.random(SIZE) * 65535).astype(np.uint16)).save(path)
+    elif kind == "palette":
+        path = folder / "palette.png"
+        Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE).save(path)
+    elif kind == "cmyk":
+        path = folder / "cmyk.jpg"
+        Image.fromarray(rgb).convert("CMYK").save(path)
+    elif kind == "rgba":
+        path = folder / "alpha.png"
+        Image.fromarray(np.dstack([rgb, rgb[..., :1]])).save(path)
+    elif kind == "animated":
+        path = folder / "animated.gif"
+        frames = [Image.fromarray(np.roll(rgb, k, 0)) for k in range(3)]
+        frames[0].save(path, save_all=True, append_images=frames[1:], duration=50, loop=0)
+    elif kind == "declared-huge":
+        path = folder / "huge.png"
+        ihdr = struct.pack(">IIBBBBB", 10000, 10000, 8, 2, 0, 0, 0)
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr)
+                         + _png_chunk(b"IDAT", zlib.compress(b"\0" * 30001 * 2)) + _png_chunk(b"IEND", b""))
+    elif kind == "1x1":
+        path = folder / "one.png"
+        Image.fromarray(rgb[:1, :1]).save(path)
+    elif kind == "newline-name":
+        path = folder / "new\nline.png"
+        Image.fromarray(rgb).save(path, format="PNG")
+    elif kind == "folder-named-png":
+        path = folder / "dir.png"
+        path.mkdir()
+    elif kind == "symlink-loop":
+        path = folder / "loop.png"
+        path.symlink_to(path)
+    else:
+        raise AssertionError(kind)
+    return path
+
+
+HOSTILE = ["zero-byte", "truncated", "wrong-extension", "text-as-png", "16-bit", "palette", "cmyk", "rgba",
+           "animated", "declared-huge", "1x1", "newline-name", "folder-named-png", "symlink-loop"]
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_hostile_image_in_apply(world, tmp_path, kind):
+    _, op, _, _ = world
+    folder = tmp_path / "in"
+    folder.mkdir()
+    path = make_hostile(kind, folder)
+    before = tree_digest(folder)
+    out = tmp_path / "out"
+    code, err = run("apply", op, path, "-o", out)
+    stem = path.stem
+    check_outcome(code, err, path, out, [out / f"{stem}.png"])
+    if code == 0:
+        with Image.open(out / f"{stem}.png") as image:
+            with Image.open(path) as original:
+                assert image.size == original.size
+    assert tree_digest(folder) == before
+
+
+@pytest.mark.parametrize("kind", ["zero-byte", "truncated", "declared-huge", "1x1", "cmyk", "newline-name"])
+def test_hostile_image_in_fit(world, tmp_path, kind):
+    root = world[0]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    path = make_hostile(kind, folder)
+    before = tree_digest(folder)
+    output = tmp_path / "op.safetensors"
+    code, err = run("fit", "--source", path, "--target", root / "clean", "--vae", "pixel", "-o", output)
+    check_outcome(code, err, path, None)
+    assert output.exists() == (code == 0)
+    assert tree_digest(folder) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in"] + (["op.safetensors"] if code == 0 else []))
+
+
+# ---------------------------------------------------------------------- real processes
+def _subprocess(*argv) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join(sys.path))
+    return subprocess.run([sys.executable, "-m", "dotrestore", *map(str, argv)], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_subprocess_broken_operator_and_hostile_image(world, tmp_path):
+    root, op, header, tensors = world
+    bad = write_operator(tmp_path / "bad.safetensors", dict(header, dotrestore="[1, 2]"), tensors)
+    result = _subprocess("info", bad)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and str(bad) in result.stderr
+    huge = make_hostile("declared-huge", tmp_path)
+    result = _subprocess("apply", op, huge, "-o", tmp_path / "out")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and str(huge) in result.stderr
+    assert not (tmp_path / "out").exists()
