@@ -8,97 +8,15 @@ Every stage clips its output to [0, 1]. ``str(deg)`` gives the canonical spec ba
 from __future__ import annotations
 
 import io
-import math
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import InputError
 from ..filters import MAX_SIGMA, gaussian_blur, gaussian_kernel1d  # noqa: F401  (re-exported)
 from .io import quantize, resize_image
-
-_REQUIRED = object()
-
-
-@dataclass(frozen=True)
-class Param:
-    """One numeric parameter of a spec: its type, validity rule (as text) and default."""
-
-    name: str
-    kind: type  # int or float
-    check: Callable[[float], bool]
-    rule: str
-    default: object = _REQUIRED
-    default_text: str = ""  # how a default of None is chosen, e.g. "estimated"
-
-    def describe(self) -> str:
-        optional = ""
-        if self.default is not _REQUIRED:
-            optional = f", default {self.default_text or self.default}"
-        return f"{self.name}=<{self.kind.__name__} {self.rule}{optional}>"
-
-
-def format_value(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def catalogue(table: dict[str, tuple[type, tuple[Param, ...]]], what: str) -> str:
-    """Human-readable list of valid names and parameters, for error messages."""
-    entries = []
-    for name, (_, params) in table.items():
-        entries.append(name + (":" + ",".join(p.describe() for p in params) if params else ""))
-    return f"valid {what}s: " + "; ".join(entries)
-
-
-def parse_params(part: str, table: dict[str, tuple[type, tuple[Param, ...]]], what: str):
-    """Parse ``name[:k=v,...]`` (or ``name:v`` when it has one parameter) against ``table``.
-
-    Returns (class, {param: value}); InputError(None, ...) lists the valid names and parameters.
-    """
-    name, _, rest = part.strip().partition(":")
-    name = name.strip().lower()
-    if name not in table:
-        raise InputError(None, f"unknown {what} {name!r} in {part!r}; {catalogue(table, what)}")
-    cls, params = table[name]
-    by_name = {p.name: p for p in params}
-    given: dict[str, str] = {}
-    for item in filter(None, (s.strip() for s in rest.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq:  # positional shorthand, e.g. noise:50
-            if len(params) != 1 or given:
-                raise InputError(None, f"{what} {name!r}: write parameters as key=value in {part!r}; {catalogue(table, what)}")
-            key, value = params[0].name, item
-        key = key.strip().lower()
-        if key not in by_name:
-            raise InputError(None, f"{what} {name!r} has no parameter {key!r}; {catalogue(table, what)}")
-        if key in given:
-            raise InputError(None, f"{what} {name!r}: parameter {key!r} given twice in {part!r}")
-        given[key] = value.strip()
-    values = {}
-    for param in params:
-        if param.name not in given:
-            if param.default is _REQUIRED:
-                raise InputError(None, f"{what} {name!r} needs {param.describe()} in {part!r}; {catalogue(table, what)}")
-            values[param.name] = param.default
-            continue
-        text = given[param.name]
-        try:
-            number = float(text)
-            if param.kind is int:
-                if number != int(number):
-                    raise ValueError
-                number = int(number)
-        except (ValueError, OverflowError):
-            number = None
-        if number is None or not math.isfinite(number) or not param.check(number):
-            raise InputError(None, f"{what} {name!r}: {param.name}={text!r} is invalid, expected {param.kind.__name__} {param.rule}")
-        values[param.name] = number
-    return cls, values
-
+from .specs import Param, SpecRegistry, format_value
 
 class Degradation:
     """A degradation ``deg(img, generator=None) -> img`` on (3, H, W) or (B, 3, H, W) in [0, 1]."""
@@ -214,9 +132,8 @@ class Compose(Degradation):
         return "+".join(str(s) for s in self._stages)
 
 
-DEGRADATIONS: dict[str, tuple[type, tuple[Param, ...]]] = {
-    cls.name: (cls, cls.params) for cls in (Noise, Blur, Down, Jpeg)
-}
+#: The named degradations, parsed from ``name:k=v`` specs by the shared :class:`SpecRegistry`.
+DEGRADATIONS = SpecRegistry("degradation", (Noise, Blur, Down, Jpeg))
 
 
 def parse_degradation(spec: str | Degradation) -> Degradation:
@@ -229,13 +146,12 @@ def parse_degradation(spec: str | Degradation) -> Degradation:
     if isinstance(spec, Degradation):
         return spec
     if not isinstance(spec, str) or not spec.strip():
-        raise InputError(None, f"empty degradation spec {spec!r}; {catalogue(DEGRADATIONS, 'degradation')}")
+        raise InputError(None, f"empty degradation spec {spec!r}; {DEGRADATIONS.catalogue()}")
     stages = []
     for part in spec.split("+"):
         if not part.strip():
             raise InputError(None, f"empty stage in degradation spec {spec!r}")
-        cls, values = parse_params(part, DEGRADATIONS, "degradation")
-        stages.append(cls(**values))
+        stages.append(DEGRADATIONS.parse(part))
     return stages[0] if len(stages) == 1 else Compose(stages)
 
 

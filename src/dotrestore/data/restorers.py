@@ -23,8 +23,9 @@ import torch
 
 from ..errors import InputError
 from ..filters import MAX_SIGMA
-from .degradations import Param, format_value, gaussian_blur, parse_params
+from .degradations import gaussian_blur
 from .io import resize_image
+from .specs import Param, SpecRegistry, format_value
 
 logger = logging.getLogger(__name__)
 
@@ -181,9 +182,8 @@ class UserRestorer(Restorer):
         return self.label
 
 
-RESTORERS: dict[str, tuple[type, tuple[Param, ...]]] = {
-    cls.name: (cls, cls.params) for cls in (GaussianBlurRestorer, NLMeans, Bicubic, Identity)
-}
+#: The named restorers, parsed from ``name:k=v`` specs by the shared :class:`SpecRegistry`.
+RESTORERS = SpecRegistry("restorer", (GaussianBlurRestorer, NLMeans, Bicubic, Identity))
 _USER_HINT = "or 'module:function' / 'path/to/file.py:function' for your own model"
 
 
@@ -232,16 +232,13 @@ def parse_restorer(spec: str | Restorer | Callable) -> Restorer:
         return spec
     if callable(spec) and not isinstance(spec, str):
         return UserRestorer(spec, getattr(spec, "__qualname__", type(spec).__name__))
-    from .degradations import catalogue
-
-    valid = f"{catalogue(RESTORERS, 'restorer')}; {_USER_HINT}"
+    valid = f"{RESTORERS.catalogue()}; {_USER_HINT}"
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(None, f"empty restorer spec {spec!r}; {valid}")
     spec = spec.strip()
     name = spec.partition(":")[0].strip().lower()
     if name in RESTORERS:
-        cls, values = parse_params(spec, RESTORERS, "restorer")
-        return cls(**values)
+        return RESTORERS.parse(spec)
     target, colon, func = spec.rpartition(":")
     if not colon or not target or not func.isidentifier():
         raise InputError(None, f"unknown restorer {spec!r}; {valid}")
