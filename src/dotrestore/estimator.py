@@ -69,8 +69,8 @@ class DOT:
         Std (pixels) of the Gaussian low-pass L_σ whose content is kept from x*: statistics
         and transport use the detail images x − L_σ(x) + ½, and L_σ(x*) is added back after
         decoding (see :mod:`dotrestore.detail`). None or 0: whole images, as in the paper.
-        The default 4 keeps colour and layout from the restorer; it made unpaired fits on 5 + 5
-        photographs far less sensitive to which photographs they were.
+        The default 4 keeps colour and layout from the restorer, so a fit on few unpaired
+        photographs does not move colours between unrelated pictures (see the README).
     zero_shot : bool
         Take the source statistics from each image being transformed (only target
         statistics are fitted).
