@@ -408,3 +408,14 @@ def test_gaussian_kernel_is_shared():
                           filters.gaussian_kernel1d(1.5, radius=5, dtype=torch.float64))
     g = filters.gaussian_kernel1d(0.75, radius=1, normalize=False, dtype=torch.float64)
     assert torch.allclose(patches.patch_weights(3, "gaussian", torch.float64), torch.outer(g, g))
+
+
+def test_image_too_small_for_zero_shot_apply_is_named(files, tmp_path, capsys):
+    _, tgt, _ = files
+    op = tmp_path / "zs.safetensors"
+    assert main(["fit", "--zero-shot", "--target", str(tgt), "--vae", "pixel", "-o", str(op)]) == 0
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (2, 2)).save(tiny)
+    code, err = run_cli(capsys, "apply", op, tiny, "-o", tmp_path / "out")
+    assert code == 2 and str(tiny) in err and "too small" in err
+    assert not (tmp_path / "out").exists()

@@ -172,7 +172,12 @@ def _apply(args) -> int:
     with StagedFiles(out) as staged:
         for i, path in enumerate(tqdm(inputs, desc="applying", unit="img", disable=len(inputs) < 2)):
             image = data.read_image(path, args.max_pixels)
-            outs = dot.transform_alphas([image], alphas, interpolation=args.interpolation)
+            try:
+                outs = dot.transform_alphas([image], alphas, interpolation=args.interpolation)
+            except InputError as exc:  # a problem of this image (e.g. too small): name it
+                if exc.path is not None:
+                    raise
+                raise InputError(path, exc.problem) from None
             for a in alphas:
                 result = outs[a][0].cpu()
                 if not bool(result.isfinite().all()):

@@ -316,7 +316,8 @@ class DOT:
     def _zero_shot_source(self, z: torch.Tensor):
         moments = gaussian.Moments(self.dim_).update(extract_patches(z, self.patch_size))
         if float(moments.count) < 2:
-            raise InputError(None, "zero-shot transport needs an image with at least 2 latent patches")
+            raise ImageTooSmallError(None, f"image is too small for zero-shot transport: its {z.shape[-2]}x{z.shape[-1]} "
+                                     f"latent has fewer than 2 {self.patch_size}x{self.patch_size} patches")
         cov, used = gaussian.shrink_covariance(moments.covariance, int(moments.count), self.shrinkage)
         return moments.mean, cov, used
 

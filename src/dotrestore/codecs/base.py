@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import InputError
 
 
 def weights_sha256(state_dicts: Mapping[str, Mapping[str, Tensor]]) -> str:
@@ -136,7 +135,7 @@ class Codec:
     def encode(self, images: Tensor) -> Tensor:
         """Images (B, 3, H, W) in [0, 1] -> latents (B, C, ceil(H/f), ceil(W/f)), float32."""
         if images.ndim != 4 or images.shape[1] != 3:
-            raise InputError(None, f"encode expects images of shape (B, 3, H, W); got {tuple(images.shape)}")
+            raise ValueError(f"encode expects images of shape (B, 3, H, W); got {tuple(images.shape)}")
         with torch.inference_mode():
             x = self._layout(images.to(self.device, torch.float32))
             latents = self._encode(pad_to_multiple(x, self.downscale))
@@ -149,8 +148,7 @@ class Codec:
         Without ``size`` the output is (h*f, w*f), i.e. the padded size used by ``encode``.
         """
         if latents.ndim != 4 or latents.shape[1] != self.latent_channels:
-            raise InputError(
-                None,
+            raise ValueError(
                 f"decode expects latents of shape (B, {self.latent_channels}, h, w) for codec "
                 f"{self.id}; got {tuple(latents.shape)}",
             )
@@ -158,7 +156,7 @@ class Codec:
         if size is not None:
             size = (int(size[0]), int(size[1]))
             if not (0 < size[0] <= full[0] and 0 < size[1] <= full[1]):
-                raise InputError(None, f"decode size {size} does not fit the decoded size {full}")
+                raise ValueError(f"decode size {size} does not fit the decoded size {full}")
         with torch.inference_mode():
             z = self._layout(latents.to(self.device, torch.float32))
             images = self._decode(z).clamp(0.0, 1.0)
