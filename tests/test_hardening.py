@@ -419,3 +419,16 @@ def test_image_too_small_for_zero_shot_apply_is_named(files, tmp_path, capsys):
     code, err = run_cli(capsys, "apply", op, tiny, "-o", tmp_path / "out")
     assert code == 2 and str(tiny) in err and "too small" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flag", [["--patch-size", "17"], ["--patch-size", "-3"], ["--eps", "inf"], ["--eps", "-1"],
+                                  ["--lowpass-sigma", "nan"], ["--lowpass-sigma", "-4"], ["--lowpass-sigma", "1e9"]])
+def test_fit_parameter_ranges_match_the_schema(files, tmp_path, capsys, flag):
+    src, tgt, _ = files
+    try:
+        code = main(["fit", "--source", str(src), "--target", str(tgt), "--vae", "pixel",
+                     "-o", str(tmp_path / "x.st"), *flag])
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2 and "Traceback" not in capsys.readouterr().err
+    assert not (tmp_path / "x.st").exists()

@@ -59,10 +59,10 @@ def _add_fit(sub) -> None:
                    help="codec: sd-vae-ft-ema (default), sd-vae-ft-mse, pixel, a diffusers folder, "
                    "or a folder with a TAESD-family *_encoder.pth/*_decoder.pth pair")
     p.add_argument("--patch-size", type=int, default=3, metavar="P", help="odd latent patch side (default 3)")
-    p.add_argument("--eps", type=float, default=1e-8, help="eigenvalue clamp in matrix square roots (default 1e-8)")
+    p.add_argument("--eps", type=finite_float, default=1e-8, help="eigenvalue clamp in matrix square roots (default 1e-8)")
     p.add_argument("--shrinkage", default=None, metavar="oas|RHO",
                    help="covariance shrinkage: 'oas' or a ridge fraction in [0, 1] (default none)")
-    p.add_argument("--lowpass-sigma", type=float, default=4.0, metavar="S",
+    p.add_argument("--lowpass-sigma", type=finite_float, default=4.0, metavar="S",
                    help="transport only details finer than a Gaussian low-pass of std S pixels; the restorer's "
                    "low-pass is kept at apply time (default 4; 0 = whole images, as in the paper)")
     p.add_argument("--weighting", choices=("uniform", "gaussian"), default="uniform",
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not log.handlers:  # our notices on stderr; third-party loggers keep their defaults
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         log.addHandler(handler)
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
@@ -265,6 +265,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
               "(please report this; rerun with --debug for the traceback)", file=sys.stderr)
         return 1
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each record (not the stream of the
+    first call): main() may run many times in one process, with stderr redirected in between."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
 
 
 def _one_line(exc: BaseException) -> str:

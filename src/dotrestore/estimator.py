@@ -35,7 +35,7 @@ from .devices import parse_device
 from .filters import MAX_SIGMA
 from .errors import ImageTooSmallError, InputError, NotFittedError
 from .image_items import image_items, load_item
-from .patches import WEIGHTINGS, extract_patches, transport_latent
+from .patches import MAX_PATCH_SIZE, WEIGHTINGS, extract_patches, transport_latent
 from .state import ROLES, STOCHASTIC, FittedState, RoleState
 
 INTERPOLATIONS = ("pixel", "latent")
@@ -124,14 +124,14 @@ class DOT:
     # ------------------------------------------------------------------ set-up
     def _check_params(self) -> None:
         p = self.patch_size
-        if not isinstance(p, int) or p < 1 or p % 2 == 0:
-            raise InputError(None, f"patch_size must be a positive odd integer, got {p!r}")
+        if not isinstance(p, int) or isinstance(p, bool) or not 1 <= p <= MAX_PATCH_SIZE or p % 2 == 0:
+            raise InputError(None, f"patch_size must be an odd integer from 1 to {MAX_PATCH_SIZE}, got {p!r}")
         if self.weighting not in WEIGHTINGS:
             raise InputError(None, f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
         if self.stochastic not in STOCHASTIC:
             raise InputError(None, f"stochastic must be one of {STOCHASTIC}, got {self.stochastic!r}")
-        if not self.eps > 0:
-            raise InputError(None, f"eps must be > 0, got {self.eps!r}")
+        if not 0 < self.eps < float("inf"):
+            raise InputError(None, f"eps must be a finite number > 0, got {self.eps!r}")
         sigma = self.lowpass_sigma
         if sigma is not None and not (isinstance(sigma, (int, float)) and 0 <= sigma <= MAX_SIGMA):
             raise InputError(None, f"lowpass_sigma must be None or a number in [0, {MAX_SIGMA:g}] (pixels), got {sigma!r}")

@@ -26,6 +26,9 @@ from .filters import gaussian_kernel1d
 __all__ = ["extract_patches", "transport_latent", "transport_latent_reference", "patch_weights", "overlap_add"]
 
 WEIGHTINGS = ("uniform", "gaussian")
+#: Largest patch side accepted (fit, config, operator files): D = C·p² grows fast, and the
+#: D×D covariances with it.
+MAX_PATCH_SIZE = 15
 
 
 def extract_patches(z: torch.Tensor, patch_size: int, stride: int = 1) -> torch.Tensor:

@@ -26,7 +26,7 @@ import torch
 from . import gaussian
 from .errors import OperatorFileError
 from .filters import MAX_SIGMA
-from .patches import WEIGHTINGS
+from .patches import MAX_PATCH_SIZE, WEIGHTINGS
 
 ROLES = ("source", "target")
 STOCHASTIC = ("auto", "never", "always")
@@ -161,7 +161,8 @@ META_FIELDS: dict[str, tuple[bool, Callable[[object], bool], str]] = {
     "latent_channels": (False, lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "downscale": (False, lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "dim": (True, lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "patch_size": (True, lambda v: _is_int(v) and v >= 1 and v % 2 == 1, "an odd integer >= 1"),
+    "patch_size": (True, lambda v: _is_int(v) and 1 <= v <= MAX_PATCH_SIZE and v % 2 == 1,
+                   f"an odd integer from 1 to {MAX_PATCH_SIZE}"),
     "eps": (False, lambda v: _is_real(v) and v > 0, "a finite number > 0"),
     "shrinkage": (False, _shrinkage_ok, "null, 'oas' or a number in [0, 1]"),
     "shrinkage_used": (False, _shrinkage_used_ok, "null, a string or {source, target: string}"),

@@ -21,6 +21,7 @@ from ..data.io import DEFAULT_MAX_PIXELS, check_max_pixels
 from ..devices import parse_device
 from ..filters import MAX_SIGMA
 from ..gaussian import parse_shrinkage
+from ..patches import MAX_PATCH_SIZE
 
 #: The α values of the seed's experiment (Adrai et al. 2023): extrapolation on both sides of [0, 1].
 DEFAULT_ALPHAS: tuple[float, ...] = (-0.7, -0.5, -0.3, 0.0, 0.3, 0.5, 0.7, 1.0, 1.3, 1.5)
@@ -126,8 +127,8 @@ class ExperimentConfig:
             fail("--fit-source and --fit-target must be at least 1")
         if self.seed < 0:
             fail("--seed must be a non-negative integer")
-        if self.patch_size < 1 or self.patch_size % 2 == 0:
-            fail(f"--patch-size must be a positive odd integer, got {self.patch_size}")
+        if not 1 <= self.patch_size <= MAX_PATCH_SIZE or self.patch_size % 2 == 0:
+            fail(f"--patch-size must be an odd integer from 1 to {MAX_PATCH_SIZE}, got {self.patch_size}")
         if self.collages < 0:
             fail("--collages must be 0 or more")
         for name in ("crop", "resize"):
