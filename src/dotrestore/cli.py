@@ -24,6 +24,42 @@ from .experiment.report import alpha_dirname
 log = logging.getLogger("dotrestore")
 
 
+# ---------------------------------------------------------------------- codec options (tiling, dtype)
+def add_codec_options(p) -> None:
+    """--tile, --tile-overlap, --dtype, --max-memory (default None: the codec's defaults)."""
+    p.add_argument("--tile", default=None, metavar="auto|off|N",
+                   help="encode/decode big images in overlapping tiles of N pixels; auto (default) tiles only "
+                   "images above 1024x1024 whose codec activations would exceed --max-memory")
+    p.add_argument("--tile-overlap", type=int, default=None, metavar="N",
+                   help="pixels shared by neighbouring tiles, blended (default 64, at most a quarter tile)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
+                   help="codec compute precision (reduced precision needs a CUDA device; statistics stay "
+                   "float64, the operator float32; default float32)")
+    p.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help="memory for the codec's activations, e.g. 8GB, that picks the tile size under --tile auto "
+                   "(default: the free memory of the GPU; 1GiB on the CPU)")
+
+
+def codec_options(args) -> dict:
+    """Validated codec options from parsed arguments; bad values are InputErrors naming the flag."""
+    import torch
+
+    from .codecs import tiling
+
+    try:
+        tile = None if args.tile is None else tiling.parse_tile(args.tile)
+        overlap = tiling.parse_overlap(args.tile_overlap)
+        memory = tiling.parse_memory(args.max_memory)
+    except ValueError as exc:
+        raise InputError(None, f"--{str(exc).split(' must')[0].replace('_', '-')}: {exc}") from None
+    if args.dtype not in (None, "float32"):
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if not str(device).startswith("cuda"):
+            raise InputError(None, f"--dtype {args.dtype} needs a CUDA device (the codec would run on {device}); "
+                             "on the CPU use float32")
+    return {"tile": tile, "tile_overlap": overlap, "dtype": args.dtype, "max_memory": memory}
+
+
 # ---------------------------------------------------------------------- fit
 def _add_fit(sub) -> None:
     p = sub.add_parser(
@@ -50,6 +86,7 @@ def _add_fit(sub) -> None:
     p.add_argument("--zero-shot", action="store_true",
                    help="fit target statistics only; source statistics come from each image at apply time")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    add_codec_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_fit)
 
@@ -74,6 +111,7 @@ def _fit(args) -> int:
         raise InputError(output, "already exists (use --overwrite to replace it)")
     if not args.zero_shot and not args.source:
         raise InputError(None, "fit needs --source (restored images), or --zero-shot")
+    options = codec_options(args)
     # Validate every image before the (slow) codec is even loaded.
     source = data.list_images(args.source) if args.source and not args.zero_shot else None
     target = data.list_images(args.target)
@@ -81,7 +119,7 @@ def _fit(args) -> int:
     dot = DOT(
         codec=args.vae, patch_size=args.patch_size, eps=args.eps, shrinkage=_parse_shrinkage(args.shrinkage),
         weighting=args.weighting, lowpass_sigma=args.lowpass_sigma or None, zero_shot=args.zero_shot,
-        device=args.device, progress=True,
+        device=args.device, progress=True, **options,
     )
     dot.fit(source, target)
     dot.save(output)
@@ -120,6 +158,7 @@ def _add_apply(sub) -> None:
     p.add_argument("--vae", default=None, metavar="SPEC",
                    help="codec to use instead of the one recorded in the operator (must be the same weights)")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    add_codec_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=_apply)
 
@@ -129,6 +168,7 @@ def _apply(args) -> int:
     from .operator_file import read_operator_file
 
     alphas = list(dict.fromkeys(args.alpha or [0.0]))
+    options = codec_options(args)
     read_operator_file(args.operator)  # header check first: fast, and before any image work
     inputs = data.list_images(args.inputs)
     data.validate_images(inputs)
@@ -150,11 +190,12 @@ def _apply(args) -> int:
                 raise InputError(t, "is one of the inputs: choose another output folder (inputs are never modified)")
             if t.exists() and not args.overwrite:
                 raise InputError(t, "already exists (use --overwrite to replace it)")
-    dot = DOT.load(args.operator, codec=args.vae, device=args.device)
+    dot = DOT.load(args.operator, codec=args.vae, device=args.device, **options)
     for i, path in enumerate(tqdm(inputs, desc="applying", unit="img", disable=len(inputs) < 2)):
-        outs = dot.transform_alphas([data.read_image(path)], alphas, interpolation=args.interpolation)
-        for a in alphas:
-            data.save_image(outs[a][0].cpu(), targets[a][i])
+        # one alpha at a time: a big photograph holds one output in memory, not one per alpha
+        for a, image in dot.iter_alphas(data.read_image(path)[None], alphas, interpolation=args.interpolation):
+            data.save_image(image[0].cpu(), targets[a][i])
+            del image
     print(f"wrote {len(inputs) * len(alphas)} images to {out} (alpha = {', '.join(f'{a:g}' for a in alphas)})")
     return 0
 

@@ -58,6 +58,9 @@ def _add_experiment(sub) -> None:
       "low-pass (default 4); 0 transports whole images as in the paper")
     a("--shrinkage", metavar="oas|RHO", default=None, help="covariance shrinkage (default none)")
     a("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    from ..cli import add_codec_options
+
+    add_codec_options(p)
     a("--collages", type=int, metavar="K", default=None, help="collages for the first K test images (default 4)")
     a("--no-progress", dest="progress", action="store_false", default=None, help="hide progress bars")
     p.set_defaults(func=experiment_command)

@@ -53,6 +53,10 @@ class ExperimentConfig:
     lowpass_sigma: float = 4.0
     shrinkage: str | float | None = None
     device: str | None = None
+    tile: str | int = "auto"
+    tile_overlap: int | None = None
+    dtype: str = "float32"
+    max_memory: str | int | None = None
     collages: int = 4
     progress: bool = True
 
@@ -141,6 +145,7 @@ class ExperimentConfig:
         if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 <= sigma < math.inf:
             fail(f"--lowpass-sigma must be a number >= 0 (pixels; 0 transports whole images), got {sigma!r}")
         self.lowpass_sigma = float(sigma)
+        self._check_codec_options(fail)
         if isinstance(self.shrinkage, str) and self.shrinkage != "oas":
             try:
                 self.shrinkage = float(self.shrinkage)
@@ -151,6 +156,22 @@ class ExperimentConfig:
                 fail(f"--shrinkage must be in [0, 1], got {self.shrinkage}")
             self.shrinkage = float(self.shrinkage)
         return self
+
+    def _check_codec_options(self, fail) -> None:
+        from ..codecs import tiling
+
+        for name, parse in (("tile", tiling.parse_tile), ("tile_overlap", tiling.parse_overlap),
+                            ("dtype", tiling.parse_dtype), ("max_memory", tiling.parse_memory)):
+            try:
+                parse(getattr(self, name))
+            except ValueError as exc:
+                fail(f"--{_flag(name)}: {exc}")
+        if tiling.parse_dtype(self.dtype) != tiling.DTYPES["float32"]:
+            import torch
+
+            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            if not str(device).startswith("cuda"):
+                fail(f"--dtype {self.dtype} needs a CUDA device (the codec would run on {device}); use float32")
 
     def _check_int(self, name: str, fail) -> None:
         value = getattr(self, name)
