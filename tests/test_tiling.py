@@ -175,3 +175,32 @@ def test_cli_apply_with_forced_tiles_matches_tile_off(kodak_fit, tmp_path):
         assert a.shape == tests[0][0].shape
         assert _psnr(a, b) >= 38.0  # after 8-bit rounding of both
     assert main(["apply", str(op), str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--tile", "huge"]) == 2
+
+
+# ---------------------------------------------------------------------- the memory bound
+@pytest.mark.slow  # a 24-megapixel photograph through TAEF2 on the CPU: many minutes on 2 cores
+def test_apply_on_a_6000x4000_photograph_stays_within_4_gb(kodak24_dir, taef2_dir, tmp_path):
+    import resource
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    files = sorted(Path(kodak24_dir).glob("*.png"))
+    dot = DOT(codec=str(taef2_dir), device="cpu", shrinkage="oas").fit(files[:2], files[2:4])
+    op = dot.save(tmp_path / "op.safetensors")
+    tiles = [read_image(f) for f in files]
+    side = tiles[0].shape[-1]
+    canvas = torch.empty(3, 4000, 6000)
+    for k, (r, c) in enumerate((r, c) for r in range(0, 4000, side) for c in range(0, 6000, side)):
+        h, w = min(side, 4000 - r), min(side, 6000 - c)
+        canvas[:, r:r + h, c:c + w] = tiles[k % len(tiles)][:, :h, :w]
+    save_image(canvas, tmp_path / "in" / "photo.png")
+    del canvas, tiles
+    code = "import sys; from dotrestore.cli import main; sys.exit(main(sys.argv[1:]))"
+    rc = subprocess.run([sys.executable, "-c", code, "apply", str(op), str(tmp_path / "in"), "-o",
+                         str(tmp_path / "out"), "--device", "cpu"], check=False).returncode
+    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
+    assert rc == 0
+    assert Image.open(tmp_path / "out" / "photo.png").size == (6000, 4000)
+    assert peak_gb <= 4.0, f"peak RSS {peak_gb:.2f} GB"
