@@ -103,3 +103,32 @@ def test_taef2_on_cuda_matches_cpu(taef2_dir, kodak24_dir):
     assert (z_gpu.cpu() - z_cpu).abs().max() < 1e-2 * z_cpu.abs().max()
     rec_cpu, rec_gpu = cpu.decode(z_cpu, size=x.shape[-2:]), gpu.decode(z_cpu.to(CUDA), size=x.shape[-2:]).cpu()
     assert (rec_gpu - rec_cpu).abs().mean() < 1e-3
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_reduced_precision_codec_is_faithful_on_kodak(dtype, kodak24_dir, taef2_dir):
+    from pathlib import Path
+
+    from dotrestore.data import read_image
+
+    files = sorted(Path(kodak24_dir).glob("*.png"))
+    dot = DOT(codec=str(taef2_dir), device="cuda", shrinkage="oas").fit(files[:5], files[5:10])
+    images = torch.stack([read_image(f) for f in files[10:]]).to(CUDA)
+    reference = dot.transform(images, alpha=0.0)
+    dot.set_codec_options(dtype=dtype)
+    assert dot.codec_.dtype == getattr(torch, dtype)
+    out = dot.transform(images, alpha=0.0)
+    assert out.dtype == torch.float32 and out.shape == reference.shape
+    psnr = -10 * torch.log10(((out - reference) ** 2).mean())
+    assert float(psnr) >= 40.0
+
+
+def test_tiled_decode_stays_within_max_memory(taef2_dir):
+    codec = load_codec(str(taef2_dir), device="cuda", max_memory="512MiB")
+    z = torch.randn(1, codec.latent_channels, 384, 384, device=CUDA)  # a 3072x3072 image
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    out = codec.decode(z)
+    peak = torch.cuda.max_memory_allocated() - base
+    assert out.shape[-2:] == (3072, 3072)
+    assert peak <= 512 * 2**20 + 4 * out.numel() * 4  # the budget plus the full-size output buffers

@@ -42,6 +42,40 @@ def codec_inputs(spec) -> list[Path]:
     if path.is_dir():
         return [p for p in path.iterdir() if p.is_file()]
     return [path] if path.is_file() else []
+# ---------------------------------------------------------------------- codec options (tiling, dtype)
+def add_codec_options(p) -> None:
+    """--tile, --tile-overlap, --dtype, --max-memory (default None: the codec's defaults)."""
+    p.add_argument("--tile", default=None, metavar="auto|off|N",
+                   help="encode/decode big images in overlapping tiles of N pixels; auto (default) tiles only "
+                   "images above 1024x1024 whose codec activations would exceed --max-memory")
+    p.add_argument("--tile-overlap", type=int, default=None, metavar="N",
+                   help="pixels shared by neighbouring tiles, blended (default 64, at most a quarter tile)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
+                   help="codec compute precision (reduced precision needs a CUDA device; statistics stay "
+                   "float64, the operator float32; default float32)")
+    p.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help="memory for the codec's activations, e.g. 8GB, that picks the tile size under --tile auto "
+                   "(default: the free memory of the GPU; 1GiB on the CPU)")
+
+
+def codec_options(args) -> dict:
+    """Validated codec options from parsed arguments; bad values are InputErrors naming the flag."""
+    import torch
+
+    from .codecs import tiling
+
+    try:
+        tile = None if args.tile is None else tiling.parse_tile(args.tile)
+        overlap = tiling.parse_overlap(args.tile_overlap)
+        memory = tiling.parse_memory(args.max_memory)
+    except ValueError as exc:
+        raise InputError(None, f"--{str(exc).split(' must')[0].replace('_', '-')}: {exc}") from None
+    if args.dtype not in (None, "float32"):
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if not str(device).startswith("cuda"):
+            raise InputError(None, f"--dtype {args.dtype} needs a CUDA device (the codec would run on {device}); "
+                             "on the CPU use float32")
+    return {"tile": tile, "tile_overlap": overlap, "dtype": args.dtype, "max_memory": memory}
 
 
 # ---------------------------------------------------------------------- fit
@@ -71,6 +105,7 @@ def _add_fit(sub) -> None:
                    help="fit target statistics only; source statistics come from each image at apply time")
     p.add_argument("--device", type=device_arg, default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     add_max_pixels(p)
+    add_codec_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file (never an input)")
     p.set_defaults(func=_fit)
 
@@ -90,6 +125,7 @@ def _fit(args) -> int:
     output = Path(args.output)
     if not args.zero_shot and not args.source:
         raise InputError(None, "fit needs --source (restored images), or --zero-shot")
+    options = codec_options(args)
     # Validate every image before the (slow) codec is even loaded.
     source = data.list_images(args.source, args.max_pixels) if args.source and not args.zero_shot else None
     target = data.list_images(args.target, args.max_pixels)
@@ -98,7 +134,7 @@ def _fit(args) -> int:
     dot = DOT(
         codec=args.vae, patch_size=args.patch_size, eps=args.eps, shrinkage=_parse_shrinkage(args.shrinkage),
         weighting=args.weighting, lowpass_sigma=args.lowpass_sigma or None, zero_shot=args.zero_shot,
-        device=args.device, progress=True, max_pixels=args.max_pixels,
+        device=args.device, progress=True, max_pixels=args.max_pixels, **options,
     )
     dot.fit(source, target)
     dot.save(output)
@@ -138,6 +174,7 @@ def _add_apply(sub) -> None:
                    help="codec to use instead of the one recorded in the operator (must be the same weights)")
     p.add_argument("--device", type=device_arg, default=None, help="cpu, cuda, ... (default: cuda when available)")
     add_max_pixels(p)
+    add_codec_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input)")
     p.set_defaults(func=_apply)
 
@@ -147,6 +184,7 @@ def _apply(args) -> int:
     from .operator_file import read_operator_file
 
     alphas = list(dict.fromkeys(args.alpha or [0.0]))
+    options = codec_options(args)
     read_operator_file(args.operator)  # header check first: fast, and before any image work
     inputs = data.list_images(args.inputs, args.max_pixels)
     stems: dict[str, Path] = {}
@@ -167,23 +205,24 @@ def _apply(args) -> int:
             if t.exists() and not args.overwrite:
                 raise InputError(t, "already exists (use --overwrite to replace it)")
     data.validate_images(inputs, args.max_pixels)
-    dot = DOT.load(args.operator, codec=args.vae, device=args.device)
+    dot = DOT.load(args.operator, codec=args.vae, device=args.device, **options)
     # Outputs are staged and moved into place together: a failure leaves no partial set.
     with StagedFiles(out) as staged:
         for i, path in enumerate(tqdm(inputs, desc="applying", unit="img", disable=len(inputs) < 2)):
             image = data.read_image(path, args.max_pixels)
             try:
-                outs = dot.transform_alphas([image], alphas, interpolation=args.interpolation)
+                # one alpha at a time: a big photograph holds one output in memory, not one per alpha
+                for a, result in dot.iter_alphas(image[None], alphas, interpolation=args.interpolation):
+                    result = result[0].cpu()
+                    if not bool(result.isfinite().all()):
+                        raise OperatorFileError(args.operator, f"gave non-finite values when transporting {path}: "
+                                                "its statistics are unusable")
+                    data.save_image(result, staged.path(targets[a][i]))
+                    del result
             except InputError as exc:  # a problem of this image (e.g. too small): name it
                 if exc.path is not None:
                     raise
                 raise InputError(path, exc.problem) from None
-            for a in alphas:
-                result = outs[a][0].cpu()
-                if not bool(result.isfinite().all()):
-                    raise OperatorFileError(args.operator, f"gave non-finite values when transporting {path}: "
-                                            "its statistics are unusable")
-                data.save_image(result, staged.path(targets[a][i]))
         staged.commit()
     print(f"wrote {len(inputs) * len(alphas)} images to {out} (alpha = {', '.join(f'{a:g}' for a in alphas)})")
     return 0

@@ -89,6 +89,12 @@ class DOT:
     max_pixels : int or None
         Image files whose header declares more pixels are refused before decoding
         (default :data:`dotrestore.data.DEFAULT_MAX_PIXELS`; None: no limit).
+    tile, tile_overlap, dtype, max_memory : optional
+        Codec settings (see :meth:`dotrestore.codecs.Codec.configure`): ``tile`` "auto",
+        "off" or a side in pixels, ``tile_overlap`` in pixels, ``dtype`` the codec's compute
+        dtype ("float32"; "bfloat16"/"float16" on CUDA), ``max_memory`` the activation budget
+        that picks tiles under "auto". None keeps the codec's own setting. Transport always
+        runs on the whole latent map; statistics stay float64, the operator float32.
     """
 
     def __init__(
@@ -106,6 +112,10 @@ class DOT:
         progress: bool = False,
         seed: int = 0,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        tile: str | int | None = None,
+        tile_overlap: int | None = None,
+        dtype: str | torch.dtype | None = None,
+        max_memory: int | str | None = None,
     ):
         self.codec = codec
         self.patch_size = patch_size
@@ -120,6 +130,10 @@ class DOT:
         self.progress = progress
         self.seed = seed
         self.max_pixels = max_pixels
+        self.tile = tile
+        self.tile_overlap = tile_overlap
+        self.dtype = dtype
+        self.max_memory = max_memory
 
     # ------------------------------------------------------------------ set-up
     def _check_params(self) -> None:
@@ -151,8 +165,11 @@ class DOT:
     def _get_codec(self) -> Codec:
         if not hasattr(self, "codec_"):
             self._check_params()
-            self.codec_ = load_codec(self.codec, device=self._device())
+            self.codec_ = load_codec(self.codec, device=self._device(), **self._codec_options())
         return self.codec_
+
+    def _codec_options(self) -> dict:
+        return {name: getattr(self, name, None) for name in ("tile", "tile_overlap", "dtype", "max_memory")}
 
     @property
     def dim_(self) -> int:
@@ -357,12 +374,26 @@ class DOT:
         it is the transported latent too, so x* is encoded once. With detail transport the
         codec encodes the detail image x − L_σ(x) + ½ here and ``z`` is not needed.
         """
+        return dict(self.iter_alphas(x, alphas, interpolation, generator, z=z))
+
+    def iter_alphas(
+        self, x: torch.Tensor, alphas: Sequence[float], interpolation: str = "pixel",
+        generator: torch.Generator | None = None, z: torch.Tensor | None = None,
+    ):
+        """Yield (α, x̂α) one α at a time for restorations x (B, 3, H, W); see :meth:`transform_alphas`.
+
+        x is encoded, transported and (for pixel interpolation) decoded once; each x̂α is made
+        when asked for, so a caller that writes and drops it holds one full-size output at a
+        time, whatever the number of α. ``z`` is reused as in :meth:`transform_encoded`.
+        """
         self._check_fitted()
         _check_interpolation(interpolation)
+        alphas = [float(a) for a in alphas]
         codec = self._get_codec()
         x = x.to(codec.device, torch.float32)
         encoded, low = self._split(x)
         z = codec.encode(encoded) if z is None or low is not None else z.to(codec.device)
+        del encoded  # a full-size image no longer needed
         size = tuple(x.shape[-2:])
         generator = generator if generator is not None else self._generator(codec.device)
         z_transported = self.transport(z, generator)
@@ -372,9 +403,14 @@ class DOT:
             return detail.recombine(codec.decode(latent, size=size), low).clamp_(0, 1)
 
         if interpolation == "pixel":
+            del z
             x0 = decode(z_transported)
-            return {a: ((1 - a) * x0 + a * x).clamp_(0, 1) for a in map(float, alphas)}
-        return {a: decode((1 - a) * z_transported + a * z).clamp_(0, 1) for a in map(float, alphas)}
+            del z_transported, low
+            for a in alphas:
+                yield a, ((1 - a) * x0 + a * x).clamp_(0, 1)
+        else:
+            for a in alphas:
+                yield a, decode((1 - a) * z_transported + a * z).clamp_(0, 1)
 
     def transform(self, images, alpha: float = 0.0, interpolation: str = "pixel"):
         """x̂α for one α; answers in the kind of input given.
@@ -407,15 +443,30 @@ class DOT:
         return save_operator(self, path)
 
     @classmethod
-    def load(cls, path: str | Path, codec: str | Codec | None = None, device=None) -> "DOT":
+    def load(cls, path: str | Path, codec: str | Codec | None = None, device=None, **codec_options) -> "DOT":
         """Read an operator file; the codec is the one it records unless ``codec`` is given.
+
+        ``codec_options`` (``tile``, ``tile_overlap``, ``dtype``, ``max_memory``) configure
+        its codec, as in the constructor.
 
         A codec whose id differs from the recorded one is refused (the statistics live in
         that codec's latent space). Nothing is unpickled.
         """
         from .operator_file import load_operator
 
-        return load_operator(cls, path, codec=codec, device=device)
+        dot = load_operator(cls, path, codec=codec, device=device)
+        return dot.set_codec_options(**codec_options) if codec_options else dot
+
+    def set_codec_options(self, **options) -> "DOT":
+        """Set ``tile``, ``tile_overlap``, ``dtype`` or ``max_memory`` (None keeps one) here and on the loaded codec."""
+        for name, value in options.items():
+            if name not in ("tile", "tile_overlap", "dtype", "max_memory"):
+                raise TypeError(f"unknown codec option {name!r}")
+            if value is not None:
+                setattr(self, name, value)
+        if hasattr(self, "codec_"):
+            self.codec_.configure(**self._codec_options())
+        return self
 
     def __repr__(self) -> str:
         codec = self.codec if isinstance(self.codec, str) else getattr(self.codec, "id", type(self.codec).__name__)

@@ -60,8 +60,22 @@ def _looks_like_path(spec: str) -> bool:
     )
 
 
-def load_codec(spec: str | os.PathLike | Codec, device: torch.device | str | None = None) -> Codec:
+def load_codec(
+    spec: str | os.PathLike | Codec,
+    device: torch.device | str | None = None,
+    *,
+    tile: str | int | None = None,
+    tile_overlap: int | None = None,
+    dtype: str | torch.dtype | None = None,
+    max_memory: int | str | None = None,
+) -> Codec:
     """Resolve ``spec`` to a :class:`Codec` on ``device`` (CPU when None; a Codec stays where it is).
+
+    ``tile`` ("auto" by default, "off" or a side in pixels), ``tile_overlap`` (pixels),
+    ``dtype`` (the networks' compute dtype: float32, or bfloat16/float16 on CUDA) and
+    ``max_memory`` (bytes or "8GB": the activation budget that picks tiles under "auto") are
+    passed to :meth:`Codec.configure`; None leaves a setting at its default (or, for a
+    Codec instance, as it is).
 
     Accepted, tried in this order: a :class:`Codec` instance (returned, moved to ``device``);
     ``"pixel"``; ``"sd-vae-ft-ema"`` / ``"sd-vae-ft-mse"`` (stabilityai hub models); an existing
@@ -71,13 +85,22 @@ def load_codec(spec: str | os.PathLike | Codec, device: torch.device | str | Non
 
     Raises
     ------
+    ValueError
+        A bad tiling, dtype or memory setting (reduced precision on a CPU included).
     InputError
         Unknown spec, missing path, unreadable or unsupported weights (the message names the file).
     CodecUnavailableError
         A hub model that is neither cached nor downloadable now.
     """
+    options = dict(tile=tile, tile_overlap=tile_overlap, dtype=dtype, max_memory=max_memory)
     if isinstance(spec, Codec):
-        return spec if device is None else spec.to(device)
+        if device is not None and torch.device(device) != spec.device:
+            spec.to(device)
+        return spec.configure(**options)
+    return _load(spec, device).configure(**options)
+
+
+def _load(spec: str | os.PathLike, device: torch.device | str | None) -> Codec:
     if not isinstance(spec, (str, os.PathLike)):
         raise InputError(None, f"codec must be a Codec or a string; got {type(spec).__name__}. Accepted: {ACCEPTED_SPECS}")
     text = os.fspath(spec).strip()

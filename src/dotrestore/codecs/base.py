@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import tiling
 
 
 def weights_sha256(state_dicts: Mapping[str, Mapping[str, Tensor]]) -> str:
@@ -86,7 +87,14 @@ class Codec:
     ``encode`` reflect-pads the bottom/right of H and W up to multiples of f; ``decode``
     clamps to [0, 1] and crops the top-left ``size`` back out, so
     ``decode(encode(x), size=x.shape[-2:])`` has the shape of ``x``. Both run under
-    ``torch.inference_mode`` in float32 and return ordinary (non-inference) tensors.
+    ``torch.inference_mode`` and return ordinary (non-inference) float32 tensors; the networks
+    compute in :attr:`dtype` (float32 unless set, bfloat16/float16 only on CUDA).
+
+    Big images are encoded and decoded in overlapping tiles whose seams are blended (see
+    :mod:`dotrestore.codecs.tiling`): ``tile`` is ``"auto"`` (tile only images above
+    1024×1024 whose activations would not fit ``max_memory``), ``"off"`` or a tile side in
+    pixels; ``tile_overlap`` is the overlap of neighbouring tiles in pixels. Set them with
+    the constructor, :meth:`configure` or :func:`dotrestore.codecs.load_codec`.
     """
 
     family: str = "codec"
@@ -100,6 +108,10 @@ class Codec:
         downscale: int,
         sha256: str | None = None,
         device: torch.device | str | None = None,
+        tile: str | int = "auto",
+        tile_overlap: int | None = None,
+        dtype: str | torch.dtype | None = None,
+        max_memory: int | str | None = None,
     ):
         self.name = name
         self.spec = spec
@@ -108,6 +120,11 @@ class Codec:
         self.weights_sha256 = sha256
         self.id = self.family if sha256 is None else make_id(self.family, name, sha256)
         self.device = torch.device("cpu" if device is None else device)
+        self.tile, self.tile_overlap, self.max_memory = "auto", None, None
+        self.dtype = torch.float32
+        self.progress = True
+        self._bytes_per_pixel: dict = {}
+        self.configure(tile=tile, tile_overlap=tile_overlap, dtype=dtype, max_memory=max_memory)
 
     # ---- what a family provides -------------------------------------------------------
     def _modules(self) -> Iterable[nn.Module]:
@@ -123,22 +140,109 @@ class Codec:
         raise NotImplementedError
 
     # ---- shared behaviour -------------------------------------------------------------
+    def configure(
+        self,
+        *,
+        tile: str | int | None = None,
+        tile_overlap: int | None = None,
+        dtype: str | torch.dtype | None = None,
+        max_memory: int | str | None = None,
+        progress: bool | None = None,
+    ) -> Codec:
+        """Set tiling, compute dtype, memory budget or progress bars (None leaves one as it is)."""
+        if tile is not None:
+            self.tile = tiling.parse_tile(tile)
+        if tile_overlap is not None:
+            self.tile_overlap = tiling.parse_overlap(tile_overlap)
+        if max_memory is not None:
+            self.max_memory = tiling.parse_memory(max_memory)
+        if progress is not None:
+            self.progress = bool(progress)
+        if dtype is not None:
+            dtype = tiling.parse_dtype(dtype)
+            if dtype != self.dtype:
+                self._check_dtype(self.device, dtype)
+                self.dtype = dtype
+                self._bytes_per_pixel.clear()
+                self.to(self.device)
+        return self
+
+    @staticmethod
+    def _check_dtype(device: torch.device, dtype: torch.dtype) -> None:
+        # oneDNN's bf16/fp16 convolutions are slower than float32 on most CPUs, and half
+        # precision there only loses accuracy: reduced precision is a GPU feature
+        if dtype != torch.float32 and device.type != "cuda":
+            raise ValueError(
+                f"codec dtype {str(dtype).removeprefix('torch.')} needs a CUDA device; on {device} "
+                "the codec computes in float32"
+            )
+
     def to(self, device: torch.device | str) -> Codec:
-        """Move the networks to ``device``; returns ``self``."""
+        """Move the networks to ``device`` (in :attr:`dtype`); returns ``self``."""
         device = torch.device(device)
+        dtype = getattr(self, "dtype", torch.float32)
+        self._check_dtype(device, dtype)
         for module in self._modules():
             # channels_last: oneDNN's convolutions run ~1.5-2x faster on CPU in this layout
-            module.to(device=device, memory_format=torch.channels_last)
+            module.to(device=device, dtype=dtype, memory_format=torch.channels_last)
         self.device = device
         return self
+
+    def _tile_plan(self, height: int, width: int, role: str) -> tuple[int, int] | None:
+        """(tile, overlap) in pixels, multiples of ``downscale``, for a padded image; None: untiled."""
+        f = self.downscale
+        if self.tile == "off":
+            return None
+        if self.tile == "auto":
+            tile = tiling.auto_tile(height * width, self.bytes_per_pixel(role),
+                                    tiling.device_budget(self.device, self.max_memory))
+        else:
+            tile = self.tile
+        if tile is None:
+            return None
+        tile = max(tile // f * f, 2 * f)
+        if height <= tile and width <= tile:
+            return None  # one tile: exactly the untiled computation
+        overlap = self.tile_overlap if self.tile_overlap is not None else min(tiling.DEFAULT_OVERLAP, tile // 4)
+        # at most half a tile, so that a tile overlaps only its direct neighbours
+        overlap = min(overlap, tile // 2) // f * f
+        return tile, overlap
+
+    def _stat_pixels(self, plan: tuple[int, int], role: str) -> int:
+        budget = tiling.device_budget(self.device, self.max_memory)
+        return tiling.stat_pixels(plan[0], plan[1], self.bytes_per_pixel(role), budget)
+
+    def bytes_per_pixel(self, role: str) -> float:
+        """Estimated working memory of ``_encode`` (role "encode") or ``_decode`` per image pixel."""
+        if role not in self._bytes_per_pixel:
+            modules = list(self._modules())
+            f, side = self.downscale, 16
+            element = torch.finfo(self.dtype).bits // 8
+            if not modules:
+                largest = 3 * (side * f) ** 2
+            elif role == "encode":
+                probe = torch.zeros(1, 3, side * f, side * f, device=self.device, dtype=self.dtype)
+                largest = tiling.largest_activation(modules, self._layout(probe), self._encode)
+            else:
+                probe = torch.zeros(1, self.latent_channels, side, side, device=self.device, dtype=self.dtype)
+                largest = tiling.largest_activation(modules, self._layout(probe), self._decode)
+            self._bytes_per_pixel[role] = tiling.ACTIVATION_FACTOR * largest * element / (side * f) ** 2
+        return self._bytes_per_pixel[role]
 
     def encode(self, images: Tensor) -> Tensor:
         """Images (B, 3, H, W) in [0, 1] -> latents (B, C, ceil(H/f), ceil(W/f)), float32."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"encode expects images of shape (B, 3, H, W); got {tuple(images.shape)}")
         with torch.inference_mode():
-            x = self._layout(images.to(self.device, torch.float32))
-            latents = self._encode(pad_to_multiple(x, self.downscale))
+            x = pad_to_multiple(self._layout(images.to(self.device, self._input_dtype())), self.downscale)
+            plan = self._tile_plan(*x.shape[-2:], "encode")
+            if plan is None:
+                latents = self._encode(x)
+            else:
+                f = self.downscale
+                latents = tiling.tiled_codec_apply(
+                    x, self._encode, self._modules(), plan[0], plan[1], 1 / f, f, self.latent_channels,
+                    self._stat_pixels(plan, "encode"), progress=self.progress, desc="encoding tiles")
         # a clone outside inference mode is an ordinary tensor callers may modify in place
         return latents.float().clone(memory_format=torch.contiguous_format)
 
@@ -158,11 +262,24 @@ class Codec:
             if not (0 < size[0] <= full[0] and 0 < size[1] <= full[1]):
                 raise ValueError(f"decode size {size} does not fit the decoded size {full}")
         with torch.inference_mode():
-            z = self._layout(latents.to(self.device, torch.float32))
-            images = self._decode(z).clamp(0.0, 1.0)
+            z = self._layout(latents.to(self.device, self._input_dtype()))
+            plan = self._tile_plan(*full, "decode")
+            if plan is None:
+                images = self._decode(z).clamp(0.0, 1.0)
+            else:
+                f = self.downscale
+                # blended in float32 and clamped in place: one full-size image, no copies
+                images = tiling.tiled_codec_apply(
+                    z, self._decode, self._modules(), plan[0] // f, plan[1] // f, f, 1, 3,
+                    self._stat_pixels(plan, "decode") // f**2, progress=self.progress, desc="decoding tiles",
+                ).clamp_(0.0, 1.0)
             if size is not None:
                 images = images[..., : size[0], : size[1]]
         return images.float().clone(memory_format=torch.contiguous_format)
+
+    def _input_dtype(self) -> torch.dtype:
+        # the pixel codec has no network: its "computation" stays exact in float32
+        return self.dtype if any(True for _ in self._modules()) else torch.float32
 
     def _layout(self, x: Tensor) -> Tensor:
         """Inputs of the networks in channels_last, matching the weights (see :meth:`to`)."""

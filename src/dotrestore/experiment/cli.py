@@ -62,6 +62,9 @@ def _add_experiment(sub) -> None:
     a("--device", type=device_arg, default=None, help="cpu, cuda, ... (default: cuda when available)")
     a("--max-pixels", type=max_pixels_arg, metavar="N", default=None,
       help="refuse images whose header declares more than N pixels, before decoding them")
+    from ..cli import add_codec_options
+
+    add_codec_options(p)
     a("--collages", type=int, metavar="K", default=None, help="collages for the first K test images")
     a("--no-progress", dest="progress", action="store_false", default=None, help="hide progress bars")
     _show_config_defaults(p)

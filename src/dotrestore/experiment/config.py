@@ -59,6 +59,10 @@ class ExperimentConfig:
     lowpass_sigma: float = 4.0
     shrinkage: str | float | None = None
     device: str | None = None
+    tile: str | int = "auto"
+    tile_overlap: int | None = None
+    dtype: str = "float32"
+    max_memory: str | int | None = None
     collages: int = 4
     progress: bool = True
     max_pixels: int | None = DEFAULT_MAX_PIXELS
@@ -149,6 +153,7 @@ class ExperimentConfig:
             fail(f"--lowpass-sigma must be a number in [0, {MAX_SIGMA:g}] (pixels; 0 transports whole images), "
                  f"got {sigma!r}")
         self.lowpass_sigma = float(sigma)
+        self._check_codec_options(fail)
         try:
             self.shrinkage = parse_shrinkage(self.shrinkage)
         except ValueError as exc:
@@ -163,6 +168,22 @@ class ExperimentConfig:
             except ValueError as exc:
                 fail(f"--device: {exc}")
         return self
+
+    def _check_codec_options(self, fail) -> None:
+        from ..codecs import tiling
+
+        for name, parse in (("tile", tiling.parse_tile), ("tile_overlap", tiling.parse_overlap),
+                            ("dtype", tiling.parse_dtype), ("max_memory", tiling.parse_memory)):
+            try:
+                parse(getattr(self, name))
+            except ValueError as exc:
+                fail(f"--{_flag(name)}: {exc}")
+        if tiling.parse_dtype(self.dtype) != tiling.DTYPES["float32"]:
+            import torch
+
+            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            if not str(device).startswith("cuda"):
+                fail(f"--dtype {self.dtype} needs a CUDA device (the codec would run on {device}); use float32")
 
     def _check_int(self, name: str, fail) -> None:
         value = getattr(self, name)

@@ -190,7 +190,8 @@ def _run(config: ExperimentConfig, plan: Plan, staging: Path, codec, notes: list
     timings: dict[str, float] = {}
     dot = DOT(codec=codec if codec is not None else config.vae, patch_size=config.patch_size,
               shrinkage=config.shrinkage, lowpass_sigma=config.lowpass_sigma or None, device=config.device,
-              progress=config.progress, seed=config.seed)
+              progress=config.progress, seed=config.seed, tile=config.tile, tile_overlap=config.tile_overlap,
+              dtype=config.dtype, max_memory=config.max_memory)
     t = time.perf_counter()
     _fit(dot, plan, config)
     timings["fit_s"] = time.perf_counter() - t

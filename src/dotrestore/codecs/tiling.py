@@ -1,0 +1,389 @@
+"""Tiled encoding and decoding: any image size with bounded memory, seams blended away.
+
+A codec's networks need memory proportional to the pixels they see, so a big photograph is
+cut into overlapping square tiles (side ``tile`` pixels, neighbours sharing ``overlap``
+pixels), every tile is encoded (or every latent tile decoded) on its own, and the tiles are
+put back together as a weighted average whose weights ramp linearly across each overlap,
+as diffusers' ``AutoencoderKL.enable_tiling`` does. Along one axis, a tile whose overlap
+with its neighbour is o samples weighs sample i of that overlap
+
+    w(i) = (i + 1) / (o + 1),            i = 0 … o − 1,
+
+and the neighbour weighs it 1 − w(i): the weights form a partition of unity, edges of a
+tile (where its convolutions saw zero padding instead of the neighbouring pixels) get the
+least weight, and no seam is left where one tile ends. The two-dimensional weight is the
+product of the two axes' weights; the sum of weights is divided out, so uneven overlaps
+(the last tile is moved back to end at the border) stay exact averages.
+
+Encoding blends latents (overlap/f latent samples), decoding blends pixels; transport
+always runs on the whole latent map, so patch statistics never see a tile border.
+
+``tile="auto"`` tiles only images above 1024×1024 pixels whose estimated activation
+memory exceeds the budget (``max_memory``; on CUDA the free device memory, on the CPU
+:data:`CPU_BUDGET` bytes), and then picks the largest tile that fits the budget. Images at
+or below 1024×1024 are never tiled unless ``tile`` is a number, so they give exactly the
+untiled result.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+#: images with at most this many pixels are never tiled under ``tile="auto"``
+AUTO_MIN_PIXELS = 1024 * 1024
+#: activation budget (bytes) of a codec on the CPU when ``max_memory`` is not given
+CPU_BUDGET = 1 << 30
+#: tile sides chosen under "auto" are multiples of this, between the bounds below
+AUTO_TILE_STEP = 64
+AUTO_TILE_MIN, AUTO_TILE_MAX = 256, 4096
+#: default overlap between neighbouring tiles, in pixels
+DEFAULT_OVERLAP = 64
+#: the estimate of a network's working memory is this many times its largest activation
+#: (its input, its output and the temporaries of a residual block are alive together)
+ACTIVATION_FACTOR = 4
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+# ---------------------------------------------------------------------- parameters
+def parse_tile(value) -> str | int:
+    """``"auto"``, ``"off"`` or a tile side in pixels (int >= 16) from a flag or a parameter."""
+    if value is None:
+        return "auto"
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("auto", "off"):
+            return text
+        if not text.isdigit():
+            raise ValueError(f"tile must be 'auto', 'off' or a tile side in pixels, got {value!r}")
+        value = int(text)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 16:
+        raise ValueError(f"tile must be 'auto', 'off' or a tile side of at least 16 pixels, got {value!r}")
+    return value
+
+
+def parse_overlap(value) -> int | None:
+    """Overlap in pixels (int >= 0), or None for the default."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"tile_overlap must be a number of pixels >= 0, got {value!r}")
+    return value
+
+
+def parse_dtype(value) -> torch.dtype:
+    """torch dtype of the codec's computation from ``"float32"|"bfloat16"|"float16"`` or a dtype."""
+    if value is None:
+        return torch.float32
+    if isinstance(value, torch.dtype) and value in DTYPES.values():
+        return value
+    if isinstance(value, str) and value.strip().lower() in DTYPES:
+        return DTYPES[value.strip().lower()]
+    raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {value!r}")
+
+
+_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 1024, "m": 1e6, "mb": 1e6, "mib": 1024**2,
+          "g": 1e9, "gb": 1e9, "gib": 1024**3, "t": 1e12, "tb": 1e12, "tib": 1024**4}
+
+
+def parse_memory(value) -> int | None:
+    """Bytes from ``"8GB"``, ``"512MiB"``, ``"2.5g"`` or a number of bytes; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number, unit = float(value), ""
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
+        if match is None or match.group(2).lower() not in _UNITS:
+            raise ValueError(f"max_memory must be a size such as 8GB, 512MiB or a number of bytes, got {value!r}")
+        number, unit = float(match.group(1)), match.group(2).lower()
+    size = int(number * _UNITS[unit])
+    if size <= 0:
+        raise ValueError(f"max_memory must be positive, got {value!r}")
+    return size
+
+
+# ---------------------------------------------------------------------- memory
+def largest_activation(modules: list[nn.Module], probe: Tensor, run: Callable[[Tensor], Tensor]) -> int:
+    """Elements of the largest tensor any leaf module outputs while ``run(probe)`` runs."""
+    largest = [probe.numel()]
+
+    def hook(_module, _inputs, output):
+        if isinstance(output, Tensor):
+            largest[0] = max(largest[0], output.numel())
+
+    handles = [m.register_forward_hook(hook) for module in modules for m in module.modules()
+               if next(m.children(), None) is None]
+    try:
+        with torch.inference_mode():
+            run(probe)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return largest[0]
+
+
+def device_budget(device: torch.device, max_memory: int | None) -> int:
+    """Bytes the codec's activations may use: ``max_memory``, else free CUDA memory or CPU_BUDGET."""
+    if max_memory is not None:
+        return int(max_memory)
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free * 0.9)  # leave room for the allocator's fragmentation
+    return CPU_BUDGET
+
+
+def auto_tile(pixels: int, bytes_per_pixel: float, budget: int) -> int | None:
+    """Tile side for ``tile="auto"`` (None: do not tile) for an image of ``pixels`` pixels."""
+    if pixels <= AUTO_MIN_PIXELS or pixels * bytes_per_pixel <= budget:
+        return None
+    side = int(math.sqrt(budget / bytes_per_pixel)) // AUTO_TILE_STEP * AUTO_TILE_STEP
+    return min(max(side, AUTO_TILE_MIN), AUTO_TILE_MAX)
+
+
+# ---------------------------------------------------------------------- geometry
+def stat_pixels(tile: int, overlap: int, bytes_per_pixel: float, budget: int) -> int:
+    """Pixels of the whole-image pass that gives GroupNorm statistics: what the budget allows,
+    and at least what one tile with its context costs."""
+    return max((tile + 2 * overlap) ** 2, int(budget / bytes_per_pixel))
+
+
+def tile_starts(length: int, tile: int, overlap: int, unit: int = 1) -> list[int]:
+    """Starts of tiles of side ``tile`` covering [0, length), neighbours overlapping >= ``overlap``.
+
+    All values are in samples and multiples of ``unit``; the tiles are spread evenly so that
+    the last one ends exactly at ``length``.
+    """
+    if length <= tile:
+        return [0]
+    count = 1 + math.ceil((length - tile) / max(tile - overlap, unit))
+    span = (length - tile) // unit
+    return [round(i * span / (count - 1)) * unit for i in range(count)]
+
+
+def axis_weights(starts: list[int], tile: int, length: int) -> list[Tensor]:
+    """Per-tile 1-D blending weights (see the module docstring) along one axis."""
+    weights = []
+    for k, start in enumerate(starts):
+        size = min(tile, length - start)
+        w = torch.ones(size, dtype=torch.float64)
+        if k > 0:  # ramp up across the overlap with the previous tile
+            o = starts[k - 1] + tile - start
+            w[:o] = torch.minimum(w[:o], torch.arange(1, o + 1, dtype=torch.float64) / (o + 1))
+        if k + 1 < len(starts):  # ramp down across the overlap with the next tile
+            o = start + size - starts[k + 1]
+            w[size - o:] = torch.minimum(w[size - o:], torch.arange(o, 0, -1, dtype=torch.float64) / (o + 1))
+        weights.append(w)
+    return weights
+
+
+def tiled_apply(
+    x: Tensor,
+    fn: Callable[[Tensor], Tensor],
+    tile: int,
+    overlap: int,
+    scale: float,
+    unit: int,
+    out_channels: int,
+    progress: bool = True,
+    desc: str = "tiles",
+    context: int = 0,
+) -> Tensor:
+    """``fn`` over overlapping tiles of x (B, C, H, W), blended into one (B, out_channels, H·scale, W·scale).
+
+    ``tile`` and ``overlap`` are in samples of ``x`` and multiples of ``unit``; ``fn`` maps a
+    (B, C, t, t) tile to (B, out_channels, t·scale, t·scale) (an encoder: scale 1/f; a decoder: f).
+    ``fn`` sees ``context`` more samples (a multiple of ``unit``) of x on every side where
+    the image goes on, and only its output for the tile itself is kept: the tile's convolutions
+    then see real neighbours instead of zero padding up to that distance. The output is
+    float32 on x's device; the only full-size tensors are the output and the sum of weights.
+    """
+    batch, _, height, width = x.shape
+    rows, cols = tile_starts(height, tile, overlap, unit), tile_starts(width, tile, overlap, unit)
+    out_h, out_w = round(height * scale), round(width * scale)
+    out_tile = round(tile * scale)
+    row_w = axis_weights([round(s * scale) for s in rows], out_tile, out_h)
+    col_w = axis_weights([round(s * scale) for s in cols], out_tile, out_w)
+    out = torch.zeros(batch, out_channels, out_h, out_w, device=x.device, dtype=torch.float32)
+    total = torch.zeros(out_h, out_w, device=x.device, dtype=torch.float32)
+    positions = [(i, j) for i in range(len(rows)) for j in range(len(cols))]
+    bar = tqdm(positions, desc=desc, unit="tile", leave=False, disable=not progress or len(positions) < 4)
+    for i, j in bar:
+        r, c = rows[i], cols[j]
+        top, left = max(r - context, 0), max(c - context, 0)
+        piece = fn(x[..., top:r + tile + context, left:c + tile + context]).float()
+        piece = piece[..., round((r - top) * scale):, round((c - left) * scale):]
+        weight = (row_w[i][:, None] * col_w[j][None, :]).to(x.device, torch.float32)
+        r0, c0 = round(r * scale), round(c * scale)
+        h, w = weight.shape
+        out[..., r0:r0 + h, c0:c0 + w].addcmul_(piece[..., :h, :w], weight)
+        total[r0:r0 + h, c0:c0 + w] += weight
+        del piece
+    return out.div_(total)
+
+
+# ---------------------------------------------------------------------- GroupNorm
+class SharedGroupNorm:
+    """GroupNorm statistics of the whole image, shared by every tile.
+
+    GroupNorm normalises by the mean and variance of a whole feature map; run per tile it
+    would normalise each tile by its own statistics (a 128-pixel tile of sky and one of
+    foliage are normalised very differently), which no overlap can blend away. Inside
+    ``with SharedGroupNorm(modules).record():`` every ``nn.GroupNorm`` of ``modules``
+    stores the per-group mean and variance it computes (run the network once on the whole
+    image, or a downscaled copy that fits in memory); inside ``.frozen()`` they normalise
+    with those stored statistics instead of the tile's own:
+
+        GN(x) = (x − μ_g) / sqrt(σ²_g + ε) · γ + β,   μ_g, σ²_g of the whole image.
+    """
+
+    def __init__(self, modules):
+        self.norms = [m for module in modules for m in module.modules() if isinstance(m, nn.GroupNorm)]
+        self.stats: dict[int, tuple[Tensor, Tensor]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.norms)
+
+    def _patched(self, forward):
+        import contextlib
+
+        @contextlib.contextmanager
+        def manager():
+            for norm in self.norms:
+                norm.forward = forward.__get__(norm)
+            try:
+                yield self
+            finally:
+                for norm in self.norms:
+                    del norm.forward  # back to the class's forward
+        return manager()
+
+    def record(self):
+        stats = self.stats
+
+        def forward(norm, x):
+            groups = x.float().reshape(x.shape[0], norm.num_groups, -1)
+            stats[id(norm)] = (groups.mean(-1), groups.var(-1, unbiased=False))
+            return nn.GroupNorm.forward(norm, x)
+        return self._patched(forward)
+
+    def frozen(self):
+        return self._patched(self.frozen_forward())
+
+    def frozen_forward(self):
+        stats = self.stats
+
+        def forward(norm, x):
+            mean, var = stats[id(norm)]
+            b, c = x.shape[:2]
+            per_group = c // norm.num_groups
+            scale = torch.rsqrt(var + norm.eps).repeat_interleave(per_group, dim=1)  # (B, C)
+            shift = -mean.repeat_interleave(per_group, dim=1) * scale
+            if norm.affine:
+                shift = shift * norm.weight.float() + norm.bias.float()
+                scale = scale * norm.weight.float()
+            view = (b, c) + (1,) * (x.ndim - 2)
+            return x * scale.reshape(view).to(x.dtype) + shift.reshape(view).to(x.dtype)
+        return forward
+
+
+class _Stop(Exception):
+    """Raised inside a network once the statistics wanted from it are taken."""
+
+
+def call_order(norms: SharedGroupNorm, fn: Callable[[Tensor], Tensor], probe: Tensor) -> list[nn.GroupNorm]:
+    """The GroupNorms of ``norms`` that a forward pass of ``fn`` calls, in call order."""
+    with norms.record():
+        fn(probe)
+    order = {key: i for i, key in enumerate(norms.stats)}
+    norms.stats.clear()
+    return sorted((norm for norm in norms.norms if id(norm) in order), key=lambda norm: order[id(norm)])
+
+
+def tiled_group_norm_stats(
+    x: Tensor, fn: Callable[[Tensor], Tensor], norms: SharedGroupNorm, tile: int, context: int, unit: int
+) -> None:
+    """Whole-image GroupNorm statistics of ``fn`` over x, exactly, one tile at a time.
+
+    Layer k's statistics depend on the layers before it, so the layers are taken in call
+    order: with the statistics of layers < k frozen, every tile (with ``context`` samples
+    of neighbours) runs up to layer k, which adds Σx and Σx² over the tile's own,
+    non-overlapping region and stops the pass. Costs one partial pass per GroupNorm.
+    """
+    probe = x[..., : min(x.shape[-2], 4 * unit), : min(x.shape[-1], 4 * unit)]
+    order = call_order(norms, fn, probe)
+    height, width = x.shape[-2:]
+    frozen_forward = norms.frozen_forward()
+    for target in order:
+        total: list[Tensor] = []
+
+        def accumulate(norm, h, region=None):
+            if norm is not target:
+                return frozen_forward(norm, h)
+            (r0, r1), (c0, c1), full = region_of[0]
+            sy, sx = h.shape[-2] / full[0], h.shape[-1] / full[1]
+            own = h[..., round(r0 * sy):round(r1 * sy), round(c0 * sx):round(c1 * sx)].double()
+            groups = own.reshape(own.shape[0], norm.num_groups, -1, own.shape[-2] * own.shape[-1])
+            sums = torch.stack([groups.sum((-1, -2)), (groups * groups).sum((-1, -2)),
+                                torch.full_like(groups[:, :, 0, 0], groups[0, 0].numel())])
+            if total:
+                total[0] += sums
+            else:
+                total.append(sums)
+            raise _Stop
+
+        region_of: list = [None]
+        with norms._patched(accumulate):
+            for r in range(0, height, tile):
+                for c in range(0, width, tile):
+                    top, left = max(r - context, 0), max(c - context, 0)
+                    crop = x[..., top:r + tile + context, left:c + tile + context]
+                    size = (min(r + tile, height) - top, min(c + tile, width) - left)
+                    region_of[0] = ((r - top, size[0]), (c - left, size[1]), crop.shape[-2:])
+                    try:
+                        fn(crop)
+                    except _Stop:
+                        pass
+        sums, squares, count = total[0]
+        mean = sums / count
+        norms.stats[id(target)] = (mean.float(), (squares / count - mean * mean).clamp_min(0).float())
+
+
+def tiled_codec_apply(
+    x: Tensor,
+    fn: Callable[[Tensor], Tensor],
+    modules,
+    tile: int,
+    overlap: int,
+    scale: float,
+    unit: int,
+    out_channels: int,
+    stat_pixels: int,
+    progress: bool = True,
+    desc: str = "tiles",
+) -> Tensor:
+    """:func:`tiled_apply` for a codec network, its GroupNorms using whole-image statistics.
+
+    The statistics come from one pass of ``fn`` over x when x has at most ``stat_pixels``
+    pixels, else from :func:`tiled_group_norm_stats` (exact, one partial tiled pass per
+    GroupNorm). Every tile sees ``overlap`` samples of context beyond its own borders, so
+    the blended region is computed from real neighbours.
+    """
+    norms = SharedGroupNorm(modules)
+    if not norms:
+        return tiled_apply(x, fn, tile, overlap, scale, unit, out_channels, progress, desc, context=overlap)
+    if x.shape[-2] * x.shape[-1] <= stat_pixels:
+        with norms.record():
+            fn(x)
+    else:
+        tiled_group_norm_stats(x, fn, norms, tile, overlap, unit)
+    with norms.frozen():
+        return tiled_apply(x, fn, tile, overlap, scale, unit, out_channels, progress, desc, context=overlap)
