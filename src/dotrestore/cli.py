@@ -1,4 +1,4 @@
-"""Command line: ``dotrestore fit | apply | info | experiment | demo``.
+"""Command line: ``dotrestore fit | apply | info | experiment | demo | serve``.
 
 Thin by design: parse arguments, validate every input before the first output, call the
 library. Errors a user can cause print one line naming the file and the problem and exit
@@ -199,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .experiment.cli import register
 
     register(sub)
+    from .serve.cli import register as register_serve
+
+    register_serve(sub)
     return parser
 
 
