@@ -110,13 +110,14 @@ def build_app(explorer: Explorer) -> gr.Blocks:
             return state, gr.skip(), gr.skip(), error_text(exc)
 
     def on_upload(file, state, alpha, latent, progress=gr.Progress()):
+        # the upload box is emptied every time, so the next file can be dropped on it at once
         if file is None:
-            return state, gr.skip(), gr.skip(), gr.skip()
+            return state, gr.skip(), gr.skip(), gr.skip(), None
         try:
-            return pick(file, Path(file).stem, alpha, latent, progress)
+            return (*pick(file, Path(file).stem, alpha, latent, progress), None)
         except USER_ERRORS as exc:
             gr.Warning(str(exc))
-            return state, gr.skip(), gr.skip(), error_text(exc)
+            return state, gr.skip(), gr.skip(), error_text(exc), None
 
     def on_reference(file, state, alpha, latent):
         try:
@@ -140,7 +141,7 @@ def build_app(explorer: Explorer) -> gr.Blocks:
         try:
             entry = current(state)
             path = ex.save_png(ex.render(entry, alpha, "latent" if latent else "pixel"), entry.stem, alpha)
-            return path, f"{path.name}: x̂α at α = {alpha:g}, the PNG `dotrestore apply OP IMG --alpha {alpha:g}` writes"
+            return str(path), f"{path.name}: x̂α at α = {alpha:g}, the PNG `dotrestore apply OP IMG --alpha {alpha:g}` writes"
         except USER_ERRORS as exc:
             return None, error_text(exc)
 
@@ -260,7 +261,7 @@ def build_app(explorer: Explorer) -> gr.Blocks:
         shown = [compare, output, status]
         gallery.select(on_gallery, [state, alpha, latent], [state, *shown], api_name=False).then(
             measures, [state, alpha, latent], [scores, curve], api_name=False)
-        upload.upload(on_upload, [upload, state, alpha, latent], [state, *shown], api_name=False).then(
+        upload.upload(on_upload, [upload, state, alpha, latent], [state, *shown, upload], api_name=False).then(
             measures, [state, alpha, latent], [scores, curve], api_name=False)
         reference.upload(on_reference, [reference, state, alpha, latent], [state, *shown], api_name=False).then(
             measures, [state, alpha, latent], [scores, curve], api_name=False)
