@@ -144,3 +144,14 @@ def test_app_builds_with_the_transform_api(ws, tmp_path):
     assert "transform" in names
     assert with_op.tabs.selected == "explore"
     assert build_app(Explorer(work_dir=tmp_path / "b")).tabs.selected == "fit"
+
+
+def test_serve_command_binds_localhost_by_default():
+    args = cli.build_parser().parse_args(["serve", "op.safetensors", "--images", "imgs"])
+    assert (args.host, args.port, args.max_pixels) == ("127.0.0.1", 7860, 40_000_000)
+    assert args.func.__module__ == "dotrestore.serve.cli"
+
+
+def test_serve_command_refuses_a_bad_port(capsys):
+    assert cli.main(["serve", "--port", "70000"]) == 2
+    assert "--port" in capsys.readouterr().err

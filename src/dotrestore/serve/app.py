@@ -265,8 +265,9 @@ def build_app(explorer: Explorer) -> gr.Blocks:
             measures, [state, alpha, latent], [scores, curve], api_name=False)
         reference.upload(on_reference, [reference, state, alpha, latent], [state, *shown], api_name=False).then(
             measures, [state, alpha, latent], [scores, curve], api_name=False)
-        for event in (alpha.change, latent.change):
-            event(on_alpha, [state, alpha, latent], shown, trigger_mode="always_last", show_progress="hidden",
+        # a pixel-interpolation α is a blend: no spinner; the latent toggle decodes, so it shows progress
+        for event, spinner in ((alpha.change, "hidden"), (latent.change, "full")):
+            event(on_alpha, [state, alpha, latent], shown, trigger_mode="always_last", show_progress=spinner,
                   api_name=False).then(measures, [state, alpha, latent], [scores, curve], api_name=False,
                                        show_progress="hidden")
         download.click(on_download, [state, alpha, latent], [download_file, status], api_name=False)
