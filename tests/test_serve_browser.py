@@ -34,38 +34,52 @@ CHROMIUM = Path("/usr/bin/chromium")
 REPEAT_BOUND_S = 1.0
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    ws = make_workspace(tmp_path_factory.mktemp("serve_ws"))
+def start_server(ws, *args: str):
+    """``dotrestore serve ARGS --port P`` as a subprocess; returns (process, url) once the page answers."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    log = open(ws["root"] / "server.log", "w")
+    log = open(ws["root"] / f"server-{port}.log", "w")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dotrestore", "serve", str(ws["operator"]), "--images", str(ws["images"]),
-         "--reference", str(ws["refs"]), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    process = subprocess.Popen([sys.executable, "-m", "dotrestore", "serve", *args, "--port", str(port)],
+                               stdout=log, stderr=subprocess.STDOUT, env=env)
+    log.close()
+    deadline = time.monotonic() + 180
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"dotrestore serve exited with {process.returncode}:\n{(ws['root'] / f'server-{port}.log').read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return process, url
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            stop(process)
+            pytest.fail("dotrestore serve did not answer within 180 s")
+        time.sleep(0.5)
+
+
+def stop(process) -> None:
+    process.terminate()
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"dotrestore serve exited with {process.returncode}:\n{(ws['root'] / 'server.log').read_text()}")
-            try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("dotrestore serve did not answer within 180 s")
-            time.sleep(0.5)
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    return make_workspace(tmp_path_factory.mktemp("serve_ws"))
+
+
+@pytest.fixture(scope="module")
+def served(workspace):
+    ws = workspace
+    process, url = start_server(ws, str(ws["operator"]), "--images", str(ws["images"]), "--reference", str(ws["refs"]))
+    try:
         yield {**ws, "url": url, "process": process}
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        stop(process)
 
 
 def applied(ws, image: Path, alpha: float, out: Path) -> Path:
@@ -115,18 +129,24 @@ def test_transform_api_reports_a_corrupt_file_and_keeps_serving(served):
 
 # ------------------------------------------------------------------ the page in Chromium
 @pytest.fixture(scope="module")
-def page(served):
+def browser():
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not found: apt-get install -y chromium to run the browser tests")
     playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-        context = browser.new_context(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
-        page = context.new_page()
-        page.goto(served["url"])
-        page.wait_for_selector("#alpha input[type=number]", timeout=120_000)
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(served, browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
+    page = context.new_page()
+    page.goto(served["url"])
+    page.wait_for_selector("#alpha input[type=number]", timeout=120_000)
+    yield page
+    context.close()
 
 
 def wait_status(page, text: str, timeout: float = 120_000) -> str:
@@ -202,3 +222,40 @@ def test_explore_alpha_download_and_corrupt_upload(served, page, tmp_path):
     for shot in shots:
         assert shot.stat().st_size > 10_000
         save_artifact(shot)
+
+
+def test_without_operator_fit_then_batch(workspace, browser, tmp_path):
+    """No operator: the app opens on Fit; a fit from server folders becomes the operator; Batch never overwrites."""
+    ws = workspace
+    process, url = start_server(ws)
+    try:
+        page = browser.new_page(viewport={"width": 1300, "height": 1000})
+        page.goto(url)
+        page.wait_for_selector("#fit", timeout=120_000)
+        assert page.locator("#fit").is_visible() and not page.locator("#alpha").is_visible()
+        page.get_by_label("…or restored folders on the server").fill(str(ws["restored"]))
+        page.get_by_label("…or clean folders on the server").fill(str(ws["clean"]))
+        page.click("#fit")
+        page.wait_for_function("/Fitted|Error/.test(document.querySelector('#fit-status').innerText)", timeout=300_000)
+        assert "Fitted on 4 restored and 4 clean images" in page.inner_text("#fit-status")
+        assert "taesd:taef2:" in page.inner_text("#operator-info")
+        page.get_by_role("tab", name="Batch").click()
+        out = tmp_path / "batch"
+        page.get_by_label("Folder of restored images").fill(str(ws["images"]))
+        page.get_by_label("α values").fill("0.5")
+        page.get_by_label("Output folder (new or without these files; empty with zip)").fill(str(out))
+        page.get_by_role("button", name="Apply").click()
+        page.wait_for_function("/Wrote|Error/.test(document.querySelector('#batch-status').innerText)", timeout=180_000)
+        assert "Wrote 2 images" in page.inner_text("#batch-status")
+        assert sorted(p.name for p in out.iterdir()) == ["test10.png", "test11.png"]
+        before = (out / "test10.png").read_bytes()
+        page.get_by_role("button", name="Apply").click()
+        page.wait_for_function("/never overwrites/.test(document.querySelector('#batch-status').innerText)",
+                               timeout=60_000)
+        assert (out / "test10.png").read_bytes() == before
+        shot = tmp_path / "serve_fit_batch.png"
+        page.screenshot(path=str(shot), full_page=True)
+        save_artifact(shot)
+        page.close()
+    finally:
+        stop(process)
