@@ -155,3 +155,10 @@ def test_serve_command_binds_localhost_by_default():
 def test_serve_command_refuses_a_bad_port(capsys):
     assert cli.main(["serve", "--port", "70000"]) == 2
     assert "--port" in capsys.readouterr().err
+
+
+def test_scratch_folder_stays_bounded(tmp_path):
+    ex = Explorer(work_dir=tmp_path / "s")
+    ex.MAX_SCRATCH = 3
+    paths = [ex.scratch(f"f{i}.png") for i in range(5)]
+    assert [p.parent.exists() for p in paths] == [False, False, True, True, True]

@@ -190,7 +190,8 @@ def build_app(explorer: Explorer) -> gr.Blocks:
             return None, error_text(exc)
 
     # -------------------------------------------------------------- layout
-    with gr.Blocks(title="dotrestore α explorer") as app:
+    # Gradio's cache of the files handlers return: files older than an hour are dropped, hourly
+    with gr.Blocks(title="dotrestore α explorer", delete_cache=(3600, 3600)) as app:
         gr.Markdown("# dotrestore · choose α by eye\n"
                     "x̂α = (1 − α)·x̂0 + α·x*: α = 1 is your restorer's output x*, α = 0 the perceptual "
                     "optimum x̂0 = T(x*), α < 0 and α > 1 extrapolate.")

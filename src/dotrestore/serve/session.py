@@ -14,6 +14,7 @@ import logging
 import shutil
 import tempfile
 import threading
+from collections import deque
 from pathlib import Path
 
 import torch
@@ -59,6 +60,8 @@ def check_image_file(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
 class Explorer:
     """State of one ``dotrestore serve``: operator, image folders, cache and a scratch folder."""
 
+    MAX_SCRATCH = 256
+
     def __init__(self, operator: str | Path | None = None, images: str | Path | None = None,
                  reference: str | Path | None = None, *, max_pixels: int = DEFAULT_MAX_PIXELS,
                  device: str | None = None, cache_size: int = 16, work_dir: str | Path | None = None):
@@ -77,6 +80,7 @@ class Explorer:
         self._generation = 0  # part of every cache key: a new operator never sees old x̂0
         self._lock = threading.RLock()  # one transport at a time: torch already uses every core
         self._names = itertools.count()
+        self._scratch: deque[Path] = deque()
         if operator is not None:
             self.load_operator(operator)
 
@@ -183,9 +187,16 @@ class Explorer:
 
     # ------------------------------------------------------------------ files
     def scratch(self, name: str) -> Path:
-        """A fresh file path ``name`` in its own scratch subfolder (downloads keep readable names)."""
+        """A fresh file path ``name`` in its own scratch subfolder (downloads keep readable names).
+
+        Only the newest :attr:`MAX_SCRATCH` subfolders are kept: Gradio copies every file a
+        handler returns into its own cache, so a long session must not fill the disk here.
+        """
         folder = self.work_dir / f"{next(self._names):06d}"
         folder.mkdir(parents=True, exist_ok=False)
+        self._scratch.append(folder)
+        while len(self._scratch) > self.MAX_SCRATCH:
+            shutil.rmtree(self._scratch.popleft(), ignore_errors=True)
         return folder / name
 
     def save_png(self, image: torch.Tensor, stem: str, alpha: float) -> Path:
