@@ -30,8 +30,8 @@ pytest.importorskip("gradio", reason="gradio is not installed (pip install 'dotr
 pytestmark = pytest.mark.slow  # a server start, a fit and a browser: about a minute on 2 cores
 
 CHROMIUM = Path("/usr/bin/chromium")
-#: what the issue asks per repeated α on 2 CPU cores is 150 ms; asserted loosely (shared CI machines)
-REPEAT_BOUND_S = 1.0
+#: the issue asks ≤ 150 ms per repeated α on 2 idle CPU cores; asserted loosely (shared, loaded CI machines)
+REPEAT_BOUND_S = 2.0
 
 
 def start_server(ws, *args: str):
@@ -100,7 +100,9 @@ def test_transform_api_equals_apply_and_repeats_fast(served, tmp_path):
 
     client = Client(served["url"], verbose=False)
     image = served["images"] / "test10.png"
+    start = time.perf_counter()
     result = client.predict(handle_file(str(image)), 0.5, api_name="/transform")
+    first = time.perf_counter() - start
     reference = applied(served, image, 0.5, tmp_path / "apply")
     assert np.array_equal(data.read_image(result).numpy(), data.read_image(reference).numpy())
     times = []
@@ -109,9 +111,10 @@ def test_transform_api_equals_apply_and_repeats_fast(served, tmp_path):
         out = client.predict(handle_file(str(image)), alpha, api_name="/transform")
         times.append(time.perf_counter() - start)
         assert Path(out).is_file()
-    print(f"/transform repeated alpha: median {statistics.median(times) * 1000:.0f} ms, "
+    print(f"/transform first call {first * 1000:.0f} ms; repeated alpha: median {statistics.median(times) * 1000:.0f} ms, "
           f"max {max(times) * 1000:.0f} ms over {len(times)} calls")
     assert max(times) <= REPEAT_BOUND_S
+    assert statistics.median(times) < first  # the first call transports; the others only blend
     # α = 1 is x* itself
     at_one = client.predict(handle_file(str(image)), 1.0, api_name="/transform")
     assert np.array_equal(data.read_image(at_one).numpy(), data.read_image(image).numpy())
