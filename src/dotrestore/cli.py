@@ -1,4 +1,4 @@
-"""Command line: ``dotrestore fit | apply | info | experiment | demo``.
+"""Command line: ``dotrestore fit | apply | info | experiment | demo | serve``.
 
 Thin by design: parse arguments, validate every input before the first output, call the
 library. Errors a user can cause print one line naming the file and the problem and exit
@@ -89,8 +89,9 @@ def _add_fit(sub) -> None:
     p.add_argument("--source", nargs="+", metavar="PATH", help="restored images x* (files or folders)")
     p.add_argument("--target", nargs="+", metavar="PATH", required=True, help="clean images (files or folders)")
     p.add_argument("-o", "--output", required=True, metavar="OP.safetensors", help="operator file to write")
-    p.add_argument("--vae", default="sd-vae-ft-ema", metavar="SPEC",
-                   help="codec: sd-vae-ft-ema (default), sd-vae-ft-mse, pixel, a diffusers folder, "
+    p.add_argument("--vae", default="auto", metavar="SPEC",
+                   help="codec: auto (default: sd-vae-ft-ema when cached, else the bundled taef2), taef2, "
+                   "sd-vae-ft-ema, sd-vae-ft-mse, pixel, a diffusers folder, "
                    "or a folder with a TAESD-family *_encoder.pth/*_decoder.pth pair")
     p.add_argument("--patch-size", type=int, default=3, metavar="P", help="odd latent patch side (default 3)")
     p.add_argument("--eps", type=finite_float, default=1e-8, help="eigenvalue clamp in matrix square roots (default 1e-8)")
@@ -269,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .experiment.cli import register
 
     register(sub)
+    from .serve.cli import register as register_serve
+
+    register_serve(sub)
     return parser
 
 

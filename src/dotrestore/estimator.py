@@ -52,8 +52,9 @@ class DOT:
     Parameters
     ----------
     codec : str or Codec
-        Latent space: ``"sd-vae-ft-ema"`` (default, as in the paper), ``"sd-vae-ft-mse"``,
-        ``"pixel"``, a local diffusers folder, a TAESD-family ``.pth`` pair folder, or a
+        Latent space: ``"auto"`` (default: ``"sd-vae-ft-ema"``, the paper's VAE, when it is in
+        the local Hugging Face cache, else the bundled ``"taef2"``), ``"sd-vae-ft-ema"``,
+        ``"sd-vae-ft-mse"``, ``"taef2"``, ``"pixel"``, a local diffusers folder, a TAESD-family ``.pth`` pair folder, or a
         :class:`~dotrestore.codecs.Codec`. See :func:`dotrestore.load_codec`.
     patch_size : int
         Odd side p of the overlapping latent patches; D = C·p² dimensions.
@@ -99,7 +100,7 @@ class DOT:
 
     def __init__(
         self,
-        codec: str | Codec = "sd-vae-ft-ema",
+        codec: str | Codec = "auto",
         patch_size: int = 3,
         eps: float = 1e-8,
         shrinkage: None | str | float = None,

@@ -16,6 +16,7 @@ import torch
 
 from ..errors import CodecUnavailableError, InputError
 from .base import Codec, pad_to_multiple, weights_sha256
+from .bundled import AUTO_SPEC, BUNDLED_TAEF2, TAEF2_SPEC, load_bundled_taef2, resolve_auto
 from .diffusers_vae import (
     HUB_ALIASES,
     DiffusersCodec,
@@ -28,22 +29,25 @@ from .pixel import PixelCodec
 from .taesd import TAESDCodec, is_taesd_source, load_taesd_codec
 
 __all__ = [
+    "BUNDLED_TAEF2",
     "Codec",
     "DiffusersCodec",
     "HUB_ALIASES",
     "PixelCodec",
     "TAESDCodec",
     "codec_from_diffusers",
+    "load_bundled_taef2",
     "load_codec",
     "load_diffusers_codec",
     "load_taesd_codec",
     "pad_to_multiple",
+    "resolve_auto",
     "sd_vae_config",
     "weights_sha256",
 ]
 
 ACCEPTED_SPECS = (
-    "'pixel'; 'sd-vae-ft-ema' or 'sd-vae-ft-mse'; a Hugging Face hub id 'owner/name' of a diffusers "
+    "'auto' (sd-vae-ft-ema when cached, else the bundled TAEF2); 'taef2' (bundled); 'pixel'; 'sd-vae-ft-ema' or 'sd-vae-ft-mse'; a Hugging Face hub id 'owner/name' of a diffusers "
     "AutoencoderKL/AutoencoderTiny; a local diffusers folder (with config.json); a folder holding one "
     "*_encoder.pth + *_decoder.pth pair (TAESD family, e.g. taef2); or the path of such an *_encoder.pth"
 )
@@ -78,7 +82,10 @@ def load_codec(
     Codec instance, as it is).
 
     Accepted, tried in this order: a :class:`Codec` instance (returned, moved to ``device``);
-    ``"pixel"``; ``"sd-vae-ft-ema"`` / ``"sd-vae-ft-mse"`` (stabilityai hub models); an existing
+    ``"auto"`` (the default everywhere: ``sd-vae-ft-ema`` when it is in the local Hugging Face
+    cache, otherwise the bundled TAEF2; never downloads, never pixel; the returned codec's
+    ``spec`` is the concrete one, see :mod:`dotrestore.codecs.bundled`); ``"taef2"`` (the TAEF2
+    weights shipped with the package); ``"pixel"``; ``"sd-vae-ft-ema"`` / ``"sd-vae-ft-mse"`` (stabilityai hub models); an existing
     local path (diffusers folder with ``config.json``, TAESD folder, ``*_encoder.pth``); an
     ``"owner/name"`` hub id. Hub models come from the local cache, or are downloaded only when
     allowed and reachable; otherwise :class:`~dotrestore.errors.CodecUnavailableError`.
@@ -106,6 +113,10 @@ def _load(spec: str | os.PathLike, device: torch.device | str | None) -> Codec:
     text = os.fspath(spec).strip()
     if text.lower() == "pixel":
         return PixelCodec(device=device)
+    if text.lower() == AUTO_SPEC:
+        return resolve_auto(device=device)[0]
+    if text.lower() == TAEF2_SPEC:
+        return load_bundled_taef2(device=device)
     if text in HUB_ALIASES:
         return load_diffusers_codec(text, device=device)
     path = Path(text).expanduser()

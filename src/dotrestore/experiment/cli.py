@@ -37,9 +37,9 @@ def _add_experiment(sub) -> None:
       help="gaussian-blur:sigma=S, nlmeans, bicubic, identity, or module:function on (B,3,H,W) tensors in [0,1]")
     a("--test-clean", metavar="DIR", default=None, help="test images (default: the clean images not used for fitting)")
     a("--vae", metavar="SPEC", default=None,
-      help="codec: sd-vae-ft-ema (default), sd-vae-ft-mse, pixel, a local diffusers folder, or a TAESD-family "
-      "folder holding *_encoder.pth and *_decoder.pth")
-    a("--fit-source", type=int, metavar="N", default=None, help="restored images for the source statistics")
+      help="codec: auto (default: sd-vae-ft-ema when cached, else the bundled taef2), taef2, sd-vae-ft-ema, "
+      "sd-vae-ft-mse, pixel, a local diffusers folder, or a TAESD-family folder holding *_encoder.pth and *_decoder.pth")
+    a("--fit-source", type=int, metavar="N", default=None, help="restored images for the source statistics (default 10)")
     a("--fit-target", type=int, metavar="N", default=None, help="clean images for the target statistics")
     split = p.add_mutually_exclusive_group()
     split.add_argument("--paired", dest="paired", action="store_true", default=None,
@@ -120,12 +120,12 @@ def _add_demo(sub) -> None:
         help="the seed's experiment on photographs bundled with scikit-image (offline)",
         description="Cuts ~25 tiles of 256x256 from colour photographs that ship with scikit-image, saves them "
         "to OUT/data/clean, then runs `dotrestore experiment` on them with noise:sigma=50 and a "
-        "gaussian-blur:sigma=2 restorer, fitting on the first 12 tiles (paired) and testing on the rest. With --vae auto, uses sd-vae-ft-ema when it is cached or "
-        "downloadable, otherwise the pixel codec (and says so).",
+        "gaussian-blur:sigma=2 restorer, fitting on the first 12 tiles (paired) and testing on the rest. With --vae auto, uses sd-vae-ft-ema when it is cached, "
+        "otherwise the bundled TAEF2 (and says which and why).",
     )
     p.add_argument("--out", default="dotrestore-demo", metavar="DIR", help="output folder (default: dotrestore-demo)")
     p.add_argument("--vae", default="auto", metavar="SPEC",
-                   help="auto, pixel, sd-vae-ft-ema, a local diffusers folder or a TAESD-family .pth folder "
+                   help="auto, taef2, pixel, sd-vae-ft-ema, a local diffusers folder or a TAESD-family .pth folder "
                    "(default: auto)")
     p.add_argument("--overwrite", action="store_true", help="replace a previous demo in --out")
     p.add_argument("--device", type=device_arg, default=None, help="cpu, cuda, ... (default: cuda when available)")

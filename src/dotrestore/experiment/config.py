@@ -44,7 +44,7 @@ class ExperimentConfig:
     degrade: str | None = None
     restorer: str | None = None
     test_clean: str | None = None
-    vae: str = "sd-vae-ft-ema"
+    vae: str = "auto"
     fit_source: int = 10
     fit_target: int = 10
     paired: bool = False
