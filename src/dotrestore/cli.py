@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
 from . import data
@@ -51,7 +52,24 @@ def _add_fit(sub) -> None:
                    help="fit target statistics only; source statistics come from each image at apply time")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    add_pipeline_flags(p)
     p.set_defaults(func=_fit)
+
+
+def add_pipeline_flags(p) -> None:
+    """--workers / --batch-size of the data pipeline (fit, apply, experiment)."""
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes that read (and degrade/restore) images; 0 = in the main process "
+                   "(default min(4, CPU cores))")
+    p.add_argument("--batch-size", type=int, default=1, metavar="B",
+                   help="images of the same size encoded/transported/decoded together (default 1)")
+
+
+def _check_pipeline_flags(args) -> None:
+    if args.workers is not None and args.workers < 0:
+        raise InputError(None, f"--workers must be 0 or more, got {args.workers}")
+    if args.batch_size < 1:
+        raise InputError(None, f"--batch-size must be at least 1, got {args.batch_size}")
 
 
 def _parse_shrinkage(value):
@@ -67,24 +85,42 @@ def _parse_shrinkage(value):
 
 
 def _fit(args) -> int:
+    from . import parallel, pipeline
     from .estimator import DOT
 
     output = Path(args.output)
+    _check_pipeline_flags(args)
     if output.exists() and not args.overwrite:
         raise InputError(output, "already exists (use --overwrite to replace it)")
     if not args.zero_shot and not args.source:
         raise InputError(None, "fit needs --source (restored images), or --zero-shot")
-    # Validate every image before the (slow) codec is even loaded.
     source = data.list_images(args.source) if args.source and not args.zero_shot else None
     target = data.list_images(args.target)
-    data.validate_images((source or []) + target)
+    parallel.init(args.device)
+    # Each rank validates (and later reads) only its own shard, before the codec is loaded;
+    # a bad file anywhere stops every rank with its name.
+    shards = {"source": parallel.shard(source or []), "target": parallel.shard(target)}
+    sizes = parallel.run_checked(lambda: {r: _validate(p) for r, p in shards.items()})
     dot = DOT(
         codec=args.vae, patch_size=args.patch_size, eps=args.eps, shrinkage=_parse_shrinkage(args.shrinkage),
         weighting=args.weighting, lowpass_sigma=args.lowpass_sigma or None, zero_shot=args.zero_shot,
-        device=args.device, progress=True,
+        device=parallel.local_device(args.device), progress=False,
     )
-    dot.fit(source, target)
+    for role, paths in (("source", source), ("target", target)):
+        if paths is None:
+            continue
+        with tqdm(total=len(shards[role]), desc=f"encoding {role}", unit="img", leave=False,
+                  disable=not parallel.is_main() or len(paths) < 2) as bar:
+            moments, count = pipeline.latent_moments(dot, shards[role], sizes=sizes[role], batch_size=args.batch_size,
+                                                     workers=args.workers, progress=bar)
+        moments = moments if moments is not None else _empty_moments(dot)
+        count = int(parallel.all_reduce_sum(torch.tensor(float(count), dtype=torch.float64)).item())
+        dot.partial_fit_moments(parallel.all_reduce_moments(moments), role, n_images=count)
+    if not parallel.is_main():
+        parallel.barrier()  # rank 0 writes; the others wait so that every rank exits after the file exists
+        return 0
     dot.save(output)
+    parallel.barrier()
     print(f"codec: {dot.codec_.id}  patch {dot.patch_size}x{dot.patch_size}  D = {dot.dim_}  "
           f"transporting {describe(dot.lowpass_sigma)}")
     if source is not None:
@@ -99,6 +135,17 @@ def _fit(args) -> int:
         print("source covariance is singular: using the stochastic map (Freirich et al. eq. 19)")
     print(f"wrote {output}")
     return 0
+
+
+def _validate(paths: list[Path]) -> list[tuple[int, int]]:
+    """Decode every file of this rank's shard (sizes, for batching); a rank may have none."""
+    return data.validate_images(paths) if paths else []
+
+
+def _empty_moments(dot):
+    from .gaussian import Moments
+
+    return Moments(dot.dim_)
 
 
 # ---------------------------------------------------------------------- apply
@@ -121,17 +168,19 @@ def _add_apply(sub) -> None:
                    help="codec to use instead of the one recorded in the operator (must be the same weights)")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_pipeline_flags(p)
     p.set_defaults(func=_apply)
 
 
 def _apply(args) -> int:
+    from . import parallel, pipeline
     from .estimator import DOT
     from .operator_file import read_operator_file
 
     alphas = list(dict.fromkeys(args.alpha or [0.0]))
+    _check_pipeline_flags(args)
     read_operator_file(args.operator)  # header check first: fast, and before any image work
     inputs = data.list_images(args.inputs)
-    data.validate_images(inputs)
     stems: dict[str, Path] = {}
     for path in inputs:
         if path.stem in stems:
@@ -150,12 +199,25 @@ def _apply(args) -> int:
                 raise InputError(t, "is one of the inputs: choose another output folder (inputs are never modified)")
             if t.exists() and not args.overwrite:
                 raise InputError(t, "already exists (use --overwrite to replace it)")
-    dot = DOT.load(args.operator, codec=args.vae, device=args.device)
-    for i, path in enumerate(tqdm(inputs, desc="applying", unit="img", disable=len(inputs) < 2)):
-        outs = dot.transform_alphas([data.read_image(path)], alphas, interpolation=args.interpolation)
-        for a in alphas:
-            data.save_image(outs[a][0].cpu(), targets[a][i])
-    print(f"wrote {len(inputs) * len(alphas)} images to {out} (alpha = {', '.join(f'{a:g}' for a in alphas)})")
+    parallel.init(args.device)
+    # Rank r owns inputs r, r + W, ...: it validates, reads and writes only those.
+    mine = parallel.shard(list(range(len(inputs))))
+    sizes = parallel.run_checked(_validate, [inputs[i] for i in mine])
+    dot = DOT.load(args.operator, codec=args.vae, device=parallel.local_device(args.device))
+    device = dot.codec_.device
+    bar = tqdm(total=len(inputs), desc="applying", unit="img", disable=len(inputs) < 2 or not parallel.is_main())
+    with bar, pipeline.ImageWriter() as writer:
+        for positions, batch in pipeline.batches([inputs[i] for i in mine], data.read_image, sizes=sizes,
+                                                 batch_size=args.batch_size, workers=args.workers):
+            # A fresh generator per batch: an image's output does not depend on which rank ran it.
+            outs = dot.transform_encoded(batch.to(device), None, alphas, interpolation=args.interpolation)
+            for a in alphas:
+                for j, k in enumerate(positions):
+                    writer.submit(outs[a][j], targets[a][mine[k]])
+            bar.update(len(positions) * parallel.world_size())
+    parallel.barrier()
+    if parallel.is_main():
+        print(f"wrote {len(inputs) * len(alphas)} images to {out} (alpha = {', '.join(f'{a:g}' for a in alphas)})")
     return 0
 
 
@@ -209,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         log.addHandler(handler)
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    from . import parallel
+
     try:
         return int(args.func(args) or 0)
     except DotRestoreError as exc:
@@ -217,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        parallel.finish()
 
 
 if __name__ == "__main__":

@@ -157,3 +157,24 @@ class ImageWriter:
             self.close()
         else:  # already failing: finish quietly, the original error wins
             self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def latent_moments(dot, items: Sequence, load: Callable = data.read_image, *, sizes: Sequence | None = None,
+                   batch_size: int = 1, workers: int | None = None, progress=None):
+    """(Moments of ``dot.encode``'s latent patches over ``items``, number of images).
+
+    What :meth:`DOT.partial_fit` accumulates, streamed through the loader: images are read in
+    the workers and dropped once encoded. ``progress`` is an optional tqdm-like bar to advance.
+    Returns ``(None, 0)`` for no items.
+    """
+    from .gaussian import Moments
+    from .patches import extract_patches
+
+    moments, count = None, 0
+    for positions, batch in batches(items, load, sizes=sizes, batch_size=batch_size, workers=workers):
+        for z in dot.encode(batch):
+            moments = (Moments(dot.dim_) if moments is None else moments).update(extract_patches(z, dot.patch_size))
+        count += len(positions)
+        if progress is not None:
+            progress.update(len(positions))
+    return moments, count
