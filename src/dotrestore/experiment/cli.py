@@ -60,6 +60,13 @@ def _add_experiment(sub) -> None:
     a("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     a("--collages", type=int, metavar="K", default=None, help="collages for the first K test images (default 4)")
     a("--no-progress", dest="progress", action="store_false", default=None, help="hide progress bars")
+    a("--variants", metavar="LIST", default=None,
+      help="DOT configurations compared, comma-separated: whole (the paper), detail (--lowpass-sigma), mix<K> "
+      "(default: detail,whole; the first one is operator.safetensors and the headline)")
+    a("--workers", type=int, metavar="N", default=None,
+      help="processes that read, degrade and restore images (default min(4, CPU cores); 0 = main process)")
+    a("--batch-size", type=int, metavar="B", default=None,
+      help="test images of the same size transported together (default 1)")
     p.set_defaults(func=experiment_command)
 
 
@@ -78,10 +85,13 @@ def experiment_command(args: argparse.Namespace) -> int:
     from .report import summary_table
     from .runner import run
 
+    from .. import parallel
+
     result = run(config_from_args(args))
-    print(summary_table(result.rows))
-    print(f"wall time {result.timings['total_s']:.1f} s; codec {result.codec_id}")
-    print(f"report: {result.report}")
+    if parallel.is_main():  # every rank computed the same table; one prints it
+        print(summary_table(result.rows))
+        print(f"wall time {result.timings['total_s']:.1f} s; codec {result.codec_id}")
+        print(f"report: {result.report}")
     return 0
 
 
