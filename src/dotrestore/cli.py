@@ -277,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except DotRestoreError as exc:
         print(f"dotrestore {args.command}: error: {exc}", file=sys.stderr)
+        if parallel.active():  # every rank agreed on this error: leave together, now
+            parallel.exit_now(2)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
