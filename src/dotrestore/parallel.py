@@ -87,7 +87,8 @@ def local_device(device: str | torch.device | None = None) -> torch.device:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
     if dev.type == "cuda" and dev.index is None and requested():
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        # one GPU per local process; more processes than GPUs share them round robin (gloo only)
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % max(1, torch.cuda.device_count()))
     return dev
 
 

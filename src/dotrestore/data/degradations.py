@@ -7,6 +7,7 @@ Every stage clips its output to [0, 1]. ``str(deg)`` gives the canonical spec ba
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections.abc import Callable
@@ -99,8 +100,14 @@ def parse_params(part: str, table: dict[str, tuple[type, tuple[Param, ...]]], wh
     return cls, values
 
 
+@functools.lru_cache(maxsize=32)
 def gaussian_kernel1d(sigma: float, dtype=torch.float32, device=None) -> torch.Tensor:
-    """Normalised 1-D Gaussian exp(-t²/2σ²), t = -r..r with radius r = ceil(3σ)."""
+    """Normalised 1-D Gaussian exp(-t²/2σ²), t = -r..r with radius r = ceil(3σ).
+
+    Cached per (σ, dtype, device): detail transport blurs every batch, and building the
+    taps on the host and copying them to a GPU each time costs more than the blur. Callers
+    must not modify the returned tensor.
+    """
     radius = max(1, math.ceil(3 * sigma))
     t = torch.arange(-radius, radius + 1, dtype=torch.float64)
     kernel = torch.exp(-(t**2) / (2 * sigma**2))
