@@ -301,3 +301,42 @@ def test_transform_encoded_matches_transform_alphas(clean_dir, lowpass_sigma):
     for alpha in (-0.5, 0.0, 1.0):
         assert torch.equal(got[alpha][0], expected[alpha][0])
     assert torch.equal(got[1.0][0], x_star)
+
+
+def test_variants_parse_and_refuse_unknown_or_unsupported():
+    import inspect
+
+    from dotrestore.estimator import DOT
+    from dotrestore.experiment.variants import default_variants, parse_variants
+
+    assert [(v.method, v.lowpass_sigma) for v in parse_variants("whole, detail,whole", 2.0)] == [
+        ("dot-whole", None), ("dot-detail", 2.0)]
+    assert [v.name for v in default_variants(4.0)] == ["detail", "whole"]
+    assert [v.name for v in default_variants(0.0)] == ["whole"]
+    with pytest.raises(InputError, match="unknown variant 'sharp'"):
+        parse_variants("detail,sharp")
+    if "mixture" not in inspect.signature(DOT.__init__).parameters:
+        with pytest.raises(InputError, match="needs mixture support"):
+            parse_variants("detail,mix4")
+    else:
+        assert parse_variants("mix4")[0].mixture == 4
+
+
+def test_variants_share_one_encoding_pass_per_lowpass(clean_dir, tmp_path):
+    """whole and detail get their own operators; each equals a DOT fitted alone."""
+    from dotrestore import DOT, data
+
+    result = run(_config(clean_dir, tmp_path / "v", variants=["whole", "detail"], alphas=[0.0, 1.0], collages=0))
+    methods = [r["method"] for r in result.rows]
+    assert methods[:4] == ["dot-whole", "dot-whole", "dot-detail", "dot-detail"]
+    assert (tmp_path / "v" / "operator.safetensors").is_file() and (tmp_path / "v" / "operator-detail.safetensors").is_file()
+    whole = DOT.load(tmp_path / "v" / "operator.safetensors", device="cpu")
+    assert whole.lowpass_sigma is None
+    from dotrestore.experiment.inputs import Item, make_triple, plan_inputs
+
+    config = _config(clean_dir, tmp_path / "w")
+    plan, paths = plan_inputs(config), sorted(clean_dir.iterdir())
+    source = [make_triple(Item(p, None, i), plan, config).restored for i, p in enumerate(paths[:3])]
+    target = [data.quantize(data.read_image(p)) for p in paths[3:6]]
+    alone = DOT(codec="pixel", device="cpu", lowpass_sigma=None).fit(source, target)
+    torch.testing.assert_close(whole.operator_, alone.operator_, rtol=1e-12, atol=1e-12)
