@@ -76,6 +76,9 @@ def default_variants(lowpass_sigma: float | None) -> list[Variant]:
 
 def make_dot(variant: Variant, config, codec) -> DOT:
     kwargs = {"mixture": variant.mixture} if variant.mixture is not None else {}
+    # codec tiling / dtype options (issue 9) travel with the configuration when it has them
+    kwargs.update({name: getattr(config, name) for name in ("tile", "tile_overlap", "dtype", "max_memory")
+                   if hasattr(config, name)})
     return DOT(codec=codec, patch_size=config.patch_size, shrinkage=config.shrinkage,
                lowpass_sigma=variant.lowpass_sigma, device=parallel.local_device(config.device),
                progress=False, seed=config.seed, **kwargs)
