@@ -85,8 +85,9 @@ def test_results_table_columns_and_rows(tiny_run):
     rows = _read_csv(out / "results.csv")
     assert list(rows[0])[:7] == ["method", "alpha", "mse", "psnr", "ssim", "latent_fd", "patch_fd"]
     assert {"lpips", "fid", "kid"} <= set(rows[0])
+    # The default variants: our detail transport first, the paper's whole-image transport beside it.
     assert [(r["method"], r["alpha"]) for r in rows] == [
-        ("dot", "-0.5"), ("dot", "0"), ("dot", "0.5"), ("dot", "1"), ("restored", ""), ("degraded", "")]
+        (m, a) for m in ("dot-detail", "dot-whole") for a in ("-0.5", "0", "0.5", "1")] + [("restored", ""), ("degraded", "")]
     payload = json.loads((out / "results.json").read_text())
     assert payload["config"]["fit_source"] == 3
     assert set(payload["skipped_metrics"]) <= {"lpips", "fid", "kid"}
@@ -99,11 +100,11 @@ def test_results_table_columns_and_rows(tiny_run):
 def test_alpha_one_equals_restored_exactly(tiny_run):
     out, _ = tiny_run
     rows = {(r["method"], r["alpha"]): r for r in _read_csv(out / "results.csv")}
-    one, restored = rows[("dot", "1")], rows[("restored", "")]
+    one, restored = rows[("dot-detail", "1")], rows[("restored", "")]
     for column in ("mse", "psnr", "ssim", "latent_fd", "patch_fd"):
         assert one[column] == restored[column], column
     # The trade-off is real on this data: α = 0 is farther from the clean images in MSE than x*.
-    assert float(rows[("dot", "0")]["mse"]) > float(restored["mse"])
+    assert float(rows[("dot-detail", "0")]["mse"]) > float(restored["mse"])
     assert float(rows[("degraded", "")]["psnr"]) < float(restored["psnr"])
 
 
@@ -117,7 +118,7 @@ def test_psnr_recomputed_from_saved_outputs(tiny_run, clean_dir):
     for alpha in (-0.5, 0.0, 0.5, 1.0):
         folder = out / "outputs" / alpha_dirname(alpha)
         psnrs = [10 * math.log10(1 / np.mean((load(p) - load(clean_dir / p.name)) ** 2)) for p in sorted(folder.iterdir())]
-        assert abs(np.mean(psnrs) - float(rows[("dot", f"{alpha:g}")]["psnr"])) < 0.05
+        assert abs(np.mean(psnrs) - float(rows[("dot-detail", f"{alpha:g}")]["psnr"])) < 0.05
 
 
 def test_report_links_exist_and_table_header(tiny_run):
@@ -249,11 +250,11 @@ def test_taef2_cbsd68_kodak_end_to_end(cbsd68_dir, kodak24_dir, taef2_dir, tmp_p
                                   restorer="gaussian-blur:sigma=2", vae=str(taef2_dir), save_outputs=True,
                                   out=str(out), progress=False))
     rows = {(r["method"], r["alpha"]): r for r in result.rows}
-    assert sorted(a for m, a in rows if m == "dot") == sorted(DEFAULT_ALPHAS)
-    x_star, dot0 = rows[("restored", None)], rows[("dot", 0.0)]
+    assert sorted(a for m, a in rows if m == "dot-detail") == sorted(DEFAULT_ALPHAS)
+    x_star, dot0 = rows[("restored", None)], rows[("dot-detail", 0.0)]
     assert dot0["latent_fd"] <= 0.4 * x_star["latent_fd"]
     for column in ("mse", "psnr", "ssim", "latent_fd", "patch_fd"):
-        assert rows[("dot", 1.0)][column] == x_star[column]
+        assert rows[("dot-detail", 1.0)][column] == x_star[column]
     # PSNR recomputed from the saved 8-bit outputs and the clean files.
     psnrs = []
     for path in sorted((out / "outputs" / alpha_dirname(0.0)).iterdir()):
@@ -278,12 +279,12 @@ def test_unpaired_five_plus_five_nlmeans_keeps_the_restorers_colours(cbsd68_dir,
                                   vae=str(taef2_dir), fit_source=5, fit_target=5, out=str(tmp_path / "out"),
                                   collages=0, progress=False))
     rows = {(r["method"], r["alpha"]): r for r in result.rows}
-    x_star, dot0 = rows[("restored", None)], rows[("dot", 0.0)]
+    x_star, dot0 = rows[("restored", None)], rows[("dot-detail", 0.0)]
     assert dot0["n_images"] == 15
     assert dot0["latent_fd"] <= 0.5 * x_star["latent_fd"], (dot0["latent_fd"], x_star["latent_fd"])
     assert dot0["psnr"] >= x_star["psnr"] - 3.0, (dot0["psnr"], x_star["psnr"])
     for column in ("mse", "psnr", "ssim", "latent_fd", "patch_fd"):
-        assert rows[("dot", 1.0)][column] == x_star[column]
+        assert rows[("dot-detail", 1.0)][column] == x_star[column]
 
 
 @pytest.mark.parametrize("lowpass_sigma", [4.0, None])
@@ -300,3 +301,42 @@ def test_transform_encoded_matches_transform_alphas(clean_dir, lowpass_sigma):
     for alpha in (-0.5, 0.0, 1.0):
         assert torch.equal(got[alpha][0], expected[alpha][0])
     assert torch.equal(got[1.0][0], x_star)
+
+
+def test_variants_parse_and_refuse_unknown_or_unsupported():
+    import inspect
+
+    from dotrestore.estimator import DOT
+    from dotrestore.experiment.variants import default_variants, parse_variants
+
+    assert [(v.method, v.lowpass_sigma) for v in parse_variants("whole, detail,whole", 2.0)] == [
+        ("dot-whole", None), ("dot-detail", 2.0)]
+    assert [v.name for v in default_variants(4.0)] == ["detail", "whole"]
+    assert [v.name for v in default_variants(0.0)] == ["whole"]
+    with pytest.raises(InputError, match="unknown variant 'sharp'"):
+        parse_variants("detail,sharp")
+    if "mixture" not in inspect.signature(DOT.__init__).parameters:
+        with pytest.raises(InputError, match="needs mixture support"):
+            parse_variants("detail,mix4")
+    else:
+        assert parse_variants("mix4")[0].mixture == 4
+
+
+def test_variants_share_one_encoding_pass_per_lowpass(clean_dir, tmp_path):
+    """whole and detail get their own operators; each equals a DOT fitted alone."""
+    from dotrestore import DOT, data
+
+    result = run(_config(clean_dir, tmp_path / "v", variants=["whole", "detail"], alphas=[0.0, 1.0], collages=0))
+    methods = [r["method"] for r in result.rows]
+    assert methods[:4] == ["dot-whole", "dot-whole", "dot-detail", "dot-detail"]
+    assert (tmp_path / "v" / "operator.safetensors").is_file() and (tmp_path / "v" / "operator-detail.safetensors").is_file()
+    whole = DOT.load(tmp_path / "v" / "operator.safetensors", device="cpu")
+    assert whole.lowpass_sigma is None
+    from dotrestore.experiment.inputs import Item, make_triple, plan_inputs
+
+    config = _config(clean_dir, tmp_path / "w")
+    plan, paths = plan_inputs(config), sorted(clean_dir.iterdir())
+    source = [make_triple(Item(p, None, i), plan, config).restored for i, p in enumerate(paths[:3])]
+    target = [data.quantize(data.read_image(p)) for p in paths[3:6]]
+    alone = DOT(codec="pixel", device="cpu", lowpass_sigma=None).fit(source, target)
+    torch.testing.assert_close(whole.operator_, alone.operator_, rtol=1e-12, atol=1e-12)

@@ -109,7 +109,7 @@ def test_patch_moments_equals_torch_cov(stride, monkeypatch):
     g = torch.Generator().manual_seed(5)
     tensors = [torch.rand(2, 3, 19, 23, generator=g), torch.rand(3, 16, 17, generator=g)]
     # Tiny chunks force the banded path (several row bands per image) to be exercised.
-    monkeypatch.setattr(metrics, "_CHUNK_ELEMENTS", 500)
+    monkeypatch.setattr(metrics.functional, "_CHUNK_ELEMENTS", 500)
     m = patch_moments(iter(tensors), patch_size=3, stride=stride)
     ref = reference_patches([tensors[0], tensors[1][None]], 3, stride)
     h = lambda n: (n - 3) // stride + 1  # noqa: E731 (patches per side)

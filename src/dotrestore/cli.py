@@ -8,14 +8,16 @@ with status 2; nothing is written in that case.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
-from . import data
+from . import data, parallel, pipeline
 from ._version import __version__
 from .detail import describe
 from .errors import DotRestoreError, InputError, OperatorFileError
@@ -108,7 +110,24 @@ def _add_fit(sub) -> None:
     add_max_pixels(p)
     add_codec_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file (never an input)")
+    add_pipeline_flags(p)
     p.set_defaults(func=_fit)
+
+
+def add_pipeline_flags(p) -> None:
+    """--workers / --batch-size of the data pipeline (fit, apply, experiment)."""
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes that read (and degrade/restore) images; 0 = in the main process "
+                   "(default min(4, CPU cores))")
+    p.add_argument("--batch-size", type=int, default=1, metavar="B",
+                   help="images of the same size encoded/transported/decoded together (default 1)")
+
+
+def _check_pipeline_flags(args) -> None:
+    if args.workers is not None and args.workers < 0:
+        raise InputError(None, f"--workers must be 0 or more, got {args.workers}")
+    if args.batch_size < 1:
+        raise InputError(None, f"--batch-size must be at least 1, got {args.batch_size}")
 
 
 def _parse_shrinkage(value):
@@ -121,24 +140,42 @@ def _parse_shrinkage(value):
 
 
 def _fit(args) -> int:
+    from . import parallel, pipeline
     from .estimator import DOT
 
     output = Path(args.output)
+    _check_pipeline_flags(args)
     if not args.zero_shot and not args.source:
         raise InputError(None, "fit needs --source (restored images), or --zero-shot")
     options = codec_options(args)
-    # Validate every image before the (slow) codec is even loaded.
     source = data.list_images(args.source, args.max_pixels) if args.source and not args.zero_shot else None
     target = data.list_images(args.target, args.max_pixels)
     check_output_file(output, (source or []) + target + codec_inputs(args.vae), args.overwrite)
-    data.validate_images((source or []) + target, args.max_pixels)
+    parallel.init(args.device)
+    # Each rank validates (and later reads) only its own shard, before the codec is loaded;
+    # a bad file anywhere stops every rank with its name.
+    shards = {"source": parallel.shard(source or []), "target": parallel.shard(target)}
+    sizes = parallel.run_checked(lambda: {r: _validate(p, args.max_pixels) for r, p in shards.items()})
     dot = DOT(
         codec=args.vae, patch_size=args.patch_size, eps=args.eps, shrinkage=_parse_shrinkage(args.shrinkage),
         weighting=args.weighting, lowpass_sigma=args.lowpass_sigma or None, zero_shot=args.zero_shot,
-        device=args.device, progress=True, max_pixels=args.max_pixels, **options,
+        device=parallel.local_device(args.device), progress=False, max_pixels=args.max_pixels, **options,
     )
-    dot.fit(source, target)
+    for role, paths in (("source", source), ("target", target)):
+        if paths is None:
+            continue
+        with tqdm(total=len(shards[role]), desc=f"encoding {role}", unit="img", leave=False,
+                  disable=not parallel.is_main() or len(paths) < 2) as bar:
+            moments, count = pipeline.latent_moments(dot, shards[role], sizes=sizes[role], batch_size=args.batch_size,
+                                                     workers=args.workers, progress=bar)
+        moments = moments if moments is not None else _empty_moments(dot)
+        count = int(parallel.all_reduce_sum(torch.tensor(float(count), dtype=torch.float64)).item())
+        dot.partial_fit_moments(parallel.all_reduce_moments(moments), role, n_images=count)
+    if not parallel.is_main():
+        parallel.barrier()  # rank 0 writes; the others wait so that every rank exits after the file exists
+        return 0
     dot.save(output)
+    parallel.barrier()
     print(f"codec: {dot.codec_.id}  patch {dot.patch_size}x{dot.patch_size}  D = {dot.dim_}  "
           f"transporting {describe(dot.lowpass_sigma)}")
     if source is not None:
@@ -153,6 +190,17 @@ def _fit(args) -> int:
         print("source covariance is singular: using the stochastic map (Freirich et al. eq. 19)")
     print(f"wrote {output}")
     return 0
+
+
+def _validate(paths: list[Path], max_pixels) -> list[tuple[int, int]]:
+    """Decode every file of this rank's shard (sizes, for batching); a rank may have none."""
+    return data.validate_images(paths, max_pixels) if paths else []
+
+
+def _empty_moments(dot):
+    from .gaussian import Moments
+
+    return Moments(dot.dim_)
 
 
 # ---------------------------------------------------------------------- apply
@@ -177,14 +225,17 @@ def _add_apply(sub) -> None:
     add_max_pixels(p)
     add_codec_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input)")
+    add_pipeline_flags(p)
     p.set_defaults(func=_apply)
 
 
 def _apply(args) -> int:
+    from . import parallel, pipeline
     from .estimator import DOT
     from .operator_file import read_operator_file
 
     alphas = list(dict.fromkeys(args.alpha or [0.0]))
+    _check_pipeline_flags(args)
     options = codec_options(args)
     read_operator_file(args.operator)  # header check first: fast, and before any image work
     inputs = data.list_images(args.inputs, args.max_pixels)
@@ -205,27 +256,44 @@ def _apply(args) -> int:
                 raise InputError(t, "is a folder; it would be replaced by an output image")
             if t.exists() and not args.overwrite:
                 raise InputError(t, "already exists (use --overwrite to replace it)")
-    data.validate_images(inputs, args.max_pixels)
-    dot = DOT.load(args.operator, codec=args.vae, device=args.device, **options)
-    # Outputs are staged and moved into place together: a failure leaves no partial set.
+    parallel.init(args.device)
+    # Rank r owns inputs r, r + W, ...: it validates, reads and writes only those.
+    mine = parallel.shard(list(range(len(inputs))))
+    sizes = parallel.run_checked(_validate, [inputs[i] for i in mine], args.max_pixels)
+    dot = DOT.load(args.operator, codec=args.vae, device=parallel.local_device(args.device), **options)
+    device = dot.codec_.device
+    read = functools.partial(data.read_image, max_pixels=args.max_pixels)
+    bar = tqdm(total=len(inputs), desc="applying", unit="img", disable=len(inputs) < 2 or not parallel.is_main())
+
+    def transport_and_write(staged: StagedFiles) -> None:
+        with bar, pipeline.ImageWriter() as writer:
+            for positions, batch in pipeline.batches([inputs[i] for i in mine], read, sizes=sizes,
+                                                     batch_size=args.batch_size, workers=args.workers):
+                paths = [inputs[mine[k]] for k in positions]
+                try:
+                    # One α at a time (a big photograph holds one output, not one per α); a fresh
+                    # generator per batch, so an image's output does not depend on its rank.
+                    for a, result in dot.iter_alphas(batch.to(device), alphas, interpolation=args.interpolation):
+                        if not bool(result.isfinite().all()):
+                            raise OperatorFileError(args.operator, f"gave non-finite values when transporting "
+                                                    f"{paths[0]}: its statistics are unusable")
+                        for j, k in enumerate(positions):
+                            writer.submit(result[j], staged.path(targets[a][mine[k]]))
+                        del result
+                except InputError as exc:  # a problem of this image (e.g. too small): name it
+                    if exc.path is not None:
+                        raise
+                    raise InputError(paths[0], exc.problem) from None
+                bar.update(len(positions) * parallel.world_size())
+
+    # Outputs are staged and moved into place together, on every rank only once all succeeded:
+    # a failure anywhere leaves no partial set.
     with StagedFiles(out) as staged:
-        for i, path in enumerate(tqdm(inputs, desc="applying", unit="img", disable=len(inputs) < 2)):
-            image = data.read_image(path, args.max_pixels)
-            try:
-                # one alpha at a time: a big photograph holds one output in memory, not one per alpha
-                for a, result in dot.iter_alphas(image[None], alphas, interpolation=args.interpolation):
-                    result = result[0].cpu()
-                    if not bool(result.isfinite().all()):
-                        raise OperatorFileError(args.operator, f"gave non-finite values when transporting {path}: "
-                                                "its statistics are unusable")
-                    data.save_image(result, staged.path(targets[a][i]))
-                    del result
-            except InputError as exc:  # a problem of this image (e.g. too small): name it
-                if exc.path is not None:
-                    raise
-                raise InputError(path, exc.problem) from None
+        parallel.run_checked(transport_and_write, staged)
         staged.commit()
-    print(f"wrote {len(inputs) * len(alphas)} images to {out} (alpha = {', '.join(f'{a:g}' for a in alphas)})")
+    parallel.barrier()
+    if parallel.is_main():
+        print(f"wrote {len(inputs) * len(alphas)} images to {out} (alpha = {', '.join(f'{a:g}' for a in alphas)})")
     return 0
 
 
@@ -285,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         log.addHandler(handler)
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    from . import parallel
+
     command = f"dotrestore {args.command}"
     try:
         return int(args.func(args) or 0)
@@ -292,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"{command}: error: {exc}", file=sys.stderr)  # names the file as given, verbatim
+        if parallel.active():  # every rank agreed on this error: leave together, now
+            parallel.exit_now(2)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -308,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
               "(please report this; rerun with --debug for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        parallel.finish()
 
 
 class _StderrHandler(logging.StreamHandler):

@@ -258,6 +258,21 @@ class DOT:
         self._update_fitted()
         return self
 
+    def partial_fit_moments(self, moments: gaussian.Moments, role: str = "source", n_images: int = 0) -> "DOT":
+        """Accumulate precomputed latent patch moments (of :meth:`encode`'s latents) as ``role``.
+
+        For streamed or distributed fitting: the moments may come from a data pipeline or an
+        all-reduce over processes (:mod:`dotrestore.parallel`). ``n_images`` is how many
+        images they summarise. Merging is exact (see :meth:`gaussian.Moments.merge`).
+        """
+        if moments.dim != self.dim_:
+            raise ValueError(f"{role} moments have D = {moments.dim}, this DOT needs D = {self.dim_}")
+        state = self._role(role)
+        state.moments.merge(moments)
+        state.n_images += int(n_images)
+        self._update_fitted()
+        return self
+
     def fit(self, source_images=None, target_images=None) -> "DOT":
         """Fit from scratch: source = restorations x*, target = clean images (unpaired)."""
         self._clear_fitted()

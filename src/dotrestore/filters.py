@@ -10,6 +10,7 @@ normalised to sum 1 unless asked otherwise, with radius r = ⌈3σ⌉ (at least 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -39,12 +40,19 @@ def gaussian_kernel1d(sigma: float, radius: int | None = None, normalize: bool =
     return kernel.to(dtype=dtype, device=device)
 
 
+@functools.lru_cache(maxsize=32)
+def _cached_kernel(sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    # Detail transport blurs every batch: building the taps on the host and copying them to a
+    # GPU each time costs more than the blur itself. Read-only: never modified in place.
+    return gaussian_kernel1d(sigma, dtype=dtype, device=device)
+
+
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of (B, C, H, W) with :func:`gaussian_kernel1d`, reflected borders.
 
     Reflect padding needs radius < side; smaller images fall back to replicated borders.
     """
-    kernel = gaussian_kernel1d(sigma, dtype=x.dtype, device=x.device)
+    kernel = _cached_kernel(float(sigma), x.dtype, x.device)
     radius = kernel.numel() // 2
     channels = x.shape[1]
     mode = "reflect" if radius < min(x.shape[-2:]) else "replicate"

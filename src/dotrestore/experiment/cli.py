@@ -67,6 +67,13 @@ def _add_experiment(sub) -> None:
     add_codec_options(p)
     a("--collages", type=int, metavar="K", default=None, help="collages for the first K test images")
     a("--no-progress", dest="progress", action="store_false", default=None, help="hide progress bars")
+    a("--variants", metavar="LIST", default=None,
+      help="DOT configurations compared, comma-separated: whole (the paper), detail (--lowpass-sigma), mix<K> "
+      "(the first one is operator.safetensors and the headline)")
+    a("--workers", type=int, metavar="N", default=None,
+      help="processes that read, degrade and restore images (none given: min(4, CPU cores); 0 = main process)")
+    a("--batch-size", type=int, metavar="B", default=None,
+      help="test images of the same size transported together")
     _show_config_defaults(p)
     p.set_defaults(func=experiment_command)
 
@@ -107,10 +114,13 @@ def experiment_command(args: argparse.Namespace) -> int:
     from .report import summary_table
     from .runner import run
 
+    from .. import parallel
+
     result = run(config_from_args(args), inputs=[args.config] if args.config else ())
-    print(summary_table(result.rows))
-    print(f"wall time {result.timings['total_s']:.1f} s; codec {result.codec_id}")
-    print(f"report: {result.report}")
+    if parallel.is_main():  # every rank computed the same table; one prints it
+        print(summary_table(result.rows))
+        print(f"wall time {result.timings['total_s']:.1f} s; codec {result.codec_id}")
+        print(f"report: {result.report}")
     return 0
 
 

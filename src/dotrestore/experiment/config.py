@@ -66,6 +66,9 @@ class ExperimentConfig:
     collages: int = 4
     progress: bool = True
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    variants: list[str] | None = None
+    workers: int | None = None
+    batch_size: int = 1
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -146,6 +149,18 @@ class ExperimentConfig:
             if not isinstance(getattr(self, name), bool):
                 fail(f"--{_flag(name)} must be true or false, got {getattr(self, name)!r}")
         self.alphas = self._checked_alphas(fail)
+        if self.variants is not None:
+            names = self.variants.replace(",", " ").split() if isinstance(self.variants, str) else self.variants
+            if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
+                fail(f"--variants must be a list of names (whole, detail, mix<K>), got {self.variants!r}")
+            self.variants = [n.strip().lower() for n in names]
+        if self.workers is not None:
+            self._check_int("workers", fail)
+            if self.workers < 0:
+                fail(f"--workers must be 0 or more, got {self.workers}")
+        self._check_int("batch_size", fail)
+        if self.batch_size < 1:
+            fail(f"--batch-size must be at least 1, got {self.batch_size}")
         sigma = self.lowpass_sigma
         if sigma is None:
             sigma = 0.0

@@ -12,12 +12,23 @@ _PANEL = 256      # longest side of a collage panel, pixels
 _CAPTION_H = 40   # caption strip below each panel
 
 
-def pd_curve(rows: list[dict], stem: Path) -> list[Path]:
+_TITLES = {"latent_fd": "latent FD (codec patches)", "patch_fd": "patch FD (7×7 RGB patches)",
+           "spectrum_distance": "high-frequency spectrum distance", "halo_measure": "halo measure (edge overshoot)"}
+_COLOURS = ("tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:cyan")
+
+
+def is_dot(method: str) -> bool:
+    """True for the rows of a DOT variant (``dot-detail``, ``dot-whole``, ``dot-mix4``...)."""
+    return method == "dot" or method.startswith("dot-")
+
+
+def pd_curve(rows: list[dict], stem: Path, panels=("latent_fd", "patch_fd")) -> list[Path]:
     """Write ``stem.png`` and ``stem.svg``: perception (y) against distortion (x = MSE).
 
-    Two panels, latent_fd and patch_fd against MSE. DOT points are joined in α order and
-    labelled with α; x* (α = 1 of the restorer) is a red star, y a black cross. An axis is
-    logarithmic when its values span more than a decade.
+    One panel per perception column in ``panels`` (those with values), against MSE. Each DOT
+    variant is one curve, its points joined in α order and labelled with α; x* (α = 1 of the
+    restorer) is a red star, y a black cross. An axis is logarithmic when its values span
+    more than a decade.
     """
     import matplotlib
 
@@ -25,14 +36,20 @@ def pd_curve(rows: list[dict], stem: Path) -> list[Path]:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
-    dot = sorted((r for r in rows if r["method"] == "dot"), key=lambda r: r["alpha"])
-    others = {r["method"]: r for r in rows if r["method"] != "dot"}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
-    for ax, key, title in zip(axes, ("latent_fd", "patch_fd"), ("latent FD (codec patches)", "patch FD (7×7 RGB patches)")):
-        xs, ys = [r["mse"] for r in dot], [r[key] for r in dot]
-        ax.plot(xs, ys, "-o", color="tab:blue", label="DOT x̂α", zorder=2)
-        for r in dot:
-            ax.annotate(f"{r['alpha']:g}", (r["mse"], r[key]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    methods = list(dict.fromkeys(r["method"] for r in rows if is_dot(r["method"])))
+    curves = {m: sorted((r for r in rows if r["method"] == m), key=lambda r: r["alpha"]) for m in methods}
+    others = {r["method"]: r for r in rows if not is_dot(r["method"])}
+    panels = [k for k in panels if all(r.get(k) is not None for r in rows)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), constrained_layout=True, squeeze=False)
+    for ax, key in zip(axes[0], panels):
+        title = _TITLES.get(key, key)
+        for colour, (method, dot) in zip(_COLOURS, curves.items()):
+            xs, ys = [r["mse"] for r in dot], [r[key] for r in dot]
+            label = "DOT x̂α" if method == "dot" else f"DOT {method[4:]} x̂α"
+            ax.plot(xs, ys, "-o", color=colour, label=label, zorder=2)
+            for r in dot:
+                ax.annotate(f"{r['alpha']:g}", (r["mse"], r[key]), textcoords="offset points", xytext=(5, 4),
+                            fontsize=8)
         if "restored" in others:
             r = others["restored"]
             ax.plot([r["mse"]], [r[key]], "*", color="tab:red", markersize=16, label="restored x*", zorder=3)
@@ -84,7 +101,8 @@ def _to_pil(img: torch.Tensor, height: int) -> Image.Image:
 def collage(item: dict, path: Path) -> Path:
     """clean | degraded | restored | DOT at a few α, each captioned with MSE / PSNR vs clean.
 
-    ``item`` holds ``stem``, ``clean``, ``degraded`` (or None), ``restored``, ``dot`` {α: image}
+    ``item`` holds ``stem``, ``clean``, ``degraded`` (or None), ``restored``, ``dot``
+    {(method, α): image} (one column per DOT variant and α)
     and ``metrics`` {(method, α): {"mse", "psnr", ...}} computed on the same 8-bit images.
     """
     clean = item["clean"]
@@ -97,9 +115,10 @@ def collage(item: dict, path: Path) -> Path:
         panels.append((item["degraded"], "degraded y", f"MSE {d['mse']:.4f} | {d['psnr']:.2f} dB"))
     r = m[("restored", None)]
     panels.append((item["restored"], "restored x*", f"MSE {r['mse']:.4f} | {r['psnr']:.2f} dB"))
-    for alpha, img in item["dot"].items():
-        d = m[("dot", alpha)]
-        panels.append((img, f"DOT α={alpha:g}", f"MSE {d['mse']:.4f} | {d['psnr']:.2f} dB"))
+    for (method, alpha), img in item["dot"].items():
+        d = m[(method, alpha)]
+        name = "DOT" if method == "dot" else f"DOT {method[4:]}"
+        panels.append((img, f"{name} α={alpha:g}", f"MSE {d['mse']:.4f} | {d['psnr']:.2f} dB"))
     pictures = [(_to_pil(img, height), title, caption) for img, title, caption in panels]
     gap = 4
     width = sum(p.width for p, _, _ in pictures) + gap * (len(pictures) - 1)
@@ -117,4 +136,4 @@ def collage(item: dict, path: Path) -> Path:
     return path
 
 
-__all__ = ["pd_curve", "collage"]
+__all__ = ["pd_curve", "collage", "is_dot"]

@@ -48,14 +48,17 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
-def plan_inputs(config: ExperimentConfig) -> Plan:
-    """List, validate and split the images; parse the specs. Raises InputError on any problem."""
+def plan_inputs(config: ExperimentConfig, validate=data.validate_images) -> Plan:
+    """List, validate and split the images; parse the specs. Raises InputError on any problem.
+
+    ``validate(paths, max_pixels)`` decodes the files (under torchrun: each rank its share, see the runner).
+    """
     limit = config.max_pixels
     clean_paths = data.list_images(config.clean, limit)
     test_paths = data.list_images(config.test_clean, limit) if config.test_clean else []
     restored_paths = data.list_images(config.restored, limit) if config.restored else []
     # Decode every file once now: minutes of encoding must not end in "image 57 is corrupt".
-    data.validate_images(clean_paths + test_paths + restored_paths, limit)
+    validate(clean_paths + test_paths + restored_paths, limit)
     degradation = data.parse_degradation(config.degrade) if config.degrade else None
     restorer = data.parse_restorer(config.restorer) if config.restorer else None
     notes: list[str] = []

@@ -14,6 +14,12 @@ from ..fileio import atomic_write
 COLUMNS = ("method", "alpha", "mse", "psnr", "ssim", "latent_fd", "patch_fd", "lpips", "fid", "kid", "n_images")
 
 
+def columns(rows: list[dict]) -> tuple[str, ...]:
+    """results.csv's columns: the fixed ones, with any further per-image measures before n_images."""
+    extra = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in COLUMNS]
+    return COLUMNS[:-1] + tuple(extra) + COLUMNS[-1:]
+
+
 def alpha_dirname(alpha: float) -> str:
     """Folder name of the outputs at one α: ``alpha_-0.7``, ``alpha_0``, ``alpha_1``, ``alpha_1.3``.
 
@@ -55,18 +61,23 @@ def write_results(folder: Path, rows: list[dict], per_image: list[dict], config,
     reasons, codec, data, timings and versions)."""
     table = io.StringIO(newline="")
     writer = csv.writer(table)
-    writer.writerow(COLUMNS)
+    names = columns(rows)
+    writer.writerow(names)
     for row in rows:
-        writer.writerow([_cell(row.get(c)) for c in COLUMNS])
+        writer.writerow([_cell(row.get(c)) for c in names])
     atomic_write(folder / "results.csv", table.getvalue())
     payload = {"results": rows, "per_image": per_image, "config": config.to_dict(), **info}
     text = json.dumps(_json_safe(payload), indent=2)
     atomic_write(folder / "results.json", text + "\n")
 
 
+def _dot_name(method: str) -> str:
+    return "DOT" if method == "dot" else f"DOT {method[4:]}"
+
+
 def _label(row: dict) -> str:
-    if row["method"] == "dot":
-        return f"DOT α = {row['alpha']:g}"
+    if row["method"].startswith("dot"):
+        return f"{_dot_name(row['method'])} α = {row['alpha']:g}"
     return {"restored": "restored x* (restorer output)", "degraded": "degraded y (input)"}[row["method"]]
 
 
@@ -89,12 +100,15 @@ def summary_table(rows: list[dict]) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    extra = [m for m in ("lpips", "fid", "kid") if any(r.get(m) is not None for r in rows)]
-    header = ["method", "α", "PSNR (dB, data range 1.0)", "SSIM", "MSE", "latent_fd", "patch_fd"] + [m.upper() for m in extra]
+    perception = [m for m in ("spectrum_distance", "halo_measure") if any(r.get(m) is not None for r in rows)]
+    extra = perception + [m for m in ("lpips", "fid", "kid") if any(r.get(m) is not None for r in rows)]
+    header = ["method", "α", "PSNR (dB, data range 1.0)", "SSIM", "MSE", "latent_fd", "patch_fd"] + [
+        m if m in perception else m.upper() for m in extra]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     for r in rows:
         alpha = "" if r["alpha"] is None else f"{r['alpha']:g}"
-        name = {"dot": "DOT", "restored": "restored x*", "degraded": "degraded y"}[r["method"]]
+        name = _dot_name(r["method"]) if r["method"].startswith("dot") else {
+            "restored": "restored x*", "degraded": "degraded y"}[r["method"]]
         cells = [name, alpha, f"{r['psnr']:.2f}", f"{r['ssim']:.4f}", _num(r["mse"]), _num(r["latent_fd"]),
                  _num(r["patch_fd"])] + [_num(r.get(m)) for m in extra]
         lines.append("| " + " | ".join(cells) + " |")
@@ -116,7 +130,8 @@ def write_report(folder: Path, rows: list[dict], config, info: dict) -> Path:
     codec, op, data, t = info["codec"], info["operator"], info["data"], info["timings"]
     counts = data["counts"]
     by = {(r["method"], r["alpha"]): r for r in rows}
-    dot0, xstar = by.get(("dot", 0.0)), by[("restored", None)]
+    primary = next(r["method"] for r in rows if r["method"].startswith("dot"))
+    dot0, xstar = by.get((primary, 0.0)), by[("restored", None)]
     lines = ["# DOT experiment report", ""]
     if info["notes"]:
         lines += ["> **Notes**", ">"] + [f"> - {n}" for n in info["notes"]] + [""]
@@ -131,8 +146,13 @@ def write_report(folder: Path, rows: list[dict], config, info: dict) -> Path:
                  else " Whole images are transported, as in the paper (`--lowpass-sigma 0`)."), ""]
     if dot0 is not None:
         ratio = dot0["latent_fd"] / xstar["latent_fd"] if xstar["latent_fd"] > 0 else float("nan")
-        lines += [f"**At α = 0, latent_fd is {_num(dot0['latent_fd'])} vs {_num(xstar['latent_fd'])} for x* "
+        lines += [f"**{_dot_name(primary)}: at α = 0, latent_fd is {_num(dot0['latent_fd'])} vs {_num(xstar['latent_fd'])} for x* "
                   f"({ratio:.2f}×), at a PSNR of {dot0['psnr']:.2f} dB vs {xstar['psnr']:.2f} dB.**", ""]
+    variants = info.get("variants") or {}
+    if len(variants) > 1:
+        lines += ["Variants compared (each its own rows, curve and collage columns): " + "; ".join(
+            f"`{m}` ({describe(v.get('lowpass_sigma'))}, operator `{v['operator']}`)" for m, v in variants.items()),
+            ""]
     lines += ["## Results", "",
               f"Averages over the {counts['test']} test images (PSNR, SSIM and MSE: mean of per-image values on "
               "8-bit quantized images in [0, 1], i.e. exactly the saved PNGs; latent_fd and patch_fd: one "

@@ -1,9 +1,16 @@
 """The α-sweep experiment of Adrai et al. (2023), end to end.
 
-clean x → degradation y → restorer x* → DOT fitted on (x* of ``fit_source`` images, x of
-``fit_target`` images) → x̂α = (1 − α)·x̂0 + α·x* for every α → distortion (MSE, PSNR, SSIM)
-and perception (latent_fd, patch_fd, optional LPIPS/FID/KID) averaged over the test images →
-results.csv/json, the perception–distortion curve, collages, the operator and report.md.
+clean x → degradation y → restorer x* → one DOT per variant (``--variants``: whole images,
+details, mixtures) fitted on (x* of ``fit_source`` images, x of ``fit_target`` images) →
+x̂α = (1 − α)·x̂0 + α·x* for every α → distortion (MSE, PSNR, SSIM) and perception (latent_fd,
+patch_fd, the per-image measures of :data:`dotrestore.metrics.PER_IMAGE_METRICS`, optional
+LPIPS/FID/KID) over the test images → results.csv/json, the perception–distortion curve,
+collages, the operators and report.md.
+
+This module orchestrates only: images stream through :mod:`dotrestore.pipeline` (workers
+read, degrade and restore), measurements are metric objects (:mod:`.evaluation`), fitting is
+:mod:`.variants`, and :func:`_write` writes. Under ``torchrun`` every rank evaluates its shard
+of the test images; the metric states are summed and only rank 0 writes.
 
 Every metric is computed on 8-bit quantized images, exactly what ``--save-outputs`` writes,
 so numbers recomputed from the saved files agree. Outputs are written into a hidden staging
@@ -25,25 +32,23 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .. import data, metrics
+from .. import data, metrics, parallel, pipeline
 from .._version import __version__
-from ..errors import ImageTooSmallError, InputError
+from ..data.io import _oriented_size
+from ..errors import InputError
 from ..guard import check_not_input, check_not_inside, check_output_folder, check_writable_folder
-from ..estimator import DOT
-from ..gaussian import Moments
 from . import figures, report
 from .config import ExperimentConfig
+from .evaluation import Evaluation
 from .inputs import Plan, degraded_for_metrics, load_clean, make_triple, plan_inputs
 from .report import alpha_dirname
+from .variants import Variant, default_variants, fit_variants, parse_variants
 
 logger = logging.getLogger(__name__)
 
 #: Everything a run writes at the top of --out; --overwrite removes these (and only these).
 OUTPUT_NAMES = ("results.csv", "results.json", "pd_curve.png", "pd_curve.svg", "collages", "outputs",
                 "operator.safetensors", "config.yaml", "report.md")
-#: latent_fd compares 3×3 latent patches whatever patch size the operator uses (the seed's measure).
-LATENT_FD_PATCH = 3
-_ENCODE_CHUNK = 4  # images encoded together: bounds activation memory of VAEs on big images
 
 
 @dataclass
@@ -58,32 +63,14 @@ class ExperimentResult:
     notes: list[str] = field(default_factory=list)
 
 
-class _Accumulator:
-    """Per-row running sums of MSE/PSNR/SSIM and patch moments for the two FDs."""
+def _validate_shard(paths: list[Path], limit: int | None) -> None:
+    """Decode this rank's share of the files; every rank learns of any failure (collective)."""
+    def check():
+        mine = parallel.shard(paths)
+        if mine:
+            data.validate_images(mine, limit)
 
-    def __init__(self):
-        self.sums = {"mse": 0.0, "psnr": 0.0, "ssim": 0.0}
-        self.n = 0
-        self.latent: Moments | None = None
-        self.pixel: Moments | None = None
-
-    def add(self, values: dict, latent: Moments, pixel: Moments) -> None:
-        """Add one image's metrics and its own patch moments (merged: exact, order-stable)."""
-        for k, v in values.items():
-            self.sums[k] += v
-        self.n += 1
-        self.latent = (Moments(latent.dim) if self.latent is None else self.latent).merge(latent)
-        self.pixel = (Moments(pixel.dim) if self.pixel is None else self.pixel).merge(pixel)
-
-    def means(self) -> dict:
-        return {k: v / self.n for k, v in self.sums.items()}
-
-
-def _measure(image: torch.Tensor, clean: torch.Tensor, latent: torch.Tensor, patch_size: int):
-    """Per-image distortion values and the image's latent / 7×7-pixel patch moments."""
-    values = {"mse": metrics.mse(image, clean), "psnr": metrics.psnr(image, clean), "ssim": metrics.ssim(image, clean)}
-    return (values, metrics.patch_moments(latent, patch_size),
-            metrics.patch_moments(image, 7, metrics.PATCH_FD_STRIDE))
+    parallel.run_checked(check)
 
 
 def run(config: ExperimentConfig, *, codec=None, notes=(), reserved=(), inputs=()) -> ExperimentResult:
@@ -96,24 +83,39 @@ def run(config: ExperimentConfig, *, codec=None, notes=(), reserved=(), inputs=(
     """
     config.validate()
     started = time.perf_counter()
+    variants = _variants(config)
+    parallel.init(config.device)
     out = Path(config.out).expanduser().resolve()
     _check_out(out, config.overwrite, reserved)  # before anything slow: a refused --out fails at once
     _check_inputs_kept(out, config, inputs)
-    plan = plan_inputs(config)                   # lists and decodes every input image
-    for note in plan.notes:
-        logger.warning("%s", note)
+    plan = plan_inputs(config, validate=_validate_shard)  # each rank decodes its share of the files
+    main = parallel.is_main()
+    if main:
+        for note in plan.notes:
+            logger.warning("%s", note)
     staging = out.parent / f".{out.name}.partial"
-    if staging.exists():
-        shutil.rmtree(staging)  # left over by an interrupted run of ours
-    staging.mkdir(parents=True)
+    if main:
+        if staging.exists():
+            shutil.rmtree(staging)  # left over by an interrupted run of ours
+        staging.mkdir(parents=True)
+    parallel.barrier()  # staging exists before any rank writes --save-outputs there
     try:
-        result = _run(config, plan, staging, codec, list(notes) + plan.notes, started)
-        _commit(staging, out)
+        result = _run(config, variants, plan, staging, codec, list(notes) + plan.notes, started)
+        parallel.barrier()
+        if main:
+            _commit(staging, out)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if main:
+            shutil.rmtree(staging, ignore_errors=True)
         raise
     result.out, result.report = out, out / "report.md"
     return result
+
+
+def _variants(config: ExperimentConfig) -> list[Variant]:
+    if config.variants is None:
+        return default_variants(config.lowpass_sigma)
+    return parse_variants(config.variants, config.lowpass_sigma)
 
 
 def _check_out(out: Path, overwrite: bool, reserved) -> None:
@@ -145,7 +147,7 @@ def _check_inputs_kept(out: Path, config: ExperimentConfig, inputs) -> None:
 def _commit(staging: Path, out: Path) -> None:
     """Replace the previous run's outputs (only the names a run writes) with the staged ones."""
     out.mkdir(parents=True, exist_ok=True)
-    for name in OUTPUT_NAMES:
+    for name in OUTPUT_NAMES + tuple(p.name for p in out.glob("operator-*.safetensors")):
         old = out / name
         if old.is_dir() and not old.is_symlink():
             shutil.rmtree(old)
@@ -162,140 +164,122 @@ def _choose_collage_alphas(alphas: list[float]) -> list[float]:
     return (preferred + others)[:3]
 
 
-def _encode(codec, images: list[torch.Tensor]) -> list[torch.Tensor]:
-    latents = []
-    for i in range(0, len(images), _ENCODE_CHUNK):
-        batch = torch.stack(images[i:i + _ENCODE_CHUNK]).to(codec.device)
-        latents.extend(z[None].cpu() for z in codec.encode(batch))
-    return latents
+def _test_sizes(plan: Plan, config: ExperimentConfig) -> list | None:
+    """(H, W) of each test image after crop (headers only), or None when sizes are not known."""
+    if config.batch_size == 1 or config.resize is not None:
+        return None
+    from PIL import Image
+
+    sizes = []
+    for item in plan.test:
+        with Image.open(item.clean) as image:
+            size = _oriented_size(image)
+        sizes.append((config.crop, config.crop) if config.crop else size)
+    return sizes
 
 
-def _fit(dot: DOT, plan: Plan, config: ExperimentConfig) -> None:
-    bar = dict(disable=not config.progress, leave=False, unit="img")
-    source = [make_triple(it, plan, config).restored for it in tqdm(plan.source, desc="restoring source", **bar)]
-    try:
-        dot.partial_fit(source, role="source")
-        del source
-        target = [load_clean(it, config) for it in tqdm(plan.target, desc="loading target", **bar)]
-        dot.partial_fit(target, role="target")
-    except ImageTooSmallError as exc:  # name the file the tensor came from
-        role = "target" if getattr(dot, "state_", None) and dot.state_.target.moments is not None else "source"
-        item = (plan.target if role == "target" else plan.source)[exc.index]
-        path = item.clean if role == "target" or item.restored is None else item.restored
-        problem = exc.problem.split(": ", 1)[-1]
-        raise InputError(path, f"{problem} (after --crop/--resize; {role} statistics)") from None
+def _loaded_triple(plan: Plan, config: ExperimentConfig):
+    def load(item):  # runs in the pipeline's workers: read, degrade, restore
+        t = make_triple(item, plan, config)
+        return {"clean": t.clean, "degraded": t.degraded, "restored": t.restored}
+    return load
 
 
-def _run(config: ExperimentConfig, plan: Plan, staging: Path, codec, notes: list[str], started: float) -> ExperimentResult:
+def _run(config: ExperimentConfig, variants: list[Variant], plan: Plan, staging: Path, codec,
+         notes: list[str], started: float) -> ExperimentResult:
     timings: dict[str, float] = {}
-    dot = DOT(codec=codec if codec is not None else config.vae, patch_size=config.patch_size,
-              shrinkage=config.shrinkage, lowpass_sigma=config.lowpass_sigma or None, device=config.device,
-              progress=config.progress, seed=config.seed, tile=config.tile, tile_overlap=config.tile_overlap,
-              dtype=config.dtype, max_memory=config.max_memory)
+    main = parallel.is_main()
     t = time.perf_counter()
-    _fit(dot, plan, config)
+    roles = {"source": (parallel.shard(plan.source), lambda it: make_triple(it, plan, config).restored,
+                        lambda it: it.restored or it.clean),
+             "target": (parallel.shard(plan.target), lambda it: load_clean(it, config), lambda it: it.clean)}
+    dots = fit_variants(variants, config, codec if codec is not None else config.vae, roles,
+                        workers=config.workers, batch_size=config.batch_size)
     timings["fit_s"] = time.perf_counter() - t
-    codec = dot.codec_
-    availability = metrics.perceptual_availability()
-    keep_for_perceptual = any(v is None for v in availability.values())
+    codec = next(iter(dots.values())).codec_
 
+    availability = metrics.perceptual_availability()
+    perceptual = [n for n, why in availability.items() if why is None]
+    skipped = {n: why for n, why in availability.items() if why is not None}
     alphas = list(config.alphas)
-    keys = [("dot", a) for a in alphas] + [("restored", None)]
-    has_degraded = plan.degradation is not None
-    if has_degraded:
+    keys = [(v.method, a) for v in variants for a in alphas] + [("restored", None)]
+    if plan.degradation is not None:
         keys.append(("degraded", None))
-    acc = {k: _Accumulator() for k in keys}
-    clean_latent: Moments | None = None
-    clean_pixel: Moments | None = None
-    per_image: list[dict] = []
-    collage_items: list[dict] = []
+    evaluation = Evaluation(keys, codec, perceptual)
     collage_alphas = _choose_collage_alphas(alphas)
-    kept: dict = {k: [] for k in keys}
-    kept_clean: list[torch.Tensor] = []
+    collage_items: list[dict] = []
     sizes: set[tuple[int, int]] = set()
     upsampled = False
 
     t = time.perf_counter()
-    for k, item in enumerate(tqdm(plan.test, desc="evaluating", unit="img", disable=not config.progress)):
-        triple = make_triple(item, plan, config)
-        x, x_star = triple.clean, triple.restored
-        sizes.add(tuple(x.shape[-2:]))
-        z_star = _encode(codec, [x_star])[0]
-        outputs = dot.transform_encoded(x_star[None], z_star, alphas)  # reuses E(x*) when it can
-        images = {("dot", a): data.quantize(img[0].cpu()) for a, img in outputs.items()}
-        images[("restored", None)] = x_star
-        if has_degraded:
-            images[("degraded", None)], up = degraded_for_metrics(triple.degraded, tuple(x.shape[-2:]))
-            upsampled |= up
-        # Encode each distinct picture once: α = 1 is x* itself (the same quantized pixels).
-        distinct: list[torch.Tensor] = [x, x_star]
-        slot = {}
-        for key, img in images.items():
-            same = next((j for j, d in enumerate(distinct) if d.shape == img.shape and torch.equal(d, img)), None)
-            if same is None:
-                distinct.append(img)
-                same = len(distinct) - 1
-            slot[key] = same
-        latents = _encode(codec, distinct[:1]) + [z_star] + _encode(codec, distinct[2:])
-        clean_latent = metrics.patch_moments(latents[0], LATENT_FD_PATCH, moments=clean_latent)
-        clean_pixel = metrics.patch_moments(x, 7, metrics.PATCH_FD_STRIDE, moments=clean_pixel)
-        captions, measured = {}, {}
-        for key, img in images.items():
-            if slot[key] not in measured:  # identical pictures (α = 1 and x*) are measured once
-                measured[slot[key]] = _measure(img, x, latents[slot[key]], LATENT_FD_PATCH)
-            values = measured[slot[key]][0]
-            acc[key].add(*measured[slot[key]])
-            per_image.append({"image": item.stem, "method": key[0], "alpha": key[1], **values})
-            captions[key] = values
-            if keep_for_perceptual:
-                kept[key].append((img * 255).round().to(torch.uint8))
-        if keep_for_perceptual:
-            kept_clean.append((x * 255).round().to(torch.uint8))
-        if config.save_outputs:
-            _save_outputs(staging / "outputs", item.stem, images, triple, x)
-        if k < config.collages:
-            collage_items.append({"stem": item.stem, "clean": x, "degraded": images.get(("degraded", None)),
-                                  "restored": x_star, "dot": {a: images[("dot", a)] for a in collage_alphas},
-                                  "metrics": captions})
+    tests = parallel.shard(list(range(len(plan.test))))
+    test_sizes = _test_sizes(plan, config)
+    bar = tqdm(total=len(plan.test), desc="evaluating", unit="img", disable=not config.progress or not main)
+    with bar, pipeline.ImageWriter() as writer:
+        for positions, batch in pipeline.batches(
+                [plan.test[i] for i in tests], _loaded_triple(plan, config), batch_size=config.batch_size,
+                sizes=None if test_sizes is None else [test_sizes[i] for i in tests], workers=config.workers):
+            x_star = batch["restored"].to(codec.device)
+            z_star = codec.encode(x_star)
+            # every variant transports the same x*; whole-image transport reuses E(x*)
+            outputs = {v: dots[v].transform_encoded(x_star, z_star, alphas) for v in variants}
+            for j, pos in enumerate(positions):
+                index = tests[pos]
+                item = plan.test[index]
+                x, restored = batch["clean"][j], batch["restored"][j]
+                degraded = None if batch["degraded"] is None else batch["degraded"][j]
+                sizes.add(tuple(x.shape[-2:]))
+                images = {(v.method, a): data.quantize(outputs[v][a][j].cpu()) for v in variants for a in alphas}
+                images[("restored", None)] = restored
+                if degraded is not None:
+                    images[("degraded", None)], up = degraded_for_metrics(degraded, tuple(x.shape[-2:]))
+                    upsampled |= up
+                captions = evaluation.update(index, item.stem, x, images, {("restored", None): z_star[j:j + 1]})
+                if config.save_outputs:
+                    _save_outputs(writer, staging / "outputs", item.stem, images, degraded, x, variants[0])
+                if index < config.collages:
+                    collage_items.append({"index": index, "stem": item.stem, "clean": x,
+                                          "degraded": images.get(("degraded", None)), "restored": restored,
+                                          "dot": {(v.method, a): images[(v.method, a)]
+                                                  for v in variants for a in collage_alphas},
+                                          "metrics": captions})
+            bar.update(len(positions) * parallel.world_size())
     timings["evaluate_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    rows = []
-    perceptual_reasons: dict[str, str] = {}
-    for key in keys:
-        row = {"method": key[0], "alpha": key[1], **acc[key].means(),
-               "latent_fd": metrics.gaussian_fd(acc[key].latent, clean_latent),
-               "patch_fd": metrics.gaussian_fd(acc[key].pixel, clean_pixel),
-               "lpips": None, "fid": None, "kid": None, "n_images": acc[key].n}
-        if keep_for_perceptual:
-            values, reasons = metrics.perceptual_metrics([i.float() / 255 for i in kept[key]],
-                                                         [c.float() / 255 for c in kept_clean], device=codec.device)
-            row.update(values)
-            perceptual_reasons.update(reasons)
-        rows.append(row)
-    if not keep_for_perceptual:
-        perceptual_reasons = {k: v for k, v in availability.items() if v is not None}
+    rows, per_image, failed = evaluation.rows()
+    skipped.update(failed)
     timings["perceptual_s"] = time.perf_counter() - t
-    if upsampled:
+    collage_items = sorted((c for part in parallel.gather_objects(collage_items) for c in part),
+                           key=lambda c: c["index"])
+    sizes = set().union(*parallel.gather_objects(sizes))
+    if any(parallel.gather_objects(upsampled)):
         notes.append("the degraded images are smaller than the clean ones; for the `degraded` row they were "
                      "upsampled bicubically to the clean size before measuring")
+    result = ExperimentResult(staging, staging / "report.md", rows, timings, codec.id, notes)
+    if main:
+        _write(staging, config, plan, variants, dots, codec, rows, per_image, skipped, notes, collage_items,
+               collage_alphas, sizes, timings, started)
+    return result
 
+
+def _write(staging: Path, config, plan: Plan, variants, dots, codec, rows, per_image, skipped, notes,
+           collage_items, collage_alphas, sizes, timings, started) -> None:
+    """Everything rank 0 writes: operators, config, curve, collages, results and report."""
     t = time.perf_counter()
-    dot.save(staging / "operator.safetensors")
+    for v in variants:
+        dots[v].save(staging / operator_name(v, v == variants[0]))
     resolved_config(config).to_yaml(staging / "config.yaml")
-    figures.pd_curve(rows, staging / "pd_curve")
+    figures.pd_curve(rows, staging / "pd_curve", panels=metrics.PERCEPTION_METRICS)
     collage_paths = [figures.collage(c, staging / "collages" / f"{c['stem']}.png") for c in collage_items]
     timings["write_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - started
     info = {
         "codec": {"id": codec.id, "spec": codec.spec, "latent_channels": codec.latent_channels,
                   "downscale": codec.downscale, "device": str(codec.device)},
-        "operator": {"w2_squared": dot.state_.w2_squared, "patch_size": config.patch_size,
-                     "lowpass_sigma": dot.lowpass_sigma,
-                     "dim": dot.dim_, "n_source_patches": dot.state_.source.n_patches,
-                     "n_target_patches": dot.state_.target.n_patches,
-                     "shrinkage_used": dot.shrinkage_used_,
-                     "stochastic": dot.state_.noise_cov is not None},
+        "operator": _operator_info(dots[variants[0]], config),
+        "variants": {v.method: {"operator": operator_name(v, v == variants[0]), **_operator_info(dots[v], config)}
+                     for v in variants},
         "data": {"clean": config.clean, "test_clean": config.test_clean, "restored": config.restored,
                  "degradation": str(plan.degradation) if plan.degradation is not None else None,
                  "restorer": config.restorer, "split": "paired" if config.paired else "unpaired",
@@ -303,16 +287,28 @@ def _run(config: ExperimentConfig, plan: Plan, staging: Path, codec, notes: list
                  "source_images": [it.stem for it in plan.source], "target_images": [it.stem for it in plan.target],
                  "test_images": [it.stem for it in plan.test],
                  "image_sizes": sorted(f"{h}x{w}" for h, w in sizes)},
-        "skipped_metrics": perceptual_reasons,
+        "skipped_metrics": skipped,
         "notes": notes,
         "collages": [p.relative_to(staging).as_posix() for p in collage_paths],
         "collage_alphas": collage_alphas,
         "versions": versions(),
+        "processes": parallel.world_size(),
         "timings": timings,
     }
     report.write_results(staging, rows, per_image, config, info)
     report.write_report(staging, rows, config, info)
-    return ExperimentResult(staging, staging / "report.md", rows, timings, codec.id, notes)
+
+
+def operator_name(variant: Variant, primary: bool) -> str:
+    """operator.safetensors for the first variant, operator-<variant>.safetensors for the others."""
+    return "operator.safetensors" if primary else f"operator-{variant.name}.safetensors"
+
+
+def _operator_info(dot, config) -> dict:
+    state = dot.state_
+    return {"w2_squared": state.w2_squared, "patch_size": config.patch_size, "lowpass_sigma": dot.lowpass_sigma,
+            "dim": dot.dim_, "n_source_patches": state.source.n_patches, "n_target_patches": state.target.n_patches,
+            "shrinkage_used": dot.shrinkage_used_, "stochastic": state.noise_cov is not None}
 
 
 def resolved_config(config: ExperimentConfig) -> ExperimentConfig:
@@ -326,14 +322,21 @@ def resolved_config(config: ExperimentConfig) -> ExperimentConfig:
                                test_clean=absolute(config.test_clean), out=absolute(config.out), vae=vae)
 
 
-def _save_outputs(folder: Path, stem: str, images: dict, triple, clean: torch.Tensor) -> None:
-    """outputs/alpha_<A>/<stem>.png for every α, plus outputs/{clean,restored,degraded}/."""
+def _save_outputs(writer, folder: Path, stem: str, images: dict, degraded, clean: torch.Tensor,
+                  primary: Variant) -> None:
+    """outputs/alpha_<A>/<stem>.png for every α of the first variant, outputs/<method>/alpha_<A>/
+    for the others, plus outputs/{clean,restored,degraded}/ (written by the background writer)."""
     for (method, alpha), img in images.items():
-        name = alpha_dirname(alpha) if method == "dot" else method
-        data.save_image(img, folder / name / f"{stem}.png")
-    if triple.degraded is not None and tuple(triple.degraded.shape) != tuple(clean.shape):
-        data.save_image(triple.degraded, folder / "degraded_lowres" / f"{stem}.png")
-    data.save_image(clean, folder / "clean" / f"{stem}.png")
+        if alpha is None:
+            name = method
+        elif method == primary.method:
+            name = alpha_dirname(alpha)
+        else:
+            name = f"{method}/{alpha_dirname(alpha)}"
+        writer.submit(img, folder / name / f"{stem}.png")
+    if degraded is not None and tuple(degraded.shape) != tuple(clean.shape):
+        writer.submit(degraded, folder / "degraded_lowres" / f"{stem}.png")
+    writer.submit(clean, folder / "clean" / f"{stem}.png")
 
 
 def versions() -> dict[str, str]:

@@ -12,8 +12,12 @@ Perception, per image *set* (unpaired):
 - :func:`gaussian_fd` is the Fréchet distance (Gaussian W2²) between two such fits;
 - :func:`latent_fd` (patches of codec latents, the statistic DOT itself transports) and
   :func:`patch_fd` (RGB pixel patches) wrap the two.
-- :func:`perceptual_metrics` adds LPIPS / FID / KID through torchmetrics, only when it and
-  its backbone weights are already on this machine; nothing here ever downloads.
+- :func:`perceptual_metrics` adds LPIPS / FID / KID through torchmetrics, when it is
+  installed (extra ``dotrestore[metrics]``); uncached backbone weights download on first use
+  the way torchmetrics does it, unless the run is offline, in which case they are skipped.
+
+Streaming versions with ``update``/``compute`` and states that merge across processes are
+in :mod:`dotrestore.metrics.streaming`.
 """
 
 from __future__ import annotations
@@ -21,15 +25,16 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from dotrestore.errors import InputError
-from dotrestore.gaussian import Moments, w2_squared
-from dotrestore.patches import extract_patches
+from ..errors import InputError
+from ..gaussian import Moments, w2_squared
+from ..patches import extract_patches
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +238,7 @@ def patch_fd(images_a, images_b, patch_size: int = 7, stride: int = PATCH_FD_STR
 
 PERCEPTUAL_METRICS = ("lpips", "fid", "kid")
 
-# What each metric needs: Python modules, and the file torch.hub would download (we never let it).
+# What each metric needs: Python modules, and the file torch.hub downloads on first use.
 _INCEPTION = ("weights-inception-2015-12-05-6726825d.pth", "the Inception weights (torch-fidelity's pt_inception-2015-12-05)")
 _NEEDS = {
     "lpips": (("torchmetrics", "torchvision"), "alexnet-owt-7be5be79.pth", "the AlexNet weights LPIPS needs"),
@@ -246,20 +251,33 @@ def _hub_checkpoints() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def offline() -> bool:
+    """True when the environment forbids downloads (``HF_HUB_OFFLINE`` or ``DOTRESTORE_OFFLINE`` set)."""
+    return any(os.environ.get(k, "").strip().lower() not in ("", "0", "false", "no")
+               for k in ("HF_HUB_OFFLINE", "DOTRESTORE_OFFLINE"))
+
+
+def weights_cached(name: str) -> bool:
+    """True when the backbone weights of perceptual metric ``name`` are in the torch hub cache."""
+    return (_hub_checkpoints() / _NEEDS[name][1]).is_file()
+
+
 def perceptual_availability() -> dict[str, str | None]:
     """For "lpips", "fid", "kid": ``None`` when computable here, else why not (one line).
 
     Cheap: checks that the modules are importable (without importing them) and that the
-    backbone weights are already in the torch hub cache (``$TORCH_HOME/hub/checkpoints``).
+    backbone weights are already in the torch hub cache (``$TORCH_HOME/hub/checkpoints``)
+    or may be downloaded on first use (installing the ``metrics`` extra asks for them;
+    offline, uncached weights make the metric skipped).
     """
     out: dict[str, str | None] = {}
     for name in PERCEPTUAL_METRICS:
         modules, weights_file, weights_desc = _NEEDS[name]
         missing = [m.replace("_", "-") for m in modules if importlib.util.find_spec(m) is None]
         problems = [f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed"] if missing else []
-        if not (_hub_checkpoints() / weights_file).is_file():
+        if not (_hub_checkpoints() / weights_file).is_file() and offline():
             problems.append(f"{weights_desc} are not cached ({_hub_checkpoints() / weights_file}) "
-                            "and are never downloaded at run time")
+                            "and this run is offline (HF_HUB_OFFLINE)")
         out[name] = f"{name.upper()} skipped: " + "; ".join(problems) if problems else None
     return out
 
@@ -303,8 +321,7 @@ def perceptual_metrics(
 
     Returns ``(values, reasons)``: ``values[name]`` is a float, or ``None`` when the metric
     was skipped, in which case ``reasons[name]`` says why (see :func:`perceptual_availability`).
-    Uses torchmetrics only when it and the backbone weights are already present locally;
-    nothing is downloaded. FID on a few dozen images is strongly biased (2048-D features):
+    Uses torchmetrics when installed; see :func:`perceptual_availability` for downloads. FID on a few dozen images is strongly biased (2048-D features):
     compare values across methods on the same sets, not with published numbers.
     """
     values: dict[str, float | None] = {}
