@@ -404,7 +404,7 @@ def test_gaussian_kernel_is_shared():
     from dotrestore.data import degradations
 
     assert degradations.gaussian_blur is filters.gaussian_blur
-    assert torch.allclose(metrics._gaussian_window(11, 1.5, torch.float64, "cpu"),
+    assert torch.allclose(metrics.functional._gaussian_window(11, 1.5, torch.float64, "cpu"),
                           filters.gaussian_kernel1d(1.5, radius=5, dtype=torch.float64))
     g = filters.gaussian_kernel1d(0.75, radius=1, normalize=False, dtype=torch.float64)
     assert torch.allclose(patches.patch_weights(3, "gaussian", torch.float64), torch.outer(g, g))
