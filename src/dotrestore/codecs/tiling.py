@@ -16,7 +16,11 @@ product of the two axes' weights; the sum of weights is divided out, so uneven o
 (the last tile is moved back to end at the border) stay exact averages.
 
 Encoding blends latents (overlap/f latent samples), decoding blends pixels; transport
-always runs on the whole latent map, so patch statistics never see a tile border.
+always runs on the whole latent map, so patch statistics never see a tile border. Two more
+things make a tile compute what the whole image would: every tile also sees ``overlap``
+pixels of context beyond its borders (cropped off after), and GroupNorm layers normalise
+with the statistics of the whole image (:class:`SharedGroupNorm`, computed exactly tile
+by tile for big images), not of the tile.
 
 ``tile="auto"`` tiles only images above 1024×1024 pixels whose estimated activation
 memory exceeds the budget (``max_memory``; on CUDA the free device memory, on the CPU
@@ -32,7 +36,6 @@ import re
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
