@@ -157,3 +157,20 @@ def test_bad_input():
         fit_gmm(torch.randn(3, 2, dtype=torch.float64), 2)
     with pytest.raises(ValueError, match="n_components"):
         fit_gmm(torch.randn(30, 2, dtype=torch.float64), 0)
+
+
+def test_reservoir_is_bounded_seeded_and_uniform():
+    from dotrestore.mixture import PatchReservoir
+
+    rows = torch.arange(10000, dtype=torch.float32)[:, None].expand(10000, 2)
+    a, b = PatchReservoir(500, seed=1), PatchReservoir(500, seed=1)
+    for chunk in rows.split(777):
+        a.update(chunk)
+    for chunk in rows.split(3000):
+        b.update(chunk)
+    assert a.samples.shape == (500, 2) and a.seen == 10000
+    assert torch.equal(a.samples, b.samples)  # keys are drawn in stream order, whatever the batches
+    # Uniform over the stream: the kept rows' mean index is near the middle.
+    assert abs(float(a.samples[:, 0].mean()) - 5000) < 600
+    small = PatchReservoir(500).update(rows[:10])
+    assert torch.equal(small.samples, rows[:10])

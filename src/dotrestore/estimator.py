@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import detail, gaussian
+from .mixture import MixtureTransport, PatchReservoir
 from .codecs import Codec, load_codec
 from .errors import InputError, NotFittedError
 from .image_items import image_items, load_item
@@ -84,7 +85,18 @@ class DOT:
     progress : bool
         Show progress bars while encoding.
     seed : int
-        Seed of the per-patch noise of the stochastic map.
+        Seed of the per-patch noise of the stochastic map, of the patch reservoirs and of EM.
+    mixture : int
+        K, the number of Gaussian components of the source and target patch models. 1 (default):
+        one Gaussian each, the closed-form map above. K > 1: Gaussian mixtures fitted by EM on a
+        seeded uniform reservoir of at most ``max_patches`` patches per role, coupled by the MW2
+        plan (Delon & Desolneux 2020), each patch moved by the posterior-weighted component maps
+        (see :mod:`dotrestore.mixture`).
+    split : str
+        How detail images are made (see :mod:`dotrestore.detail`): ``"gaussian"``,
+        ``"guided"`` (edge-preserving), or either with ``"+clamp"``.
+    max_patches : int
+        Reservoir size per role for the mixture's EM (K > 1 only).
     """
 
     def __init__(
@@ -101,6 +113,9 @@ class DOT:
         batch_size: int = 1,
         progress: bool = False,
         seed: int = 0,
+        mixture: int = 1,
+        split: str = detail.DEFAULT_SPLIT,
+        max_patches: int = 200_000,
     ):
         self.codec = codec
         self.patch_size = patch_size
@@ -114,6 +129,9 @@ class DOT:
         self.batch_size = batch_size
         self.progress = progress
         self.seed = seed
+        self.mixture = mixture
+        self.split = split
+        self.max_patches = max_patches
 
     # ------------------------------------------------------------------ set-up
     def _check_params(self) -> None:
@@ -131,6 +149,16 @@ class DOT:
             raise InputError(None, f"lowpass_sigma must be None or a number >= 0 (pixels), got {sigma!r}")
         if self.batch_size < 1:
             raise InputError(None, f"batch_size must be >= 1, got {self.batch_size!r}")
+        # --- mixture / split hook (issue 11) ---
+        if self.split not in detail.SPLITS:
+            raise InputError(None, f"split must be one of {detail.SPLITS}, got {self.split!r}")
+        k = self.mixture
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InputError(None, f"mixture must be a positive integer (components), got {k!r}")
+        if k > 1 and self.zero_shot:
+            raise InputError(None, "mixture > 1 needs fitted source statistics: it cannot be zero-shot")
+        if not isinstance(self.max_patches, int) or self.max_patches < 2 * k:
+            raise InputError(None, f"max_patches must be an integer >= 2 * mixture, got {self.max_patches!r}")
 
     def _device(self) -> torch.device:
         if self.device is not None:
@@ -164,7 +192,7 @@ class DOT:
 
     def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(what the codec encodes, the low-pass kept from x): see :mod:`dotrestore.detail`."""
-        return detail.split(x, self.lowpass_sigma)
+        return detail.split(x, self.lowpass_sigma, self.split.split("+")[0])
 
     def _encode_one(self, x: torch.Tensor) -> torch.Tensor:
         codec = self._get_codec()
@@ -190,7 +218,10 @@ class DOT:
         items, _ = image_items(images, f"{role} images")
         for x in self._progress(items, f"encoding {role}"):
             z = self._encode_one(load_item(x)[None])
-            moments.update(extract_patches(z, self.patch_size))
+            patches = extract_patches(z, self.patch_size)
+            moments.update(patches)
+            if self.mixture > 1:
+                self._reservoir(role).update(patches)
             setattr(self, f"n_{role}_images_", getattr(self, f"n_{role}_images_") + 1)
         self._update_fitted()
         return self
@@ -213,6 +244,26 @@ class DOT:
             if name.endswith("_") and not name.startswith("_") and name != "codec_":
                 delattr(self, name)
         self._cache = None
+        self._reservoirs = {}
+
+    # --- mixture hook (issue 11): reservoir of patches per role, EM + MW2 when both exist ---
+    def _reservoir(self, role: str) -> PatchReservoir:
+        reservoirs = self.__dict__.setdefault("_reservoirs", {})
+        if role not in reservoirs:
+            if getattr(self, "mixture_", None) is not None:
+                raise InputError(None, "this mixture operator was loaded from a file, which does not store the "
+                                       "patch reservoirs EM needs: fit it again from the images to add more")
+            reservoirs[role] = PatchReservoir(self.max_patches, seed=self.seed + ROLES.index(role))
+        return reservoirs[role]
+
+    def _update_mixture(self) -> None:
+        reservoirs = self.__dict__.get("_reservoirs", {})
+        if self.mixture > 1 and all(r in reservoirs for r in ROLES):
+            source, target = (reservoirs[r].samples.to(self._device()) for r in ROLES)
+            self.mixture_ = MixtureTransport.fit(source, target, self.mixture, max_samples=self.max_patches,
+                                                 shrinkage="oas" if self.shrinkage is None else self.shrinkage,
+                                                 seed=self.seed)
+    # --- end of the mixture hook ---
 
     def _gaussian(self, role: str) -> tuple[torch.Tensor, torch.Tensor, str] | None:
         moments = getattr(self, f"_{role}_moments", None)
@@ -236,6 +287,7 @@ class DOT:
         if self.zero_shot or not (hasattr(self, "cov_source_") and hasattr(self, "cov_target_")):
             return
         self.operator_, self.noise_cov_ = self._map(self.cov_source_, self.cov_target_)
+        self._update_mixture()
         self.w2_squared_ = float(gaussian.w2_squared(self.mean_source_, self.cov_source_, self.mean_target_, self.cov_target_))
 
     def _map(self, cov_source: torch.Tensor, cov_target: torch.Tensor):
@@ -246,7 +298,7 @@ class DOT:
         return gaussian.transport_map(cov_source, cov_target, eps=self.eps), None
 
     def _check_fitted(self) -> None:
-        needed = ("mean_target_",) if self.zero_shot else ("operator_",)
+        needed = ("mean_target_",) if self.zero_shot else ("operator_",) + (("mixture_",) if self.mixture > 1 else ())
         if not all(hasattr(self, n) for n in needed):
             what = "target" if self.zero_shot else "source and target"
             raise NotFittedError(
@@ -274,6 +326,8 @@ class DOT:
             operator, noise_cov = self._map(cov_s, self.cov_target_)
             noise = None if noise_cov is None else gaussian.sqrtm_psd(noise_cov)
             args = [None if t is None else t.to(z.device, torch.float32) for t in (operator, mean_s, self.mean_target_, noise)]
+        elif self.mixture > 1:
+            return self.mixture_.transport(z, self.patch_size, self.weighting)
         else:
             args = self._operator_on_device(z.device)
         operator, mean_s, mean_t, noise = args
@@ -337,7 +391,8 @@ class DOT:
 
         def decode(latent: torch.Tensor) -> torch.Tensor:
             # x̂0 is an image: clamped before blending, like a decoder's own output
-            return detail.recombine(codec.decode(latent, size=size), low).clamp_(0, 1)
+            decoded = codec.decode(latent, size=size)
+            return detail.recombine(decoded, low, self.split, reference=x, sigma=self.lowpass_sigma).clamp_(0, 1)
 
         if interpolation == "pixel":
             x0 = decode(z_transported)
@@ -388,4 +443,5 @@ class DOT:
     def __repr__(self) -> str:
         codec = self.codec if isinstance(self.codec, str) else getattr(self.codec, "id", type(self.codec).__name__)
         state = "fitted" if hasattr(self, "operator_") or hasattr(self, "mean_target_") else "not fitted"
-        return f"DOT(codec={codec!r}, patch_size={self.patch_size}, lowpass_sigma={self.lowpass_sigma}, {state})"
+        return (f"DOT(codec={codec!r}, patch_size={self.patch_size}, lowpass_sigma={self.lowpass_sigma}, "
+                f"split={self.split!r}, mixture={self.mixture}, {state})")

@@ -203,13 +203,13 @@ class MixtureTransport:
         self.source, self.target, self.eps = source, target, eps
         if plan is None:
             plan, _ = mixture_ot_plan(source, target)
-        self.plan = plan.to(torch.float64)
+        self.plan = plan.to(dtype=torch.float64, device=source.means.device)
         # Entries below 1e-12 of the mass are LP round-off, not couplings.
         self.pairs = [(int(i), int(j)) for i, j in zip(*torch.nonzero(self.plan > 1e-12 * float(self.plan.sum()), as_tuple=True))]
         self.maps = torch.stack([gaussian.transport_map(source.covariances[i], target.covariances[j], eps=eps)
                                  for i, j in self.pairs])  # A_kl, [M, D, D]
         chol = torch.linalg.cholesky(source.covariances)
-        eye = torch.eye(chol.shape[-1], dtype=chol.dtype).expand_as(chol)
+        eye = torch.eye(chol.shape[-1], dtype=chol.dtype, device=chol.device).expand_as(chol)
         self._whiten = torch.linalg.solve_triangular(chol, eye, upper=False)  # L_k^{-1}
         logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
         self._log_prior = torch.log(source.weights) - 0.5 * logdet  # constants common to all k dropped
@@ -304,3 +304,36 @@ class MixtureTransport:
         if p == 1:
             return out
         return overlap_add(out, c, p).div_(_overlap_weight(h, w, p, weighting, z.dtype, z.device))
+
+
+class PatchReservoir:
+    """A seeded uniform subsample of at most ``capacity`` rows of a stream of patch batches.
+
+    Bottom-k sampling: every row gets an independent uniform key from a seeded generator and
+    the ``capacity`` rows with the smallest keys are kept, which is a uniform sample without
+    replacement of everything seen, whatever the batch sizes. Rows are stored in float32 on
+    the CPU, so memory is bounded by capacity · D · 4 bytes (EM converts chunks to float64).
+    """
+
+    def __init__(self, capacity: int = 200_000, seed: int = 0):
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = int(capacity)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.keys = torch.empty(0)
+        self.samples: torch.Tensor | None = None
+        self.seen = 0
+
+    def update(self, rows: torch.Tensor) -> "PatchReservoir":
+        rows = rows.detach().to("cpu", torch.float32)
+        keys = torch.rand(rows.shape[0], generator=self.generator)
+        self.seen += rows.shape[0]
+        if self.samples is None:
+            self.samples = rows.new_empty((0, rows.shape[1]))
+        all_keys = torch.cat([self.keys, keys])
+        all_rows = torch.cat([self.samples, rows])
+        if all_keys.numel() > self.capacity:
+            keep = torch.topk(all_keys, self.capacity, largest=False).indices
+            all_keys, all_rows = all_keys[keep], all_rows[keep]
+        self.keys, self.samples = all_keys, all_rows
+        return self

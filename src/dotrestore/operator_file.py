@@ -1,12 +1,15 @@
 """Operator files: a fitted DOT as safetensors tensors plus JSON metadata.
 
-Layout (format version 2; version 1 files, written before ``lowpass_sigma`` existed, are
-read as whole-image operators, ``lowpass_sigma=None``):
+Layout (format version 3; version 1 files, written before ``lowpass_sigma`` existed, are
+read as whole-image operators, ``lowpass_sigma=None``; versions 1 and 2, written before
+mixtures and split kinds, are read with ``mixture=1`` and ``split="gaussian"``):
 
 - tensors (float64): ``mean_source``, ``cov_source``, ``mean_target``, ``cov_target``,
   ``operator`` (A of eq. 17, or T0 of eq. 19), ``noise_cov`` (Σw of eq. 19, only for the
   stochastic map), and the running moments ``{role}.count|shift|sum|outer`` so that
   fitting can continue after loading;
+- for ``mixture`` K > 1 (version 3): ``mixture.plan`` [K, K] and, per role,
+  ``mixture.{role}.weights`` [K], ``.means`` [K, D], ``.covariances`` [K, D, D];
 - metadata (safetensors' str → str header): ``format`` = ``dotrestore.operator``,
   ``format_version``, ``codec_id``, ``codec_spec``, ``patch_size``, and ``dotrestore``:
   a JSON object with every parameter, the counts, W2² and the package version.
@@ -29,12 +32,14 @@ from . import gaussian
 from ._version import __version__
 from .codecs import load_codec
 from .errors import OperatorFileError
+from .mixture import MixtureTransport
 
 FORMAT = "dotrestore.operator"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 ROLES = ("source", "target")
 _FITTED = ("mean_source", "cov_source", "mean_target", "cov_target", "operator", "noise_cov")
-_PARAMS = ("patch_size", "eps", "shrinkage", "weighting", "lowpass_sigma", "zero_shot", "stochastic", "seed")
+_PARAMS = ("patch_size", "eps", "shrinkage", "weighting", "lowpass_sigma", "zero_shot", "stochastic", "seed",
+           "mixture", "split", "max_patches")
 
 
 def operator_metadata(dot) -> dict:
@@ -72,6 +77,9 @@ def save_operator(dot, path: str | Path) -> Path:
         if moments is not None:
             for key, value in moments.state_dict().items():
                 tensors[f"{role}.{key}"] = value.detach().to("cpu", torch.float64).contiguous()
+    mixture = getattr(dot, "mixture_", None)  # issue 11: every component of both mixtures
+    if mixture is not None:
+        tensors.update({f"mixture.{k}": v for k, v in mixture.state_dict().items()})
     meta = operator_metadata(dot)
     header = {
         "format": FORMAT,
@@ -143,6 +151,8 @@ def load_operator(cls, path: str | Path, codec=None, device=None):
     meta, tensors = read_operator_file(path)
     params = {name: meta[name] for name in _PARAMS if name in meta}
     params.setdefault("lowpass_sigma", None)  # version 1: statistics of whole images
+    params.setdefault("split", "gaussian")  # versions 1-2: the Gaussian low-pass
+    params.setdefault("mixture", 1)
     dot = cls(codec=codec if codec is not None else meta["codec_spec"], device=device, **params)
     codec_obj = load_codec(dot.codec, device=dot._device())
     if not same_weights(codec_obj.id, meta["codec_id"]):
@@ -164,6 +174,14 @@ def load_operator(cls, path: str | Path, codec=None, device=None):
         setattr(dot, f"_{role}_moments", gaussian.Moments.from_state_dict(state) if state else None)
         setattr(dot, f"n_{role}_images_", int(meta.get(f"n_{role}_images", 0)))
         setattr(dot, f"n_{role}_patches_", int(meta.get(f"n_{role}_patches", 0)))
+    if int(params["mixture"]) > 1:
+        state = {key.split(".", 1)[1]: t for key, t in tensors.items() if key.startswith("mixture.")}
+        try:
+            dot.mixture_ = MixtureTransport.from_state_dict(state, eps=dot.eps)
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise OperatorFileError(path, f"has mixture = {params['mixture']} but bad mixture tensors ({exc})") from None
+        if dot.mixture_.n_components != int(params["mixture"]) or dot.mixture_.maps.shape[-1] != int(meta["dim"]):
+            raise OperatorFileError(path, "mixture tensors do not match the recorded mixture and patch dimension")
     if meta.get("w2_squared") is not None:
         dot.w2_squared_ = float(meta["w2_squared"])
     dot.shrinkage_used_ = meta.get("shrinkage_used")
