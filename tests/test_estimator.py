@@ -137,7 +137,7 @@ def test_save_load_round_trip(fitted, tmp_path):
         assert meta["codec_id"] == "pixel" and meta["patch_size"] == "3"
         assert {"operator", "mean_source", "cov_target"} <= set(f.keys())
     info = json.loads(meta["dotrestore"])
-    assert info["format_version"] == 2 and info["n_source_patches"] == fitted.n_source_patches_
+    assert info["format_version"] == 3 and info["n_source_patches"] == fitted.n_source_patches_
     loaded = DOT.load(path, device="cpu")
     x = restored(textured(1, seed=11))
     assert torch.equal(loaded.transform(x), fitted.transform(x))
