@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import sys
 import time
@@ -50,7 +51,7 @@ RESTORERS = {  # name: (degradation, restorer)
 
 
 # ----------------------------------------------------------------------------- configurations
-def configurations(tables: list[str]) -> list[dict]:
+def configurations(tables: list[str], kinds=("gaussian", "guided")) -> list[dict]:
     """The study grid, most decision-relevant first (split kind and K on unpaired 5+5 nlmeans)."""
     base = dict(restorer="nlmeans", kind="gaussian", sigma=4.0, p=3, k=1, nfit=5, paired=False)
     out = []
@@ -73,20 +74,20 @@ def configurations(tables: list[str]) -> list[dict]:
                 add("mixture", kind=kind, k=k)
         add("mixture", sigma=None, k=4)
     if "patch" in tables:
-        for kind in ("gaussian", "guided"):
+        for kind in kinds:
             for p in (1, 3, 5):
                 add("patch", kind=kind, p=p)
     if "fit" in tables:
-        for kind in ("gaussian", "guided"):
-            for nfit in (5, 10, 20):
+        for kind in kinds:
+            for nfit in (5, 10):
                 for paired in (False, True):
                     add("fit", kind=kind, nfit=nfit, paired=paired)
     if "blur" in tables:
         add("blur", restorer="blur", sigma=None)
-        for kind in ("gaussian", "guided", "guided+clamp"):
+        for kind in ("gaussian", "guided"):
             add("blur", restorer="blur", kind=kind)
-        add("blur", restorer="blur", kind="guided", k=4)
-    return out
+    order = {t: i for i, t in enumerate(tables)}
+    return sorted(out, key=lambda c: order.get(c["table"], len(order)))
 
 
 # ----------------------------------------------------------------------------- data
@@ -120,7 +121,8 @@ class Data:
             self.images[key] = torch.load(file, weights_only=True)
             return
         jobs = [(str(p), restorer, i, self.crop) for i, p in enumerate(self.paths[dataset])]
-        with ProcessPoolExecutor(self.workers) as pool:
+        # spawn, not fork: a forked child can inherit a lock held by one of torch's threads and hang.
+        with ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             results = list(pool.map(_restore_one, jobs))
         self.images[key] = {"clean": [r[0] for r in results], "restored": [r[1] for r in results]}
         self.cache.mkdir(parents=True, exist_ok=True)
@@ -184,7 +186,10 @@ def evaluate(data: Data, dataset: str, cfg: dict, idx, reference_latents, device
     cleans = [data.image(dataset, r, "clean", i).to(device) for i in test]
     stars = [data.image(dataset, r, "restored", i).to(device) for i in test]
     for label, images in (("xstar", stars), ("a0", outs[0.0]), ("a05", outs[0.5])):
-        lat = [data.codec.encode(im[None]) for im in images]
+        if label == "xstar":  # the same for every configuration: encoded once
+            lat = [data.latent(dataset, r, "restored", i, "gaussian", None) for i in test]
+        else:
+            lat = [data.codec.encode(im[None]) for im in images]
         row[f"{label}_latent_fd"] = metrics.latent_fd(lat, reference_latents, 3)
         row[f"{label}_psnr"] = float(np.mean([metrics.psnr(a, b) for a, b in zip(images, cleans)]))
         row[f"{label}_patch_fd"] = metrics.patch_fd([im.cpu() for im in images], [c.cpu() for c in cleans])
@@ -199,7 +204,7 @@ def run(args) -> None:
     codec = load_codec(str(args.taef2), device=device)
     data = Data(Path(args.data), Path(args.cache), codec, args.workers, args.crop)
     rows = []
-    configs = configurations(args.tables.split(","))
+    configs = configurations(args.tables.split(","), tuple(args.kinds.split(",")))
     out = Path(args.out)
     datasets = args.datasets.split(",")
     for dataset in datasets:
@@ -214,7 +219,7 @@ def run(args) -> None:
                 print(f"skip {dataset} {cfg}: too few images", file=sys.stderr)
                 continue
             for s, idx in enumerate(parts):
-                ref = [data.codec.encode(data.image(dataset, cfg["restorer"], "clean", i)[None].to(device)) for i in idx[2]]
+                ref = [data.latent(dataset, cfg["restorer"], "clean", i, "gaussian", None) for i in idx[2]]
                 row = evaluate(data, dataset, cfg, idx, ref, device)
                 row["split"] = s
                 rows.append(row)
@@ -328,6 +333,7 @@ def main(argv=None) -> None:
     r.add_argument("--cache", default="/tmp/dotrestore-studies")
     r.add_argument("--datasets", default="cbsd68,kodak24")
     r.add_argument("--tables", default="split,mixture,patch,fit,blur")
+    r.add_argument("--kinds", default="gaussian,guided", help="split kinds of the patch and fit tables")
     r.add_argument("--splits", type=int, default=3)
     r.add_argument("--n-test", type=int, default=4)
     r.add_argument("--crop", type=int, default=None, help="centre crop side (for quick smoke runs)")

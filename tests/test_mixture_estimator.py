@@ -62,7 +62,9 @@ def test_operator_file_v3_round_trip(fitted, tmp_path):
 
 
 def test_version_2_file_loads_as_gaussian_single(tmp_path):
-    dot = DOT(codec="pixel", lowpass_sigma=3.0, device="cpu").fit(list(blurry(textured(3, seed=6))), list(textured(3, seed=7)))
+    # A version-2 file could only hold Gaussian-split statistics.
+    dot = DOT(codec="pixel", lowpass_sigma=3.0, split="gaussian", device="cpu").fit(
+        list(blurry(textured(3, seed=6))), list(textured(3, seed=7)))
     path = dot.save(tmp_path / "v3.safetensors")
     with safe_open(str(path), framework="pt") as f:
         header = f.metadata()

@@ -47,7 +47,7 @@ GREY = 0.5
 #: Split kinds, see the module docstring; "gaussian" is the historical one.
 SPLITS = ("gaussian", "guided", "gaussian+clamp", "guided+clamp")
 #: The default split kind, chosen by measurement (docs/studies.md).
-DEFAULT_SPLIT = "gaussian"
+DEFAULT_SPLIT = "guided"
 #: Guided-filter regulariser ε (variance, intensities in [0, 1]): windows whose grey variance is
 #: well above ε (an edge of contrast ≳ 2√ε = 0.2) are kept in the low-pass.
 GUIDED_EPS = 0.01
