@@ -9,7 +9,7 @@ on the CPU, and on CUDA when present. Also prints the transport step alone
 estimates with less noise. Target: ≤ 1 %.
 
     python benchmarks/transport_overhead.py [--repeats 7] [--taesd DIR] [--size 512]
-                                            [--batch 1] [--devices cpu cuda]
+                                            [--batch 1] [--devices cpu cuda] [--mixture K]
 
 Also prints throughput (images per second through ``DOT.transform``) for the batch size.
 """
@@ -43,7 +43,7 @@ def _time(fn, device) -> float:
     return time.perf_counter() - start
 
 
-def _fitted(codec, patch_size: int, device, batch: int) -> DOT:
+def _fitted(codec, patch_size: int, device, batch: int, mixture: int = 1) -> DOT:
     """A DOT fitted on smooth (source) and textured (target) synthetic images: any
     full-rank operator costs the same to apply, and this needs no data files."""
     g = torch.Generator().manual_seed(0)
@@ -51,11 +51,13 @@ def _fitted(codec, patch_size: int, device, batch: int) -> DOT:
     target = torch.nn.functional.interpolate(base, size=256, mode="bicubic").clamp(0, 1)
     target = (target + 0.1 * torch.randn(target.shape, generator=g)).clamp(0, 1)
     source = torch.nn.functional.avg_pool2d(target, 5, 1, 2)
-    return DOT(codec=codec, patch_size=patch_size, device=device, batch_size=batch).fit(list(source), list(target))
+    return DOT(codec=codec, patch_size=patch_size, device=device, batch_size=batch, mixture=mixture).fit(
+        list(source), list(target))
 
 
-def measure(name: str, codec, patch_size: int, device: torch.device, size: int, repeats: int, batch: int = 1) -> dict:
-    dot = _fitted(codec, patch_size, device, batch)
+def measure(name: str, codec, patch_size: int, device: torch.device, size: int, repeats: int, batch: int = 1,
+            mixture: int = 1) -> dict:
+    dot = _fitted(codec, patch_size, device, batch, mixture)
     image = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1)).to(device)
     z = codec.encode(image)
 
@@ -91,6 +93,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--taesd", type=Path, default=DEFAULT_TAESD)
     parser.add_argument("--batch", type=int, default=1, help="images per transform call (default 1)")
+    parser.add_argument("--mixture", type=int, default=1, metavar="K",
+                        help="Gaussian-mixture components (DOT(mixture=K)); default 1")
     parser.add_argument("--devices", nargs="+", default=None,
                         help="devices to measure (default: cpu, and cuda when present)")
     args = parser.parse_args()
@@ -100,8 +104,8 @@ def main() -> None:
     rows = []
     for device in devices:
         if args.taesd.exists():
-            rows.append(measure("TAEF2 p=3", load_codec(str(args.taesd), device=device), 3, device, args.size,
-                                args.repeats, args.batch))
+            rows.append(measure(f"TAEF2 p=3 K={args.mixture}", load_codec(str(args.taesd), device=device), 3, device,
+                                args.size, args.repeats, args.batch, args.mixture))
         else:
             print(f"skipping TAEF2: {args.taesd} not found (pass --taesd DIR)")
         from diffusers import AutoencoderKL
@@ -109,8 +113,8 @@ def main() -> None:
         torch.manual_seed(0)
         vae = AutoencoderKL(**sd_vae_config()).eval()
         codec = codec_from_diffusers(vae, name="sd-vae-ft-ema-architecture-random-init").to(device)
-        rows.append(measure("AutoencoderKL(sd-vae-ft-ema config) p=5", codec, 5, device, args.size, args.repeats,
-                            args.batch))
+        rows.append(measure(f"AutoencoderKL(sd-vae-ft-ema config) p=5 K={args.mixture}", codec, 5, device, args.size,
+                            args.repeats, args.batch, args.mixture))
 
     if any(d.type == "cuda" for d in devices):
         print(f"\nCUDA device: {torch.cuda.get_device_name()}")

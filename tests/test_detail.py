@@ -41,7 +41,7 @@ def test_split_and_recombine():
 
 
 def test_transform_is_decode_transport_of_the_detail_image_plus_the_lowpass():
-    dot = DOT(codec="pixel", lowpass_sigma=3.0, device="cpu").fit(list(blurry(textured(4, seed=1))),
+    dot = DOT(codec="pixel", lowpass_sigma=3.0, split="gaussian", device="cpu").fit(list(blurry(textured(4, seed=1))),
                                                                    list(textured(4, seed=2)))
     x = blurry(textured(1, seed=3))
     z = dot.codec_.encode(x - lowpass(x, 3.0) + GREY)
@@ -64,7 +64,7 @@ def test_detail_transport_keeps_the_restorers_colours_whole_image_transport_does
     target = list(textured(6, seed=11, tint=(-0.15, 0.0, 0.15)))           # cool, sharp
     clean = textured(3, seed=12, tint=(0.15, 0.0, -0.15))                   # new warm photos
     x_star = blurry(clean)
-    detail = DOT(codec="pixel", lowpass_sigma=4.0, device="cpu").fit(source, target).transform(x_star)
+    detail = DOT(codec="pixel", lowpass_sigma=4.0, split="gaussian", device="cpu").fit(source, target).transform(x_star)
     whole = DOT(codec="pixel", lowpass_sigma=None, device="cpu").fit(source, target).transform(x_star)
 
     def colour_shift(out):

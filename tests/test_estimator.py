@@ -28,7 +28,7 @@ def restored(images: torch.Tensor) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def fitted() -> DOT:
-    return DOT(codec="pixel", patch_size=3, device="cpu").fit(list(restored(textured(6, seed=1))), list(textured(6, seed=2)))
+    return DOT(codec="pixel", patch_size=3, split="gaussian", device="cpu").fit(list(restored(textured(6, seed=1))), list(textured(6, seed=2)))
 
 
 def test_fitted_attributes(fitted):
@@ -87,7 +87,7 @@ def test_output_kind_follows_input(fitted):
 
 def test_partial_fit_streams_to_the_same_operator(fitted):
     src, tgt = list(restored(textured(6, seed=1))), list(textured(6, seed=2))
-    dot = DOT(codec="pixel", device="cpu")
+    dot = DOT(codec="pixel", split="gaussian", device="cpu")
     for s, t in zip(src, tgt):
         dot.partial_fit([s], role="source").partial_fit([t], role="target")
     assert torch.allclose(dot.operator_, fitted.operator_, rtol=1e-9, atol=1e-10)
@@ -109,7 +109,7 @@ def test_not_fitted_and_bad_parameters():
 
 def test_zero_shot_uses_the_image_itself():
     clean = textured(4, seed=8)
-    dot = DOT(codec="pixel", zero_shot=True, device="cpu").fit(target_images=list(clean))
+    dot = DOT(codec="pixel", zero_shot=True, split="gaussian", device="cpu").fit(target_images=list(clean))
     x_star = restored(textured(2, seed=9))
     assert torch.equal(dot.transform(x_star, alpha=1.0), x_star)
     out = dot.transform(x_star, alpha=0.0)
@@ -137,7 +137,7 @@ def test_save_load_round_trip(fitted, tmp_path):
         assert meta["codec_id"] == "pixel" and meta["patch_size"] == "3"
         assert {"operator", "mean_source", "cov_target"} <= set(f.keys())
     info = json.loads(meta["dotrestore"])
-    assert info["format_version"] == 2 and info["n_source_patches"] == fitted.n_source_patches_
+    assert info["format_version"] == 3 and info["n_source_patches"] == fitted.n_source_patches_
     loaded = DOT.load(path, device="cpu")
     x = restored(textured(1, seed=11))
     assert torch.equal(loaded.transform(x), fitted.transform(x))

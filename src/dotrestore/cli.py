@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from . import data, parallel, pipeline
 from ._version import __version__
-from .detail import describe
+from .detail import DEFAULT_SPLIT, SPLITS, describe
 from .errors import DotRestoreError, InputError, OperatorFileError
 from .experiment.report import alpha_dirname
 from .fileio import StagedFiles
@@ -102,6 +102,11 @@ def _add_fit(sub) -> None:
     p.add_argument("--lowpass-sigma", type=finite_float, default=4.0, metavar="S",
                    help="transport only details finer than a Gaussian low-pass of std S pixels; the restorer's "
                    "low-pass is kept at apply time (default 4; 0 = whole images, as in the paper)")
+    p.add_argument("--split", choices=SPLITS, default=DEFAULT_SPLIT,
+                   help=f"how detail images are made: Gaussian or edge-preserving guided low-pass, optionally "
+                   f"clamped to the restoration's local range (default {DEFAULT_SPLIT})")
+    p.add_argument("--mixture", type=int, default=1, metavar="K",
+                   help="Gaussian-mixture components per role (default 1: one Gaussian, the closed-form map)")
     p.add_argument("--weighting", choices=("uniform", "gaussian"), default="uniform",
                    help="how overlapping patches are averaged back (default uniform)")
     p.add_argument("--zero-shot", action="store_true",
@@ -160,12 +165,21 @@ def _fit(args) -> int:
         codec=args.vae, patch_size=args.patch_size, eps=args.eps, shrinkage=_parse_shrinkage(args.shrinkage),
         weighting=args.weighting, lowpass_sigma=args.lowpass_sigma or None, zero_shot=args.zero_shot,
         device=parallel.local_device(args.device), progress=False, max_pixels=args.max_pixels, **options,
+        split=args.split, mixture=args.mixture,
     )
+    if args.mixture > 1 and parallel.active():
+        raise InputError(None, "--mixture > 1 fits in one process only (EM needs the patches, not moments "
+                         "that merge across processes): run without torchrun")
     for role, paths in (("source", source), ("target", target)):
         if paths is None:
             continue
         with tqdm(total=len(shards[role]), desc=f"encoding {role}", unit="img", leave=False,
                   disable=not parallel.is_main() or len(paths) < 2) as bar:
+            if args.mixture > 1:  # EM needs a reservoir of the patches themselves
+                for path in shards[role]:
+                    dot.partial_fit([path], role=role)
+                    bar.update(1)
+                continue
             moments, count = pipeline.latent_moments(dot, shards[role], sizes=sizes[role], batch_size=args.batch_size,
                                                      workers=args.workers, progress=bar)
         moments = moments if moments is not None else _empty_moments(dot)
@@ -177,7 +191,8 @@ def _fit(args) -> int:
     dot.save(output)
     parallel.barrier()
     print(f"codec: {dot.codec_.id}  patch {dot.patch_size}x{dot.patch_size}  D = {dot.dim_}  "
-          f"transporting {describe(dot.lowpass_sigma)}")
+          f"transporting {describe(dot.lowpass_sigma, dot.split)}"
+          + (f", mixture of {dot.mixture} Gaussians" if dot.mixture > 1 else ""))
     if source is not None:
         print(f"source: {dot.n_source_images_} images, {dot.n_source_patches_} patches")
     print(f"target: {dot.n_target_images_} images, {dot.n_target_patches_} patches")

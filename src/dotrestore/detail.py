@@ -19,16 +19,80 @@ nlmeans at σ = 25 and 5 + 5 unpaired fit images (latent_fd of x̂0 ÷ that of x
 better; README, "Detail transport"): CBSD68 0.64 → 0.37 with PSNR at α = 0 17.8 → 25.8 dB,
 Kodak24 0.76 → 0.43 with 15.0 → 25.3 dB. ``lowpass_sigma=None`` gives Adrai et al.'s
 original whole-image transport.
+
+Split kinds (``kind``; the operator file records it). A Gaussian low-pass smooths strong
+edges, so their step lands in the detail image as a pair of lobes; the transport amplifies
+detail, and amplified lobes are light and dark halos along the edge. Hence:
+
+- ``"gaussian"``: L = L_σ, the Gaussian above (the split before halos were measured);
+- ``"guided"``: L = the guided filter (He, Sun, Tang 2013) of x guided by its own grey
+  image, box radius r = ⌈2σ⌉, ε = :data:`GUIDED_EPS`: an edge-preserving low-pass, so strong
+  edges stay in L (kept from x*) and only texture is transported;
+- ``"gaussian+clamp"`` / ``"guided+clamp"``: the same split, then x̂0 is clamped to the
+  local range of x* (min/max over a (2⌈σ⌉+1)² window) widened by the local range of the
+  decoded detail, see :func:`recombine`.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 
 from .filters import gaussian_blur
 
 #: Added to H_σ(x) so the codec sees values around mid-grey rather than around 0.
 GREY = 0.5
+#: Split kinds, see the module docstring; "gaussian" is the historical one.
+SPLITS = ("gaussian", "guided", "gaussian+clamp", "guided+clamp")
+#: The default split kind, chosen by measurement (docs/studies.md).
+DEFAULT_SPLIT = "guided"
+#: Guided-filter regulariser ε (variance, intensities in [0, 1]): windows whose grey variance is
+#: well above ε (an edge of contrast ≳ 2√ε = 0.2) are kept in the low-pass.
+GUIDED_EPS = 0.01
+
+
+def check_split(kind: str) -> str:
+    if kind not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {kind!r}")
+    return kind
+
+
+def _box(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over the (2r+1)² window of (B, C, H, W), reflected (replicated for tiny maps) borders."""
+    mode = "reflect" if radius < min(x.shape[-2:]) else "replicate"
+    return F.avg_pool2d(F.pad(x, (radius,) * 4, mode=mode), 2 * radius + 1, stride=1)
+
+
+def guided_lowpass(x: torch.Tensor, sigma: float, eps: float = GUIDED_EPS) -> torch.Tensor:
+    r"""Guided filter of (B, C, H, W) x by its grey image I (He et al. 2013, eq. 5-8), r = ⌈2σ⌉:
+
+    .. math:: a_c = \frac{\operatorname{cov}_w(I, x_c)}{\operatorname{var}_w(I) + \epsilon},\quad
+              b_c = \bar x_c - a_c \bar I,\quad L(x)_c = \bar a_c I + \bar b_c,
+
+    with bars the box means over the (2r+1)² windows. Flat windows give L ≈ the box mean
+    (a smoothing low-pass); windows across an edge give a ≈ 1, L ≈ x: the edge is kept.
+    """
+    radius = max(1, math.ceil(2 * sigma))
+    xd = x.to(torch.float64)
+    luma = torch.tensor((0.299, 0.587, 0.114), dtype=xd.dtype, device=xd.device)
+    guide = (xd * luma.view(1, 3, 1, 1)).sum(1, keepdim=True) if xd.shape[1] == 3 else xd.mean(1, keepdim=True)
+    mean_i = _box(guide, radius)
+    mean_x = _box(xd, radius)
+    cov_ix = _box(guide * xd, radius) - mean_i * mean_x
+    var_i = _box(guide * guide, radius) - mean_i * mean_i
+    a = cov_ix / (var_i + eps)
+    b = mean_x - a * mean_i
+    return (_box(a, radius) * guide + _box(b, radius)).to(x.dtype)
+
+
+def local_range(x: torch.Tensor, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(min, max) over the (2r+1)² window around each pixel of (B, C, H, W), window clipped at borders."""
+    k = 2 * radius + 1
+    hi = F.max_pool2d(x, k, stride=1, padding=radius)
+    lo = -F.max_pool2d(-x, k, stride=1, padding=radius)
+    return lo, hi
 
 
 def lowpass(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -36,21 +100,44 @@ def lowpass(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return gaussian_blur(x, sigma)
 
 
-def split(x: torch.Tensor, sigma: float | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(H_σ(x) + ½, L_σ(x)); with σ None or 0, (x, None): the whole image is transported."""
+def split(x: torch.Tensor, sigma: float | None, kind: str = "gaussian") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(x − L(x) + ½, L(x)) with L the ``kind``'s low-pass; with σ None or 0, (x, None): whole images."""
     if not sigma:
         return x, None
-    low = lowpass(x, sigma)
+    low = guided_lowpass(x, sigma) if check_split(kind).startswith("guided") else lowpass(x, sigma)
     return x - low + GREY, low
 
 
-def recombine(decoded: torch.Tensor, low: torch.Tensor | None) -> torch.Tensor:
-    """D(·) − ½ + L_σ(x*): put the restorer's coarse scales back (identity when ``low`` is None)."""
+def recombine(
+    decoded: torch.Tensor, low: torch.Tensor | None, kind: str = "gaussian",
+    reference: torch.Tensor | None = None, sigma: float | None = None,
+) -> torch.Tensor:
+    """D(·) − ½ + L(x*): put the restorer's coarse scales back (identity when ``low`` is None).
+
+    ``"…+clamp"`` kinds then clamp the result to [lo − δ, hi + δ], with [lo, hi] the local range
+    of the restoration x* (``reference``) over the (2⌈σ⌉+1)² window and δ half the local range
+    of the decoded detail over the same window: texture keeps its own amplitude, while a
+    detail lobe cannot push past the brightest or darkest side of a nearby edge by more than
+    the texture around it.
+    """
     if low is None:
         return decoded
-    return decoded - GREY + low
+    out = decoded - GREY + low
+    if check_split(kind).endswith("+clamp"):
+        if reference is None or not sigma:
+            raise ValueError("a '+clamp' split needs the restoration (reference) and sigma")
+        radius = max(1, math.ceil(sigma))
+        lo, hi = local_range(reference.to(out), radius)
+        dlo, dhi = local_range(decoded, radius)
+        margin = (dhi - dlo) / 2
+        out = torch.maximum(torch.minimum(out, hi + margin), lo - margin)
+    return out
 
 
-def describe(sigma: float | None) -> str:
+def describe(sigma: float | None, kind: str = "gaussian") -> str:
     """What is transported, in words, for logs and reports."""
-    return f"details finer than a Gaussian low-pass of sigma {sigma:g} px" if sigma else "whole images"
+    if not sigma:
+        return "whole images"
+    low = "an edge-preserving guided filter" if kind.startswith("guided") else "a Gaussian low-pass"
+    clamp = ", clamped to the local range" if kind.endswith("+clamp") else ""
+    return f"details finer than {low} of sigma {sigma:g} px{clamp}"

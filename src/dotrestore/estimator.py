@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import detail, gaussian
+from .mixture import MixtureTransport, PatchReservoir
 from .codecs import Codec, load_codec
 from .data.io import DEFAULT_MAX_PIXELS, check_max_pixels
 from .devices import parse_device
@@ -36,7 +37,7 @@ from .filters import MAX_SIGMA
 from .errors import ImageTooSmallError, InputError, NotFittedError
 from .image_items import image_items, load_item
 from .patches import MAX_PATCH_SIZE, WEIGHTINGS, extract_patches, transport_latent
-from .state import ROLES, STOCHASTIC, FittedState, RoleState
+from .state import MAX_MIXTURE, ROLES, STOCHASTIC, FittedState, RoleState
 
 INTERPOLATIONS = ("pixel", "latent")
 
@@ -86,7 +87,6 @@ class DOT:
     progress : bool
         Show progress bars while encoding.
     seed : int
-        Seed of the per-patch noise of the stochastic map.
     max_pixels : int or None
         Image files whose header declares more pixels are refused before decoding
         (default :data:`dotrestore.data.DEFAULT_MAX_PIXELS`; None: no limit).
@@ -96,6 +96,18 @@ class DOT:
         dtype ("float32"; "bfloat16"/"float16" on CUDA), ``max_memory`` the activation budget
         that picks tiles under "auto". None keeps the codec's own setting. Transport always
         runs on the whole latent map; statistics stay float64, the operator float32.
+        Seed of the per-patch noise of the stochastic map, of the patch reservoirs and of EM.
+    mixture : int
+        K, the number of Gaussian components of the source and target patch models. 1 (default):
+        one Gaussian each, the closed-form map above. K > 1: Gaussian mixtures fitted by EM on a
+        seeded uniform reservoir of at most ``max_patches`` patches per role, coupled by the MW2
+        plan (Delon & Desolneux 2020), each patch moved by the posterior-weighted component maps
+        (see :mod:`dotrestore.mixture`).
+    split : str
+        How detail images are made (see :mod:`dotrestore.detail`): ``"gaussian"``,
+        ``"guided"`` (edge-preserving), or either with ``"+clamp"``.
+    max_patches : int
+        Reservoir size per role for the mixture's EM (K > 1 only).
     """
 
     def __init__(
@@ -117,6 +129,9 @@ class DOT:
         tile_overlap: int | None = None,
         dtype: str | torch.dtype | None = None,
         max_memory: int | str | None = None,
+        mixture: int = 1,
+        split: str = detail.DEFAULT_SPLIT,
+        max_patches: int = 200_000,
     ):
         self.codec = codec
         self.patch_size = patch_size
@@ -135,6 +150,9 @@ class DOT:
         self.tile_overlap = tile_overlap
         self.dtype = dtype
         self.max_memory = max_memory
+        self.mixture = mixture
+        self.split = split
+        self.max_patches = max_patches
 
     # ------------------------------------------------------------------ set-up
     def _check_params(self) -> None:
@@ -156,6 +174,16 @@ class DOT:
             check_max_pixels(self.max_pixels)
         except ValueError as exc:
             raise InputError(None, str(exc)) from None
+        # --- mixture / split hook (issue 11) ---
+        if self.split not in detail.SPLITS:
+            raise InputError(None, f"split must be one of {detail.SPLITS}, got {self.split!r}")
+        k = self.mixture
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_MIXTURE:
+            raise InputError(None, f"mixture must be an integer from 1 to {MAX_MIXTURE} (components), got {k!r}")
+        if k > 1 and self.zero_shot:
+            raise InputError(None, "mixture > 1 needs fitted source statistics: it cannot be zero-shot")
+        if not isinstance(self.max_patches, int) or self.max_patches < 2 * k:
+            raise InputError(None, f"max_patches must be an integer >= 2 * mixture, got {self.max_patches!r}")
 
     def _device(self) -> torch.device:
         try:
@@ -209,6 +237,7 @@ class DOT:
     n_target_images_ = property(lambda self: self._fitted("n_target_images_", lambda s: s.target.n_images))
     n_source_patches_ = property(lambda self: self._fitted("n_source_patches_", lambda s: s.source.n_patches))
     n_target_patches_ = property(lambda self: self._fitted("n_target_patches_", lambda s: s.target.n_patches))
+    mixture_ = property(lambda self: self._fitted("mixture_", lambda s: s.mixture, optional=True))
     shrinkage_used_ = property(lambda self: self._fitted(
         "shrinkage_used_", lambda s: {r: s.role(r).shrinkage_used for r in ROLES}))
 
@@ -218,7 +247,7 @@ class DOT:
 
     def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(what the codec encodes, the low-pass kept from x): see :mod:`dotrestore.detail`."""
-        return detail.split(x, self.lowpass_sigma)
+        return detail.split(x, self.lowpass_sigma, self.split.split("+")[0])
 
     def _encode_one(self, x: torch.Tensor) -> torch.Tensor:
         codec = self._get_codec()
@@ -254,6 +283,8 @@ class DOT:
                     f"{image.shape[-2]}x{image.shape[-1]} pixels, too small for one {p}x{p} latent patch "
                     f"(its latent is {z.shape[-2]}x{z.shape[-1]})", index=i)
             state.moments.update(patches)
+            if self.mixture > 1:
+                self._reservoir(role).update(patches)
             state.n_images += 1
         self._update_fitted()
         return self
@@ -289,6 +320,26 @@ class DOT:
             if name.endswith("_") and not name.startswith("_") and name != "codec_":
                 delattr(self, name)
         self._cache = None
+        self._reservoirs = {}
+
+    # --- mixture hook (issue 11): reservoir of patches per role, EM + MW2 when both exist ---
+    def _reservoir(self, role: str) -> PatchReservoir:
+        reservoirs = self.__dict__.setdefault("_reservoirs", {})
+        if role not in reservoirs:
+            if self.state_.mixture is not None and not reservoirs:
+                raise InputError(None, "this mixture operator was loaded from a file, which does not store the "
+                                       "patch reservoirs EM needs: fit it again from the images to add more")
+            reservoirs[role] = PatchReservoir(self.max_patches, seed=self.seed + ROLES.index(role))
+        return reservoirs[role]
+
+    def _update_mixture(self) -> None:
+        reservoirs = self.__dict__.get("_reservoirs", {})
+        if self.mixture > 1 and all(r in reservoirs for r in ROLES):
+            source, target = (reservoirs[r].samples.to(self._device()) for r in ROLES)
+            self.state_.mixture = MixtureTransport.fit(
+                source, target, self.mixture, max_samples=self.max_patches,
+                shrinkage="oas" if self.shrinkage is None else self.shrinkage, seed=self.seed)
+    # --- end of the mixture hook ---
 
     def _update_fitted(self) -> None:
         """Recompute the fitted Gaussians and the map from the running moments (a few eigh of D×D)."""
@@ -300,6 +351,7 @@ class DOT:
         if self.zero_shot or source.cov is None or target.cov is None:
             return
         state.operator, state.noise_cov = self._map(source.cov, target.cov)
+        self._update_mixture()
         state.w2_squared = float(gaussian.w2_squared(source.mean, source.cov, target.mean, target.cov))
 
     def _map(self, cov_source: torch.Tensor, cov_target: torch.Tensor):
@@ -311,7 +363,8 @@ class DOT:
 
     def _check_fitted(self) -> None:
         state = getattr(self, "state_", None)
-        if state is None or (state.target.mean is None if self.zero_shot else state.operator is None):
+        if state is None or (state.target.mean is None if self.zero_shot else state.operator is None) or (
+                self.mixture > 1 and state.mixture is None):
             what = "target" if self.zero_shot else "source and target"
             raise NotFittedError(
                 f"This DOT instance has no {what} statistics yet: call fit(source, target) or "
@@ -338,6 +391,8 @@ class DOT:
             operator, noise_cov = self._map(cov_s, self.cov_target_)
             noise = None if noise_cov is None else gaussian.sqrtm_psd(noise_cov)
             args = [None if t is None else t.to(z.device, torch.float32) for t in (operator, mean_s, self.mean_target_, noise)]
+        elif self.mixture > 1:
+            return self.mixture_.transport(z, self.patch_size, self.weighting)
         else:
             args = self._operator_on_device(z.device)
         operator, mean_s, mean_t, noise = args
@@ -416,7 +471,8 @@ class DOT:
 
         def decode(latent: torch.Tensor) -> torch.Tensor:
             # x̂0 is an image: clamped before blending, like a decoder's own output
-            return detail.recombine(codec.decode(latent, size=size), low).clamp_(0, 1)
+            decoded = codec.decode(latent, size=size)
+            return detail.recombine(decoded, low, self.split, reference=x, sigma=self.lowpass_sigma).clamp_(0, 1)
 
         if interpolation == "pixel":
             del z
@@ -487,4 +543,5 @@ class DOT:
     def __repr__(self) -> str:
         codec = self.codec if isinstance(self.codec, str) else getattr(self.codec, "id", type(self.codec).__name__)
         state = "fitted" if hasattr(self, "operator_") or hasattr(self, "mean_target_") else "not fitted"
-        return f"DOT(codec={codec!r}, patch_size={self.patch_size}, lowpass_sigma={self.lowpass_sigma}, {state})"
+        return (f"DOT(codec={codec!r}, patch_size={self.patch_size}, lowpass_sigma={self.lowpass_sigma}, "
+                f"split={self.split!r}, mixture={self.mixture}, {state})")

@@ -1,12 +1,15 @@
 """Operator files: a fitted DOT as safetensors tensors plus JSON metadata.
 
-Layout (format version 2; version 1 files, written before ``lowpass_sigma`` existed, are
-read as whole-image operators, ``lowpass_sigma=None``):
+Layout (format version 3; version 1 files, written before ``lowpass_sigma`` existed, are
+read as whole-image operators, ``lowpass_sigma=None``; versions 1 and 2, written before
+mixtures and split kinds, are read with ``mixture=1`` and ``split="gaussian"``):
 
 - tensors (float64): ``mean_source``, ``cov_source``, ``mean_target``, ``cov_target``,
   ``operator`` (A of eq. 17, or T0 of eq. 19), ``noise_cov`` (Σw of eq. 19, only for the
   stochastic map), and the running moments ``{role}.count|shift|sum|outer`` so that
   fitting can continue after loading;
+- for ``mixture`` K > 1 (version 3): ``mixture.plan`` [K, K] and, per role,
+  ``mixture.{role}.weights`` [K], ``.means`` [K, D], ``.covariances`` [K, D, D];
 - metadata (safetensors' str → str header): ``format`` = ``dotrestore.operator``,
   ``format_version``, ``codec_id``, ``codec_spec``, ``patch_size``, and ``dotrestore``:
   a JSON object with every parameter, the counts, W2² and the package version.
@@ -29,7 +32,8 @@ from .errors import DotRestoreError, OperatorFileError
 from .fileio import atomic_path
 from .state import FORMAT, FORMAT_VERSION, FittedState, validate
 
-_PARAMS = ("patch_size", "eps", "shrinkage", "weighting", "lowpass_sigma", "zero_shot", "stochastic", "seed")
+_PARAMS = ("patch_size", "eps", "shrinkage", "weighting", "lowpass_sigma", "zero_shot", "stochastic", "seed",
+           "mixture", "split", "max_patches")
 
 
 def operator_metadata(dot) -> tuple[dict[str, torch.Tensor], dict]:
@@ -115,6 +119,9 @@ def load_operator(cls, path: str | Path, codec=None, device=None):
     meta, tensors = read_operator_file(path)
     params = {name: meta[name] for name in _PARAMS if name in meta}
     params.setdefault("lowpass_sigma", None)  # version 1: statistics of whole images
+    params.setdefault("split", "gaussian")  # versions 1-2: the Gaussian low-pass
+    params.setdefault("split", "gaussian")  # versions 1-2: the Gaussian low-pass
+    params.setdefault("mixture", 1)
     dot = cls(codec=codec if codec is not None else meta["codec_spec"], device=device, **params)
     try:
         codec_obj = load_codec(dot.codec, device=dot._device())
@@ -134,6 +141,9 @@ def load_operator(cls, path: str | Path, codec=None, device=None):
             path, f"has patch dimension D = {meta['dim']}, but codec {codec_obj.id!r} with patch size "
             f"{dot.patch_size} gives D = {codec_obj.latent_channels * dot.patch_size**2}")
     dot.codec_ = codec_obj
-    dot.state_ = FittedState.from_state_dict(tensors, meta)
+    try:
+        dot.state_ = FittedState.from_state_dict(tensors, meta, eps=dot.eps)
+    except ValueError as exc:  # e.g. mixture components that do not form a valid mixture
+        raise OperatorFileError(path, f"has inconsistent fitted tensors ({exc})") from None
     dot._cache = None
     return dot

@@ -24,14 +24,18 @@ from pathlib import Path
 import torch
 
 from . import gaussian
+from .detail import SPLITS
 from .errors import OperatorFileError
 from .filters import MAX_SIGMA
+from .mixture import MixtureTransport
 from .patches import MAX_PATCH_SIZE, WEIGHTINGS
 
 ROLES = ("source", "target")
+#: Largest K accepted for ``mixture`` (EM on K full D×D covariances per role).
+MAX_MIXTURE = 64
 STOCHASTIC = ("auto", "never", "always")
 FORMAT = "dotrestore.operator"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MOMENT_KEYS = ("count", "shift", "sum", "outer")
 
 
@@ -69,6 +73,8 @@ class FittedState:
     operator: torch.Tensor | None = None
     noise_cov: torch.Tensor | None = None
     w2_squared: float | None = None
+    #: K > 1: both fitted Gaussian mixtures and their MW2 coupling (see :mod:`dotrestore.mixture`)
+    mixture: MixtureTransport | None = None
 
     def role(self, name: str) -> RoleState:
         if name not in ROLES:
@@ -95,13 +101,17 @@ class FittedState:
             meta[f"n_{r}_patches"] = role.n_patches
         put("operator", self.operator)
         put("noise_cov", self.noise_cov)
+        if self.mixture is not None:
+            for key, value in self.mixture.state_dict().items():
+                put(f"mixture.{key}", value)
         meta["shrinkage_used"] = {r: self.role(r).shrinkage_used for r in ROLES}
         meta["stochastic_map"] = self.noise_cov is not None
         meta["w2_squared"] = self.w2_squared
         return tensors, meta
 
     @classmethod
-    def from_state_dict(cls, tensors: Mapping[str, torch.Tensor], meta: Mapping) -> "FittedState":
+    def from_state_dict(cls, tensors: Mapping[str, torch.Tensor], meta: Mapping,
+                        eps: float = gaussian.EPS) -> "FittedState":
         """Rebuild from :meth:`state_dict` output (validate it first with :func:`validate`)."""
         used = meta.get("shrinkage_used")
         state = cls()
@@ -117,6 +127,8 @@ class FittedState:
             setattr(state, r, role)
         state.operator = tensors.get("operator")
         state.noise_cov = tensors.get("noise_cov")
+        group = {k.split(".", 1)[1]: t for k, t in tensors.items() if k.startswith("mixture.")}
+        state.mixture = MixtureTransport.from_state_dict(group, eps=eps) if group else None
         w2 = meta.get("w2_squared")
         state.w2_squared = None if w2 is None else float(w2)
         return state
@@ -174,16 +186,23 @@ META_FIELDS: dict[str, tuple[bool, Callable[[object], bool], str]] = {
     "stochastic_map": (False, lambda v: isinstance(v, bool), "true or false"),
     "seed": (False, lambda v: _is_int(v) and 0 <= v < 2**63, "an integer in [0, 2^63)"),
     "w2_squared": (False, lambda v: v is None or (_is_real(v) and v >= 0), "null or a finite number >= 0"),
+    "mixture": (False, lambda v: _is_int(v) and 1 <= v <= MAX_MIXTURE, f"an integer from 1 to {MAX_MIXTURE}"),
+    "split": (False, lambda v: v in SPLITS, f"one of {list(SPLITS)}"),
+    "max_patches": (False, lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
     **{f"n_{r}_{k}": (False, lambda v: _is_int(v) and v >= 0, "an integer >= 0")
        for r in ROLES for k in ("images", "patches")},
 }
 
-#: tensor name -> shape in terms of D ("" = scalar). Presence rules are in :func:`validate`.
+#: tensor name -> shape in terms of D and K ("" = scalar). Presence rules are in :func:`validate`.
 TENSORS: dict[str, str] = {
     "mean_source": "D", "cov_source": "DD", "mean_target": "D", "cov_target": "DD",
     "operator": "DD", "noise_cov": "DD",
     **{f"{r}.{k}": {"count": "", "shift": "D", "sum": "D", "outer": "DD"}[k] for r in ROLES for k in MOMENT_KEYS},
+    # format version 3, mixture K > 1
+    "mixture.plan": "KK",
+    **{f"mixture.{r}.{k}": s for r in ROLES for k, s in (("weights", "K"), ("means", "KD"), ("covariances", "KDD"))},
 }
+MIXTURE_TENSORS = tuple(name for name in TENSORS if name.startswith("mixture."))
 SYMMETRIC = ("cov_source", "cov_target", "noise_cov")
 
 
@@ -191,7 +210,8 @@ def _required_tensors(meta: Mapping) -> tuple[str, ...]:
     if meta.get("zero_shot"):
         return ("mean_target", "cov_target")
     return ("mean_source", "cov_source", "mean_target", "cov_target", "operator") + (
-        ("noise_cov",) if meta.get("stochastic_map") else ())
+        ("noise_cov",) if meta.get("stochastic_map") else ()) + (
+        MIXTURE_TENSORS if meta.get("mixture", 1) > 1 else ())
 
 
 def validate(meta, tensors: Mapping[str, torch.Tensor], path: str | Path | None) -> dict:
@@ -223,7 +243,12 @@ def validate(meta, tensors: Mapping[str, torch.Tensor], path: str | Path | None)
     if dim % (p * p):
         fail(f"metadata dim = {dim} is not a multiple of patch_size^2 = {p * p}")
 
-    shapes = {"": (), "D": (dim,), "DD": (dim, dim)}
+    k = meta.get("mixture", 1)
+    if k > 1 and meta.get("zero_shot"):
+        fail(f"metadata has mixture = {k} with zero_shot: a mixture needs fitted source statistics")
+    if k == 1 and any(name in tensors for name in MIXTURE_TENSORS):
+        fail("has mixture tensors but metadata mixture = 1")
+    shapes = {"": (), "D": (dim,), "DD": (dim, dim), "K": (k,), "KK": (k, k), "KD": (k, dim), "KDD": (k, dim, dim)}
     for name, tensor in tensors.items():
         if name not in TENSORS:
             fail(f"has an unexpected tensor {name!r} (format version {version} has {', '.join(TENSORS)})")
