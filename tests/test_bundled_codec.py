@@ -74,3 +74,18 @@ def test_demo_offline_runs_a_learned_codec_and_names_it(tmp_path, capsys):
     assert cli.main(["demo", "--out", str(tmp_path / "demo")]) == 0
     report = (tmp_path / "demo" / "report.md").read_text()
     assert "taesd:taef2:" in report and "bundled TAEF2" in report
+
+
+def test_operator_from_a_missing_taef2_folder_falls_back_to_the_bundled_weights(tmp_path):
+    import shutil
+
+    folder = tmp_path / "my-taef2"
+    shutil.copytree(BUNDLED_TAEF2, folder)
+    torch.manual_seed(0)
+    images = [torch.rand(3, 48, 48) for _ in range(4)]
+    dot = DOT(codec=str(folder), patch_size=1, lowpass_sigma=None, device="cpu").fit(images[:2], images[2:])
+    path = dot.save(tmp_path / "op.safetensors")
+    shutil.rmtree(folder)  # the operator records a folder that no longer exists
+    loaded = DOT.load(path, device="cpu")
+    assert loaded.codec_.id == dot.codec_.id and loaded.codec_.spec == "taef2"
+    assert torch.equal(loaded.transform(images[0]), dot.transform(images[0]))

@@ -20,6 +20,7 @@ Loading only parses the header and reads raw tensors: nothing is unpickled.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -31,6 +32,8 @@ from .codecs import load_codec
 from .errors import DotRestoreError, OperatorFileError
 from .fileio import atomic_path
 from .state import FORMAT, FORMAT_VERSION, FittedState, validate
+
+logger = logging.getLogger("dotrestore")
 
 _PARAMS = ("patch_size", "eps", "shrinkage", "weighting", "lowpass_sigma", "zero_shot", "stochastic", "seed",
            "mixture", "split", "max_patches")
@@ -114,12 +117,23 @@ def same_weights(codec_id: str, other_id: str) -> bool:
     return a == b or (len(a) == len(b) == 3 and a[0] == b[0] and a[2] == b[2])
 
 
+def _bundled_with_id(codec_id: str, device):
+    """The bundled TAEF2 when it holds the weights ``codec_id`` names (an operator fitted from a
+    TAEF2 folder that is not on this machine), else None."""
+    if not codec_id.startswith("taesd:"):
+        return None
+    bundled = load_codec("taef2", device=device)
+    if not same_weights(bundled.id, codec_id):
+        return None
+    logger.info("the operator's codec folder is missing here; using the bundled TAEF2 (same weights, %s)", bundled.id)
+    return bundled
+
+
 def load_operator(cls, path: str | Path, codec=None, device=None):
     """Build a fitted ``cls`` (DOT) from an operator file; refuses a codec of another id."""
     meta, tensors = read_operator_file(path)
     params = {name: meta[name] for name in _PARAMS if name in meta}
     params.setdefault("lowpass_sigma", None)  # version 1: statistics of whole images
-    params.setdefault("split", "gaussian")  # versions 1-2: the Gaussian low-pass
     params.setdefault("split", "gaussian")  # versions 1-2: the Gaussian low-pass
     params.setdefault("mixture", 1)
     dot = cls(codec=codec if codec is not None else meta["codec_spec"], device=device, **params)
@@ -128,8 +142,11 @@ def load_operator(cls, path: str | Path, codec=None, device=None):
     except DotRestoreError as exc:
         if codec is not None:
             raise
-        raise OperatorFileError(path, f"records codec {meta['codec_spec']!r}, which cannot be loaded here "
-                                f"({exc}); pass --vae / codec= with the same weights") from None
+        codec_obj = _bundled_with_id(meta["codec_id"], dot._device())
+        if codec_obj is None:
+            raise OperatorFileError(path, f"records codec {meta['codec_spec']!r}, which cannot be loaded here "
+                                    f"({exc}); pass --vae / codec= with the same weights") from None
+        dot.codec = codec_obj.spec
     if not same_weights(codec_obj.id, meta["codec_id"]):
         raise OperatorFileError(
             path,

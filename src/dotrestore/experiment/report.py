@@ -151,7 +151,7 @@ def write_report(folder: Path, rows: list[dict], config, info: dict) -> Path:
     variants = info.get("variants") or {}
     if len(variants) > 1:
         lines += ["Variants compared (each its own rows, curve and collage columns): " + "; ".join(
-            f"`{m}` ({describe(v.get('lowpass_sigma'))}, operator `{v['operator']}`)" for m, v in variants.items()),
+            f"`{m}` ({describe(v.get('lowpass_sigma'), v.get('split', 'gaussian'))}, operator `{v['operator']}`)" for m, v in variants.items()),
             ""]
     lines += ["## Results", "",
               f"Averages over the {counts['test']} test images (PSNR, SSIM and MSE: mean of per-image values on "
@@ -185,7 +185,7 @@ def write_report(folder: Path, rows: list[dict], config, info: dict) -> Path:
               f"- Codec: `{codec['id']}` (spec `{codec['spec']}`, {codec['latent_channels']} latent channels, "
               f"downscale {codec['downscale']}, device {codec['device']})",
               f"- Operator: patch {op['patch_size']}×{op['patch_size']} (D = {op['dim']}), "
-              f"{describe(op.get('lowpass_sigma'))}, "
+              f"{describe(op.get('lowpass_sigma'), op.get('split', 'gaussian'))}, "
               f"{op['n_source_patches']} source / {op['n_target_patches']} target patches, shrinkage "
               f"{_shrinkage(op['shrinkage_used'])}, {'stochastic (singular Σs)' if op['stochastic'] else 'deterministic'} map, "
               f"W2²(source, target) = {_num(op['w2_squared'])}; saved as `operator.safetensors` "
