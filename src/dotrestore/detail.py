@@ -14,10 +14,8 @@ Why: a restorer's low frequencies are already accurate (denoisers, deblurrers an
 super-resolvers all lose detail, not colour or layout), while the latent patch Gaussians
 of a dozen unrelated photographs differ mostly in exactly those low frequencies: which
 colours and scenes the few fit images happen to show. Transporting whole images then
-moves every new image towards the fit photographs' colours. Measured with TAEF2, p = 3,
-nlmeans at σ = 25 and 5 + 5 unpaired fit images (latent_fd of x̂0 ÷ that of x*, lower is
-better; README, "Detail transport"): CBSD68 0.64 → 0.37 with PSNR at α = 0 17.8 → 25.8 dB,
-Kodak24 0.76 → 0.43 with 15.0 → 25.3 dB. ``lowpass_sigma=None`` gives Adrai et al.'s
+moves every new image towards the fit photographs' colours (measurements: README,
+"Detail transport", and docs/studies.md). ``lowpass_sigma=None`` gives Adrai et al.'s
 original whole-image transport.
 
 Split kinds (``kind``; the operator file records it). A Gaussian low-pass smooths strong
