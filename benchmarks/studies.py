@@ -78,7 +78,7 @@ def configurations(tables: list[str], kinds=("gaussian", "guided")) -> list[dict
                 add("patch", kind=kind, p=p)
     if "fit" in tables:
         for kind in kinds:
-            for nfit in (5, 10):
+            for nfit in (5, 10, 20):
                 for paired in (False, True):
                     add("fit", kind=kind, nfit=nfit, paired=paired)
     if "blur" in tables:
