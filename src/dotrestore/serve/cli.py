@@ -32,10 +32,10 @@ def register(subparsers) -> None:
 
 
 def serve_command(args) -> int:
+    if not 0 < args.port < 65536:  # arguments first: a bad flag is named whether or not Gradio is installed
+        raise InputError(None, f"--port must be in 1..65535, got {args.port}")
     if importlib.util.find_spec("gradio") is None:
         raise InputError(None, 'dotrestore serve needs Gradio: pip install "dotrestore[ui]"')
-    if not 0 < args.port < 65536:
-        raise InputError(None, f"--port must be in 1..65535, got {args.port}")
     if args.max_pixels < 1:
         raise InputError(None, f"--max-pixels must be positive, got {args.max_pixels}")
     from . import Explorer, serve
