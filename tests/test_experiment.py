@@ -248,7 +248,7 @@ def test_taef2_cbsd68_kodak_end_to_end(cbsd68_dir, kodak24_dir, taef2_dir, tmp_p
     out = tmp_path / "taef2"
     result = run(ExperimentConfig(clean=str(cbsd68_dir), test_clean=str(kodak24_dir), degrade="noise:sigma=50",
                                   restorer="gaussian-blur:sigma=2", vae=str(taef2_dir), save_outputs=True,
-                                  out=str(out), progress=False))
+                                  out=str(out), progress=False, variants=["detail"]))
     rows = {(r["method"], r["alpha"]): r for r in result.rows}
     assert sorted(a for m, a in rows if m == "dot-detail") == sorted(DEFAULT_ALPHAS)
     x_star, dot0 = rows[("restored", None)], rows[("dot-detail", 0.0)]
@@ -277,7 +277,7 @@ def test_unpaired_five_plus_five_nlmeans_keeps_the_restorers_colours(cbsd68_dir,
         (folder / path.name).symlink_to(path)
     result = run(ExperimentConfig(clean=str(folder), degrade="noise:sigma=25", restorer="nlmeans",
                                   vae=str(taef2_dir), fit_source=5, fit_target=5, out=str(tmp_path / "out"),
-                                  collages=0, progress=False))
+                                  collages=0, progress=False, variants=["detail"]))
     rows = {(r["method"], r["alpha"]): r for r in result.rows}
     x_star, dot0 = rows[("restored", None)], rows[("dot-detail", 0.0)]
     assert dot0["n_images"] == 15

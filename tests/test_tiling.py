@@ -177,7 +177,10 @@ def test_cli_apply_with_forced_tiles_matches_tile_off(kodak_fit, tmp_path):
 
 
 # ---------------------------------------------------------------------- the memory bound
-@pytest.mark.slow  # a 24-megapixel photograph through TAEF2 on the CPU: many minutes on 2 cores
+# A 24-megapixel photograph through TAEF2 on the CPU: tens of minutes on 2 cores, too long for CI
+# beside the other slow runs; `python -m pytest -m huge` runs it.
+@pytest.mark.slow
+@pytest.mark.huge
 def test_apply_on_a_6000x4000_photograph_stays_within_4_gb(kodak24_dir, taef2_dir, tmp_path):
     import resource
     import subprocess
