@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import data, parallel, pipeline
+from . import data
 from ._version import __version__
 from .detail import DEFAULT_SPLIT, SPLITS, describe
 from .errors import DotRestoreError, InputError, OperatorFileError

@@ -7,7 +7,6 @@ Every stage clips its output to [0, 1]. ``str(deg)`` gives the canonical spec ba
 
 from __future__ import annotations
 
-import functools
 import io
 
 import numpy as np
