@@ -14,6 +14,10 @@ only with 2 GPUs). Prints images/s and the ratios DOT ÷ codec and 2 processes �
     python benchmarks/throughput.py [--device cpu|cuda] [--batch-size 8] [--images 16]
                                     [--size 512] [--codecs taef2 sd-vae] [--taesd DIR]
                                     [--workers N] [--repeats 2] [--no-torchrun]
+                                    [--images-from DIR]
+
+``--images-from DIR`` uses the PNGs of DIR (e.g. ../shared/data/kodak24: 768×512 and
+512×768, batched by size) instead of generated 512² images.
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ def run_once(mode: str, dot: DOT, paths: list[Path], out: Path, batch_size: int,
     """Seconds for this rank's shard, from the first read to the last PNG on disk."""
     codec = dot.codec_
     mine = parallel.shard(paths)
-    sizes = [tuple(data.read_image(p).shape[-2:]) for p in mine[:1]] * len(mine)  # all the same size
+    sizes = data.validate_images(mine, None)  # before the clock starts, as the CLI validates first
     parallel.barrier()
     if codec.device.type == "cuda":
         torch.cuda.synchronize(codec.device)
@@ -96,7 +100,7 @@ def measure(args) -> dict:
     parallel.init(args.device)
     device = parallel.local_device(args.device)
     folder = Path(args.folder)
-    paths = sorted(folder.glob("img*.png"))
+    paths = sorted(folder.glob("*.png"))
     results = {}
     for name in args.codecs:
         codec = build_codec(name, device, Path(args.taesd))
@@ -125,6 +129,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--no-torchrun", action="store_true", help="skip the 2-process measurement")
+    parser.add_argument("--images-from", default=None, metavar="DIR", help="the PNGs of DIR instead of generated ones")
     parser.add_argument("--folder", default=None, help=argparse.SUPPRESS)  # set for the torchrun ranks
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -139,13 +144,17 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         args.folder = tmp
-        make_images(Path(tmp), args.images, args.size)
+        if args.images_from:
+            args.folder = str(Path(args.images_from).resolve())
+            args.images = len(list(Path(args.folder).glob("*.png")))
+        else:
+            make_images(Path(tmp), args.images, args.size)
         one = measure(args)
         two = None
         multi_gpu_ok = not args.device.startswith("cuda") or torch.cuda.device_count() >= 2
         if not args.no_torchrun and multi_gpu_ok:
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                   str(Path(__file__).resolve()), "--inner", "--folder", tmp, "--device", args.device,
+                   str(Path(__file__).resolve()), "--inner", "--folder", args.folder, "--device", args.device,
                    "--batch-size", str(args.batch_size), "--codecs", *args.codecs, "--taesd", args.taesd,
                    "--workers", str(max(0, args.workers // 2)), "--repeats", str(args.repeats)]
             run = subprocess.run(cmd, capture_output=True, text=True)
@@ -154,7 +163,8 @@ def main() -> None:
                 print(run.stderr[-3000:], file=sys.stderr)
             else:
                 two = json.loads(line[len("RESULTS "):])
-    print(f"apply throughput, {args.images} images of {args.size}², device {args.device}, batch {args.batch_size}, "
+    what = f"the PNGs of {args.images_from}" if args.images_from else f"{args.size}²"
+    print(f"apply throughput, {args.images} images of {what}, device {args.device}, batch {args.batch_size}, "
           f"{args.workers} loader workers, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'codec':<8}{'procs':>6}{'codec img/s':>13}{'DOT img/s':>11}{'DOT/codec time':>16}{'2p/1p':>8}")
     for name, r in one.items():

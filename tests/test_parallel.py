@@ -62,6 +62,34 @@ def test_batches_yield_every_item_once_stacked(tmp_path, workers):
     assert all(abs(v - k / 10) < 1 / 255 for k, v in seen.items())
 
 
+def test_fit_moments_encode_whole_loader_batches(tmp_path):
+    """fit --batch-size B: the codec encodes B same-size images per call; moments as one at a time."""
+    from dotrestore import DOT
+
+    g = torch.Generator().manual_seed(5)
+    paths = [data.save_image(torch.rand(3, 48, 40, generator=g), tmp_path / f"{i}.png") for i in range(5)]
+    sizes = data.validate_images(paths, None)
+    dot = DOT(codec="pixel", patch_size=3, device="cpu", progress=False)
+    calls = []
+    codec = dot._get_codec()
+    encode = codec.encode
+    codec.encode = lambda x: calls.append(x.shape[0]) or encode(x)
+    one, n1 = pipeline.latent_moments(dot, paths, sizes=sizes, batch_size=1, workers=0)
+    assert calls == [1] * 5
+    calls.clear()
+    four, n4 = pipeline.latent_moments(dot, paths, sizes=sizes, batch_size=4, workers=0)
+    assert calls == [4, 1] and n1 == n4 == 5
+    assert torch.allclose(four.mean, one.mean, rtol=1e-6) and torch.allclose(four.covariance, one.covariance, rtol=1e-6)
+    dot.batch_size, calls[:] = 2, []
+    latents = dot.encode(torch.rand(5, 3, 48, 40, generator=g))  # a batch tensor: batch_size per codec call
+    assert calls == [2, 2, 1] and [tuple(z.shape) for z in latents] == [(1, 3, 48, 40)] * 5
+    bad = torch.rand(2, 3, 48, 40)
+    bad[1, 0, 0, 0] = float("nan")
+    with pytest.raises(Exception, match="NaN"):
+        pipeline.latent_moments(dot, ["a", "b"], lambda item: bad[0] if item == "a" else bad[1],
+                                sizes=[(48, 40)] * 2, batch_size=2, workers=0)
+
+
 def test_image_writer_writes_and_surfaces_errors(tmp_path):
     with pipeline.ImageWriter() as writer:
         for k in range(5):

@@ -9,7 +9,7 @@ import torch
 
 from dotrestore import DOT
 from dotrestore.cli import main
-from dotrestore.codecs import PixelCodec, codec_from_diffusers, load_codec, tiling
+from dotrestore.codecs import PixelCodec, codec_from_diffusers, load_codec, tiled_norm, tiling
 from dotrestore.data import read_image, save_image
 
 
@@ -116,6 +116,42 @@ def test_tiled_group_norm_statistics_equal_whole_image_statistics(taef2_dir):
     for key, (mean, var) in whole.items():
         assert torch.allclose(norms.stats[key][0], mean, atol=1e-4)
         assert torch.allclose(norms.stats[key][1], var, rtol=1e-3, atol=1e-5)
+
+
+def test_stat_tiles_spread_over_rows_and_columns():
+    assert len(tiled_norm.stat_tiles(8, 8, 64)) == 64
+    picked = tiled_norm.stat_tiles(8, 8, 4)
+    assert len(picked) == 4
+    assert len({i for i, _ in picked}) == 4 and len({j for _, j in picked}) == 4  # no stripe
+
+
+def _two_scenes(height: int, width: int) -> torch.Tensor:
+    """A dark smooth half beside a bright textured half: tiles differ a lot in their statistics."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.empty(1, 3, height, width)
+    x[..., : width // 2] = 0.15 + 0.05 * torch.rand(1, 3, height, width // 2, generator=g)
+    x[..., width // 2:] = 0.8 * torch.rand(1, 3, height, width - width // 2, generator=g)
+    return x
+
+
+def test_deep_codecs_take_group_norm_statistics_on_a_sample_of_tiles_within_the_cost_bound():
+    codec = codec_from_diffusers(_tiny_kl(), "tiny")  # 10 GroupNorms: exact costs about 5 passes
+    x = _two_scenes(128, 128)
+    norms = tiling.SharedGroupNorm(codec._modules())
+    errors = {}
+    with torch.inference_mode():
+        assert tiling.tiled_group_norm_stats(x, codec._encode, norms, 32, 16, 8) == "exact"
+        exact = dict(norms.stats)
+        for passes, how in ((0.01, "1 of 16 tiles"), (1.0, "4 of 16 tiles"), (2.5, "8 of 16 tiles"), (5.0, "exact")):
+            norms.stats.clear()
+            assert tiling.tiled_group_norm_stats(x, codec._encode, norms, 32, 16, 8, max_passes=passes) == how
+            assert norms.stats.keys() == exact.keys()
+            errors[passes] = max(float(((norms.stats[k][1] - v) / v).abs().max()) for k, (_, v) in exact.items())
+    assert errors[5.0] == 0.0
+    assert errors[0.01] > 0.1  # one tile of one half misjudges the whole image
+    assert errors[2.5] < errors[0.01] / 2  # tiles from both halves: closer
+    # the default bound keeps TAEF2-like networks (3 GroupNorms: 1.5 passes) exact
+    assert tiling.STAT_PASSES >= 1.5
 
 
 # ---------------------------------------------------------------------- faithfulness on real photographs

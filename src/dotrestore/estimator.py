@@ -258,7 +258,10 @@ class DOT:
 
         With ``lowpass_sigma`` these are the latents of the detail images x − L_σ(x) + ½.
         """
-        items, _ = image_items(images, "encode", self.max_pixels)
+        items, kind = image_items(images, "encode", self.max_pixels)
+        if kind == "batch":  # a (B, 3, H, W) tensor: the codec encodes batch_size images at a time
+            [load_item(x, None) for x in items]  # NaN/inf refused, as for single images
+            return [z[None] for chunk in images.float().split(self.batch_size) for z in self._encode_one(chunk)]
         return [self._encode_one(load_item(x, self.max_pixels)[None]) for x in self._progress(items, "encoding")]
 
     # ------------------------------------------------------------------ fitting

@@ -168,14 +168,18 @@ def latent_moments(dot, items: Sequence, load: Callable = data.read_image, *, si
     An image without one complete latent patch is an ImageTooSmallError naming ``name(item)``
     (default: the item itself, a path). Returns ``(None, 0)`` for no items.
     """
-    from .errors import ImageTooSmallError
+    from .errors import ImageTooSmallError, InputError
     from .gaussian import Moments
     from .patches import extract_patches
 
     name = name or (lambda item: item)
     moments, count = None, 0
     for positions, batch in batches(items, load, sizes=sizes, batch_size=batch_size, workers=workers):
-        for k, z in zip(positions, dot.encode(batch)):
+        if not torch.isfinite(batch).all():
+            bad = next(k for k, image in zip(positions, batch) if not torch.isfinite(image).all())
+            raise InputError(name(items[bad]), "image contains NaN or infinite values")
+        # one codec call per loader batch (same-size images), whatever dot.batch_size is
+        for k, z in zip(positions, dot._encode_one(batch.float())[:, None]):
             patches = extract_patches(z, dot.patch_size)
             if patches.shape[0] == 0:
                 p = dot.patch_size

@@ -19,8 +19,10 @@ Encoding blends latents (overlap/f latent samples), decoding blends pixels; tran
 always runs on the whole latent map, so patch statistics never see a tile border. Two more
 things make a tile compute what the whole image would: every tile also sees ``overlap``
 pixels of context beyond its borders (cropped off after), and GroupNorm layers normalise
-with the statistics of the whole image (:class:`SharedGroupNorm`, computed exactly tile
-by tile for big images), not of the tile.
+with the statistics of the whole image (:class:`SharedGroupNorm`), not of the tile: from
+one pass over the image when it fits the budget, else tile by tile: exactly for networks
+with few GroupNorms (TAEF2), and for deep ones (the SD VAE) on an evenly spread sample of
+tiles, so that the cost stays within :data:`STAT_PASSES` passes of the network.
 
 ``tile="auto"`` tiles only images above 1024×1024 pixels whose estimated activation
 memory exceeds the budget (``max_memory``; on CUDA the free device memory, on the CPU
@@ -39,6 +41,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .tiled_norm import SharedGroupNorm, tiled_group_norm_stats  # noqa: F401 (part of this module's API)
+
 #: images with at most this many pixels are never tiled under ``tile="auto"``
 AUTO_MIN_PIXELS = 1024 * 1024
 #: activation budget (bytes) of a codec on the CPU when ``max_memory`` is not given
@@ -51,6 +55,11 @@ DEFAULT_OVERLAP = 64
 #: the estimate of a network's working memory is this many times its largest activation
 #: (its input, its output and the temporaries of a residual block are alive together)
 ACTIVATION_FACTOR = 4
+#: GroupNorm statistics of an image too big for one pass cost at most this many passes of
+#: the network (see tiled_group_norm_stats): exact ones cost about L/2 passes for L
+#: GroupNorms, 1.5 for TAEF2 (which stays exact) and some 15 for the SD VAE's decoder, which
+#: above this bound takes them on an evenly spread sample of tiles. None: always exact.
+STAT_PASSES: float | None = 2.0
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -233,133 +242,6 @@ def tiled_apply(
     return out.div_(total)
 
 
-# ---------------------------------------------------------------------- GroupNorm
-class SharedGroupNorm:
-    """GroupNorm statistics of the whole image, shared by every tile.
-
-    GroupNorm normalises by the mean and variance of a whole feature map; run per tile it
-    would normalise each tile by its own statistics (a 128-pixel tile of sky and one of
-    foliage are normalised very differently), which no overlap can blend away. Inside
-    ``with SharedGroupNorm(modules).record():`` every ``nn.GroupNorm`` of ``modules``
-    stores the per-group mean and variance it computes (run the network once on the whole
-    image, or a downscaled copy that fits in memory); inside ``.frozen()`` they normalise
-    with those stored statistics instead of the tile's own:
-
-        GN(x) = (x − μ_g) / sqrt(σ²_g + ε) · γ + β,   μ_g, σ²_g of the whole image.
-    """
-
-    def __init__(self, modules):
-        self.norms = [m for module in modules for m in module.modules() if isinstance(m, nn.GroupNorm)]
-        self.stats: dict[int, tuple[Tensor, Tensor]] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self.norms)
-
-    def _patched(self, forward):
-        import contextlib
-
-        @contextlib.contextmanager
-        def manager():
-            for norm in self.norms:
-                norm.forward = forward.__get__(norm)
-            try:
-                yield self
-            finally:
-                for norm in self.norms:
-                    del norm.forward  # back to the class's forward
-        return manager()
-
-    def record(self):
-        stats = self.stats
-
-        def forward(norm, x):
-            groups = x.float().reshape(x.shape[0], norm.num_groups, -1)
-            stats[id(norm)] = (groups.mean(-1), groups.var(-1, unbiased=False))
-            return nn.GroupNorm.forward(norm, x)
-        return self._patched(forward)
-
-    def frozen(self):
-        return self._patched(self.frozen_forward())
-
-    def frozen_forward(self):
-        stats = self.stats
-
-        def forward(norm, x):
-            mean, var = stats[id(norm)]
-            b, c = x.shape[:2]
-            per_group = c // norm.num_groups
-            scale = torch.rsqrt(var + norm.eps).repeat_interleave(per_group, dim=1)  # (B, C)
-            shift = -mean.repeat_interleave(per_group, dim=1) * scale
-            if norm.affine:
-                shift = shift * norm.weight.float() + norm.bias.float()
-                scale = scale * norm.weight.float()
-            view = (b, c) + (1,) * (x.ndim - 2)
-            return x * scale.reshape(view).to(x.dtype) + shift.reshape(view).to(x.dtype)
-        return forward
-
-
-class _Stop(Exception):
-    """Raised inside a network once the statistics wanted from it are taken."""
-
-
-def call_order(norms: SharedGroupNorm, fn: Callable[[Tensor], Tensor], probe: Tensor) -> list[nn.GroupNorm]:
-    """The GroupNorms of ``norms`` that a forward pass of ``fn`` calls, in call order."""
-    with norms.record():
-        fn(probe)
-    order = {key: i for i, key in enumerate(norms.stats)}
-    norms.stats.clear()
-    return sorted((norm for norm in norms.norms if id(norm) in order), key=lambda norm: order[id(norm)])
-
-
-def tiled_group_norm_stats(
-    x: Tensor, fn: Callable[[Tensor], Tensor], norms: SharedGroupNorm, tile: int, context: int, unit: int
-) -> None:
-    """Whole-image GroupNorm statistics of ``fn`` over x, exactly, one tile at a time.
-
-    Layer k's statistics depend on the layers before it, so the layers are taken in call
-    order: with the statistics of layers < k frozen, every tile (with ``context`` samples
-    of neighbours) runs up to layer k, which adds Σx and Σx² over the tile's own,
-    non-overlapping region and stops the pass. Costs one partial pass per GroupNorm.
-    """
-    probe = x[..., : min(x.shape[-2], 4 * unit), : min(x.shape[-1], 4 * unit)]
-    order = call_order(norms, fn, probe)
-    height, width = x.shape[-2:]
-    frozen_forward = norms.frozen_forward()
-    for target in order:
-        total: list[Tensor] = []
-
-        def accumulate(norm, h, region=None):
-            if norm is not target:
-                return frozen_forward(norm, h)
-            (r0, r1), (c0, c1), full = region_of[0]
-            sy, sx = h.shape[-2] / full[0], h.shape[-1] / full[1]
-            own = h[..., round(r0 * sy):round(r1 * sy), round(c0 * sx):round(c1 * sx)].double()
-            groups = own.reshape(own.shape[0], norm.num_groups, -1, own.shape[-2] * own.shape[-1])
-            sums = torch.stack([groups.sum((-1, -2)), (groups * groups).sum((-1, -2)),
-                                torch.full_like(groups[:, :, 0, 0], groups[0, 0].numel())])
-            if total:
-                total[0] += sums
-            else:
-                total.append(sums)
-            raise _Stop
-
-        region_of: list = [None]
-        with norms._patched(accumulate):
-            for r in range(0, height, tile):
-                for c in range(0, width, tile):
-                    top, left = max(r - context, 0), max(c - context, 0)
-                    crop = x[..., top:r + tile + context, left:c + tile + context]
-                    size = (min(r + tile, height) - top, min(c + tile, width) - left)
-                    region_of[0] = ((r - top, size[0]), (c - left, size[1]), crop.shape[-2:])
-                    try:
-                        fn(crop)
-                    except _Stop:
-                        pass
-        sums, squares, count = total[0]
-        mean = sums / count
-        norms.stats[id(target)] = (mean.float(), (squares / count - mean * mean).clamp_min(0).float())
-
-
 def tiled_codec_apply(
     x: Tensor,
     fn: Callable[[Tensor], Tensor],
@@ -376,9 +258,9 @@ def tiled_codec_apply(
     """:func:`tiled_apply` for a codec network, its GroupNorms using whole-image statistics.
 
     The statistics come from one pass of ``fn`` over x when x has at most ``stat_pixels``
-    pixels, else from :func:`tiled_group_norm_stats` (exact, one partial tiled pass per
-    GroupNorm). Every tile sees ``overlap`` samples of context beyond its own borders, so
-    the blended region is computed from real neighbours.
+    pixels, else from :func:`tiled_group_norm_stats` (within :data:`STAT_PASSES` passes of
+    the network). Every tile sees ``overlap`` samples of context beyond its own
+    borders, so the blended region is computed from real neighbours.
     """
     norms = SharedGroupNorm(modules)
     if not norms:
@@ -387,6 +269,6 @@ def tiled_codec_apply(
         with norms.record():
             fn(x)
     else:
-        tiled_group_norm_stats(x, fn, norms, tile, overlap, unit)
+        tiled_group_norm_stats(x, fn, norms, tile, overlap, unit, max_passes=STAT_PASSES, progress=progress)
     with norms.frozen():
         return tiled_apply(x, fn, tile, overlap, scale, unit, out_channels, progress, desc, context=overlap)
