@@ -34,13 +34,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dotrestore import detail, gaussian, metrics, perception
+from dotrestore.ot import split as detail, gaussian
+from dotrestore import metrics
+from dotrestore.metrics import perception
 from dotrestore.codecs import load_codec
-from dotrestore.data import io
+from dotrestore.io import images as io
 from dotrestore.data.degradations import parse_degradation
 from dotrestore.data.restorers import parse_restorer
-from dotrestore.mixture import MixtureTransport
-from dotrestore.patches import extract_patches, transport_latent
+from dotrestore.ot.mixture import MixtureTransport
+from dotrestore.ot.patches import extract_patches, transport_latent
 
 HERE = Path(__file__).resolve().parent
 RESTORERS = {  # name: (degradation, restorer)

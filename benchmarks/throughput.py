@@ -33,7 +33,8 @@ from pathlib import Path
 
 import torch
 
-from dotrestore import DOT, data, parallel, pipeline
+from dotrestore import DOT, data
+from dotrestore.runtime import parallel, pipeline
 from dotrestore.codecs import codec_from_diffusers, load_codec, sd_vae_config
 from dotrestore.data.degradations import gaussian_blur
 

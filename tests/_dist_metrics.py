@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-from dotrestore import parallel
+from dotrestore.runtime import parallel
 from dotrestore.metrics import FID, KID, PatchMoments, PerImageMean, mse
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from dotrestore import data
-from dotrestore.detail import lowpass
+from dotrestore.ot.split import lowpass
 
 
 def textured(k: int, size: int = 64, seed: int = 0) -> torch.Tensor:

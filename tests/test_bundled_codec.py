@@ -59,7 +59,7 @@ def test_operator_fitted_with_taef2_round_trips(tmp_path):
 
 
 def test_cli_fit_defaults_to_auto():
-    from dotrestore.cli import build_parser
+    from dotrestore.cli.commands import build_parser
 
     args = build_parser().parse_args(["fit", "--source", "a", "--target", "b", "-o", "op.safetensors"])
     assert args.vae == "auto"

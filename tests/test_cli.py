@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dotrestore.cli import alpha_dirname, main
+from dotrestore.cli.commands import alpha_dirname, main
 
 
 def write_images(folder, n, seed, size=(40, 52), blur=False):

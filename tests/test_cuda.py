@@ -7,7 +7,7 @@ import torch
 
 from dotrestore import DOT
 from dotrestore.codecs import codec_from_diffusers, load_codec
-from dotrestore.patches import overlap_add, transport_latent, transport_latent_reference
+from dotrestore.ot.patches import overlap_add, transport_latent, transport_latent_reference
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 CUDA = torch.device("cuda")

@@ -118,7 +118,7 @@ def test_mode_conversions_with_notice(tmp_path, caplog):
     pal.save(tmp_path / "pal.png")
     Image.fromarray(np.array([[65535, 32768], [0, 1]], dtype=np.uint16)).save(tmp_path / "sixteen.png")
 
-    with caplog.at_level(logging.WARNING, logger="dotrestore.data.io"):
+    with caplog.at_level(logging.WARNING, logger="dotrestore.io.images"):
         g = read_image(tmp_path / "gray.png")
         a = read_image(tmp_path / "rgba.png")
         p = read_image(tmp_path / "pal.png")

@@ -11,7 +11,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from dotrestore import DOT
-from dotrestore.detail import GREY, lowpass, recombine, split
+from dotrestore.ot.split import GREY, lowpass, recombine, split
 from dotrestore.errors import InputError
 
 

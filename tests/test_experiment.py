@@ -16,7 +16,7 @@ from PIL import Image
 from dotrestore import cli as top_cli
 from dotrestore.errors import InputError
 from dotrestore.experiment import DEFAULT_ALPHAS, ExperimentConfig, alpha_dirname, run
-from dotrestore.experiment.cli import config_from_args
+from dotrestore.cli.experiment import config_from_args
 
 SIZE = 40
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 
-from dotrestore.gaussian import (
+from dotrestore.ot.gaussian import (
     EPS,
     Moments,
     effective_rank,

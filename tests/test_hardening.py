@@ -17,9 +17,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from dotrestore import DOT
-from dotrestore.cli import main
+from dotrestore.cli.commands import main
 from dotrestore.errors import InputError, OperatorFileError
-from dotrestore.fileio import atomic_write, default_file_mode
+from dotrestore.io.files import atomic_write, default_file_mode
 from dotrestore.state import FittedState, validate
 
 
@@ -366,8 +366,8 @@ def test_experiment_help_shows_real_defaults(capsys):
 
 # ---------------------------------------------------------------------- error types and --debug
 def test_library_internals_raise_value_errors_not_input_errors():
-    from dotrestore.gaussian import Moments
-    from dotrestore.patches import extract_patches
+    from dotrestore.ot.gaussian import Moments
+    from dotrestore.ot.patches import extract_patches
 
     for call in (lambda: Moments(3).update(torch.zeros(2, 2)), lambda: extract_patches(torch.zeros(3, 3), 3)):
         with pytest.raises(ValueError) as info:
@@ -377,7 +377,7 @@ def test_library_internals_raise_value_errors_not_input_errors():
 
 def test_internal_error_is_one_line_exit_1_and_debug_shows_it(files, capsys, monkeypatch):
     _, _, op = files
-    import dotrestore.cli as cli
+    import dotrestore.cli.commands as cli
 
     def boom(args):
         raise RuntimeError("kaboom\nsecond line")
@@ -400,7 +400,8 @@ def _with_func(parser, command, func):
 
 
 def test_gaussian_kernel_is_shared():
-    from dotrestore import filters, metrics, patches
+    from dotrestore.ot import filters, patches
+    from dotrestore import metrics
     from dotrestore.data import degradations
 
     assert degradations.gaussian_blur is filters.gaussian_blur

@@ -196,7 +196,7 @@ def test_perceptual_metrics_skip_with_reason_here():
 
 def test_perceptual_availability_names_missing_weights(monkeypatch, tmp_path):
     # Pretend every module is installed: the reason must then be the uncached weights.
-    monkeypatch.setattr(metrics.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: object())
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(torch.hub, "_hub_dir", None)
     avail = perceptual_availability()

@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dotrestore import gaussian
-from dotrestore.mixture import GaussianMixture, MixtureTransport, fit_gmm, mixture_ot_plan
-from dotrestore.patches import transport_latent
+from dotrestore.ot import gaussian
+from dotrestore.ot.mixture import GaussianMixture, MixtureTransport, fit_gmm, mixture_ot_plan
+from dotrestore.ot.patches import transport_latent
 
 ot = pytest.importorskip("ot")
 ot_gmm = pytest.importorskip("ot.gmm")
@@ -160,7 +160,7 @@ def test_bad_input():
 
 
 def test_reservoir_is_bounded_seeded_and_uniform():
-    from dotrestore.mixture import PatchReservoir
+    from dotrestore.ot.mixture import PatchReservoir
 
     rows = torch.arange(10000, dtype=torch.float32)[:, None].expand(10000, 2)
     a, b = PatchReservoir(500, seed=1), PatchReservoir(500, seed=1)

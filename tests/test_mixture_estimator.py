@@ -11,7 +11,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from dotrestore import DOT
-from dotrestore.detail import GREY, guided_lowpass
+from dotrestore.ot.split import GREY, guided_lowpass
 from dotrestore.errors import InputError
 
 

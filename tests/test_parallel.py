@@ -13,7 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from dotrestore import data, parallel, pipeline
+from dotrestore import data
+from dotrestore.runtime import parallel, pipeline
 from dotrestore.data.degradations import gaussian_blur
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 
-from dotrestore.patches import (
+from dotrestore.ot.patches import (
     extract_patches,
     overlap_add,
     patch_weights,

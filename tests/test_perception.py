@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dotrestore.data.degradations import gaussian_blur
-from dotrestore.perception import halo_measure, radial_power_spectrum, spectrum_distance, strong_edge_band
+from dotrestore.metrics.perception import halo_measure, radial_power_spectrum, spectrum_distance, strong_edge_band
 
 
 def _textured(seed=0, size=64):

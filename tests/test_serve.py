@@ -7,7 +7,8 @@ import zipfile
 import pytest
 import torch
 
-from dotrestore import DOT, cli, data
+from dotrestore import DOT, data
+from dotrestore import cli
 from dotrestore.errors import InputError, NotFittedError, OperatorFileError
 from dotrestore.serve import Explorer
 from dotrestore.serve.cache import Entry, TransportCache, blend
@@ -149,7 +150,7 @@ def test_app_builds_with_the_transform_api(ws, tmp_path):
 def test_serve_command_binds_localhost_by_default():
     args = cli.build_parser().parse_args(["serve", "op.safetensors", "--images", "imgs"])
     assert (args.host, args.port, args.max_pixels) == ("127.0.0.1", 7860, 40_000_000)
-    assert args.func.__module__ == "dotrestore.serve.cli"
+    assert args.func.__module__ == "dotrestore.cli.serve"
 
 
 def test_serve_command_refuses_a_bad_port(capsys):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dotrestore import DOT
-from dotrestore.cli import main
+from dotrestore.cli.commands import main
 from dotrestore.codecs import PixelCodec, codec_from_diffusers, load_codec, tiled_norm, tiling
 from dotrestore.data import read_image, save_image
 

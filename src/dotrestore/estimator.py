@@ -28,15 +28,15 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import detail, gaussian
-from .mixture import MixtureTransport, PatchReservoir
+from .ot import split as detail, gaussian
+from .ot.mixture import MixtureTransport, PatchReservoir
 from .codecs import Codec, load_codec
-from .data.io import DEFAULT_MAX_PIXELS, check_max_pixels
-from .devices import parse_device
-from .filters import MAX_SIGMA
+from .io.images import DEFAULT_MAX_PIXELS, check_max_pixels
+from .runtime.devices import parse_device
+from .ot.filters import MAX_SIGMA
 from .errors import ImageTooSmallError, InputError, NotFittedError
-from .image_items import image_items, load_item
-from .patches import MAX_PATCH_SIZE, WEIGHTINGS, extract_patches, transport_latent
+from .runtime.image_items import image_items, load_item
+from .ot.patches import MAX_PATCH_SIZE, WEIGHTINGS, extract_patches, transport_latent
 from .state import MAX_MIXTURE, ROLES, STOCHASTIC, FittedState, RoleState
 
 INTERPOLATIONS = ("pixel", "latent")

@@ -30,7 +30,7 @@ from safetensors.torch import save_file
 from ._version import __version__
 from .codecs import load_codec
 from .errors import DotRestoreError, OperatorFileError
-from .fileio import atomic_path
+from .io.files import atomic_path
 from .state import FORMAT, FORMAT_VERSION, FittedState, validate
 
 logger = logging.getLogger("dotrestore")

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import torch
 
-from . import gaussian
-from .detail import SPLITS
+from .ot import gaussian
+from .ot.split import SPLITS
 from .errors import OperatorFileError
-from .filters import MAX_SIGMA
-from .mixture import MixtureTransport
-from .patches import MAX_PATCH_SIZE, WEIGHTINGS
+from .ot.filters import MAX_SIGMA
+from .ot.mixture import MixtureTransport
+from .ot.patches import MAX_PATCH_SIZE, WEIGHTINGS
 
 ROLES = ("source", "target")
 #: Largest K accepted for ``mixture`` (EM on K full D×D covariances per role).

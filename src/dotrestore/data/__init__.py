@@ -4,7 +4,7 @@ Images are float32 tensors in [0, 1] of shape (3, H, W); lists of them where siz
 """
 
 from .degradations import DEGRADATIONS, Compose, Degradation, parse_degradation
-from .io import (
+from ..io.images import (
     DEFAULT_MAX_PIXELS,
     center_crop,
     image_extensions,

@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 
 from ..errors import InputError
-from ..filters import MAX_SIGMA, gaussian_blur, gaussian_kernel1d  # noqa: F401  (re-exported)
-from .io import quantize, resize_image
+from ..ot.filters import MAX_SIGMA, gaussian_blur, gaussian_kernel1d  # noqa: F401  (re-exported)
+from ..io.images import quantize, resize_image
 from .specs import Param, SpecRegistry, format_value
 
 class Degradation:

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..filters import MAX_SIGMA
+from ..ot.filters import MAX_SIGMA
 from .degradations import gaussian_blur
-from .io import resize_image
+from ..io.images import resize_image
 from .specs import Param, SpecRegistry, format_value
 
 logger = logging.getLogger(__name__)

@@ -16,12 +16,12 @@ from typing import Any, Mapping
 import yaml
 
 from ..errors import InputError
-from ..fileio import atomic_write
-from ..data.io import DEFAULT_MAX_PIXELS, check_max_pixels
-from ..devices import parse_device
-from ..filters import MAX_SIGMA
-from ..gaussian import parse_shrinkage
-from ..patches import MAX_PATCH_SIZE
+from ..io.files import atomic_write
+from ..io.images import DEFAULT_MAX_PIXELS, check_max_pixels
+from ..runtime.devices import parse_device
+from ..ot.filters import MAX_SIGMA
+from ..ot.gaussian import parse_shrinkage
+from ..ot.patches import MAX_PATCH_SIZE
 
 #: The α values of the seed's experiment (Adrai et al. 2023): extrapolation on both sides of [0, 1].
 DEFAULT_ALPHAS: tuple[float, ...] = (-0.7, -0.5, -0.3, 0.0, 0.3, 0.5, 0.7, 1.0, 1.3, 1.5)

@@ -12,7 +12,8 @@ import logging
 
 import torch
 
-from .. import metrics, parallel
+from .. import metrics
+from ..runtime import parallel
 from ..metrics import PatchMoments, PerImageMean, frechet_distance
 
 logger = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ import json
 import math
 from pathlib import Path
 
-from ..detail import describe
-from ..fileio import atomic_write
+from ..ot.split import describe
+from ..io.files import atomic_write
 
 COLUMNS = ("method", "alpha", "mse", "psnr", "ssim", "latent_fd", "patch_fd", "lpips", "fid", "kid", "n_images")
 

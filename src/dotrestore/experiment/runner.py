@@ -32,11 +32,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .. import data, metrics, parallel, pipeline
+from .. import data, metrics
+from ..runtime import parallel, pipeline
 from .._version import __version__
-from ..data.io import _oriented_size
+from ..io.images import _oriented_size
 from ..errors import InputError
-from ..guard import check_not_input, check_not_inside, check_output_folder, check_writable_folder
+from ..io.guard import check_not_input, check_not_inside, check_output_folder, check_writable_folder
 from . import figures, report
 from .config import ExperimentConfig
 from .evaluation import Evaluation

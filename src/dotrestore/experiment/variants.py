@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import parallel, pipeline
+from ..runtime import parallel, pipeline
 from ..errors import InputError
 from ..estimator import DOT
-from ..gaussian import Moments
+from ..ot.gaussian import Moments
 
 #: The default comparison: our default (details) beside the paper's method (whole images).
 DEFAULT_VARIANTS = ("detail", "whole")

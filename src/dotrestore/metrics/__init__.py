@@ -9,9 +9,6 @@ entry there and it appears in results.csv, the report table and the curve's pane
 
 from __future__ import annotations
 
-import importlib  # noqa: F401  (tests patch metrics.importlib.util.find_spec)
-import importlib.util
-
 from .functional import (  # noqa: F401
     _NEEDS,
     PATCH_FD_STRIDE,
@@ -32,6 +29,7 @@ from .functional import (  # noqa: F401
     ssim,
     weights_cached,
 )
+from .perception import halo_measure, spectrum_distance
 from .streaming import FID, KID, LPIPS, PatchMoments, PerImageMean, frechet_distance, perceptual_metric  # noqa: F401
 
 __all__ = [
@@ -42,17 +40,10 @@ __all__ = [
 ]
 
 #: Per-image measures averaged over the test images: (column name, fn(image, clean) -> float).
-#: Distortion first; the perception measures of :mod:`dotrestore.perception` when present.
-PER_IMAGE_METRICS: list[tuple[str, object]] = [("mse", mse), ("psnr", psnr), ("ssim", ssim)]
+#: Distortion first, then the perception judges of :mod:`.perception`.
+PER_IMAGE_METRICS: list[tuple[str, object]] = [("mse", mse), ("psnr", psnr), ("ssim", ssim),
+                                               ("spectrum_distance", spectrum_distance),
+                                               ("halo_measure", halo_measure)]
 
 #: Columns that measure perception (lower is better): the curve figure gets one panel each.
-PERCEPTION_METRICS: list[str] = ["latent_fd", "patch_fd"]
-
-# Issue 11's independent perception judges (spectrum distance, halo measure) plug in here.
-if importlib.util.find_spec("dotrestore.perception") is not None:
-    from .. import perception as _perception
-
-    for _name in ("spectrum_distance", "halo_measure"):
-        if hasattr(_perception, _name):
-            PER_IMAGE_METRICS.append((_name, getattr(_perception, _name)))
-            PERCEPTION_METRICS.append(_name)
+PERCEPTION_METRICS: list[str] = ["latent_fd", "patch_fd", "spectrum_distance", "halo_measure"]

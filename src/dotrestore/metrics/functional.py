@@ -33,8 +33,8 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
-from ..gaussian import Moments, w2_squared
-from ..patches import extract_patches
+from ..ot.gaussian import Moments, w2_squared
+from ..ot.patches import extract_patches
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def psnr(x: Tensor, y: Tensor, data_range: float = 1.0) -> float:
 
 def _gaussian_window(size: int, sigma: float, dtype: torch.dtype, device) -> Tensor:
     # Same taps as scipy.ndimage.gaussian_filter(sigma=1.5, truncate=3.5): radius 5, normalised.
-    from dotrestore.filters import gaussian_kernel1d
+    from ..ot.filters import gaussian_kernel1d
 
     return gaussian_kernel1d(sigma, radius=(size - 1) // 2, dtype=dtype, device=device)
 

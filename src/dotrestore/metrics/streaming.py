@@ -23,8 +23,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .. import parallel
-from ..gaussian import Moments
+from ..runtime import parallel
+from ..ot.gaussian import Moments
 from . import functional
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import importlib.util
 import logging
 
 from ..errors import InputError
-from .session import DEFAULT_MAX_PIXELS
+from ..serve.session import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger("dotrestore")
 
@@ -38,7 +38,7 @@ def serve_command(args) -> int:
         raise InputError(None, 'dotrestore serve needs Gradio: pip install "dotrestore[ui]"')
     if args.max_pixels < 1:
         raise InputError(None, f"--max-pixels must be positive, got {args.max_pixels}")
-    from . import Explorer, serve
+    from ..serve import Explorer, serve
 
     explorer = Explorer(args.operator, images=args.images, reference=args.reference, max_pixels=args.max_pixels,
                         device=args.device)

@@ -17,14 +17,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import data
-from ._version import __version__
-from .detail import DEFAULT_SPLIT, SPLITS, describe
-from .errors import DotRestoreError, InputError, OperatorFileError
-from .experiment.report import alpha_dirname
-from .fileio import StagedFiles
-from .cli_types import device_arg, finite_float, max_pixels_arg
-from .guard import check_not_input, check_output_file, check_output_folder
+from .. import data
+from .._version import __version__
+from ..ot.split import DEFAULT_SPLIT, SPLITS, describe
+from ..errors import DotRestoreError, InputError, OperatorFileError
+from ..experiment.report import alpha_dirname
+from ..io.files import StagedFiles
+from .options import device_arg, finite_float, max_pixels_arg
+from ..io.guard import check_not_input, check_output_file, check_output_folder
 
 log = logging.getLogger("dotrestore")
 
@@ -64,7 +64,7 @@ def codec_options(args) -> dict:
     """Validated codec options from parsed arguments; bad values are InputErrors naming the flag."""
     import torch
 
-    from .codecs import tiling
+    from ..codecs import tiling
 
     try:
         tile = None if args.tile is None else tiling.parse_tile(args.tile)
@@ -136,7 +136,7 @@ def _check_pipeline_flags(args) -> None:
 
 
 def _parse_shrinkage(value):
-    from .gaussian import parse_shrinkage
+    from ..ot.gaussian import parse_shrinkage
 
     try:
         return parse_shrinkage(value)
@@ -145,8 +145,8 @@ def _parse_shrinkage(value):
 
 
 def _fit(args) -> int:
-    from . import parallel, pipeline
-    from .estimator import DOT
+    from ..runtime import parallel, pipeline
+    from ..estimator import DOT
 
     output = Path(args.output)
     _check_pipeline_flags(args)
@@ -213,7 +213,7 @@ def _validate(paths: list[Path], max_pixels) -> list[tuple[int, int]]:
 
 
 def _empty_moments(dot):
-    from .gaussian import Moments
+    from ..ot.gaussian import Moments
 
     return Moments(dot.dim_)
 
@@ -245,9 +245,9 @@ def _add_apply(sub) -> None:
 
 
 def _apply(args) -> int:
-    from . import parallel, pipeline
-    from .estimator import DOT
-    from .operator_file import read_operator_file
+    from ..runtime import parallel, pipeline
+    from ..estimator import DOT
+    from ..operator_file import read_operator_file
 
     alphas = list(dict.fromkeys(args.alpha or [0.0]))
     _check_pipeline_flags(args)
@@ -321,7 +321,7 @@ def _add_info(sub) -> None:
 
 
 def _info(args) -> int:
-    from .operator_file import read_operator_file
+    from ..operator_file import read_operator_file
 
     meta, tensors = read_operator_file(args.operator)
     if args.json:
@@ -350,10 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fit(sub)
     _add_apply(sub)
     _add_info(sub)
-    from .experiment.cli import register
+    from .experiment import register
 
     register(sub)
-    from .serve.cli import register as register_serve
+    from .serve import register as register_serve
 
     register_serve(sub)
     return parser
@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         log.addHandler(handler)
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    from . import parallel
+    from ..runtime import parallel
 
     command = f"dotrestore {args.command}"
     try:

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from . import data
+from .. import data
 
 
 def default_workers() -> int:
@@ -168,9 +168,9 @@ def latent_moments(dot, items: Sequence, load: Callable = data.read_image, *, si
     An image without one complete latent patch is an ImageTooSmallError naming ``name(item)``
     (default: the item itself, a path). Returns ``(None, 0)`` for no items.
     """
-    from .errors import ImageTooSmallError, InputError
-    from .gaussian import Moments
-    from .patches import extract_patches
+    from ..errors import ImageTooSmallError, InputError
+    from ..ot.gaussian import Moments
+    from ..ot.patches import extract_patches
 
     name = name or (lambda item: item)
     moments, count = None, 0

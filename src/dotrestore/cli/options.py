@@ -8,7 +8,7 @@ import math
 
 def device_arg(value: str) -> str:
     """argparse type of ``--device``: a device this machine has (see :mod:`dotrestore.devices`)."""
-    from .devices import parse_device
+    from ..runtime.devices import parse_device
 
     try:
         parse_device(value)

@@ -34,8 +34,8 @@ from collections.abc import Sequence
 
 import torch
 
-from .errors import DotRestoreError, InputError
-from .gaussian import Moments
+from ..errors import DotRestoreError, InputError
+from ..ot.gaussian import Moments
 
 #: Seconds a collective waits for the other ranks before failing.
 TIMEOUT_S = float(os.environ.get("DOTRESTORE_DIST_TIMEOUT", "60"))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from . import data
-from .errors import InputError
+from .. import data
+from ..errors import InputError
 
 
 def image_items(images, desc: str, max_pixels: int | None = data.DEFAULT_MAX_PIXELS) -> tuple[list, str]:

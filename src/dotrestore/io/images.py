@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from ..errors import InputError
-from ..fileio import atomic_write
+from .files import atomic_write
 
 logger = logging.getLogger(__name__)
 

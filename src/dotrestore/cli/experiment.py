@@ -6,8 +6,8 @@ import argparse
 
 import dataclasses
 
-from ..cli_types import device_arg, max_pixels_arg
-from .config import DEFAULT_ALPHAS, ExperimentConfig, read_yaml
+from .options import device_arg, max_pixels_arg
+from ..experiment.config import DEFAULT_ALPHAS, ExperimentConfig, read_yaml
 
 
 def register(subparsers) -> None:
@@ -62,7 +62,7 @@ def _add_experiment(sub) -> None:
     a("--device", type=device_arg, default=None, help="cpu, cuda, ... (default: cuda when available)")
     a("--max-pixels", type=max_pixels_arg, metavar="N", default=None,
       help="refuse images whose header declares more than N pixels, before decoding them")
-    from ..cli import add_codec_options
+    from .commands import add_codec_options
 
     add_codec_options(p)
     a("--collages", type=int, metavar="K", default=None, help="collages for the first K test images")
@@ -111,10 +111,10 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def experiment_command(args: argparse.Namespace) -> int:
-    from .report import summary_table
-    from .runner import run
+    from ..experiment.report import summary_table
+    from ..experiment.runner import run
 
-    from .. import parallel
+    from ..runtime import parallel
 
     result = run(config_from_args(args), inputs=[args.config] if args.config else ())
     if parallel.is_main():  # every rank computed the same table; one prints it
@@ -143,8 +143,8 @@ def _add_demo(sub) -> None:
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    from .demo import demo
-    from .report import summary_table
+    from ..experiment.demo import demo
+    from ..experiment.report import summary_table
 
     result = demo(out=args.out, vae=args.vae, overwrite=args.overwrite, device=args.device)
     print(summary_table(result.rows))
