@@ -56,10 +56,10 @@ def big_photo(kodak: Path, height: int, width: int, path: Path) -> Path:
 
 
 def fit_operator(codec_spec: str, kodak: Path, out: Path) -> Path:
-    from dotrestore import DOT
+    from dotrestore import DOT, Runtime
 
     files = sorted(kodak.glob("*.png"))
-    dot = DOT(codec=codec_spec, device="cpu", shrinkage="oas")
+    dot = DOT(codec=codec_spec, shrinkage="oas", runtime=Runtime(device="cpu"))
     dot.fit(files[:2], files[2:4])
     return dot.save(out)
 

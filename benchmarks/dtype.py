@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from dotrestore import DOT
-from dotrestore.codecs.base import Codec
+from dotrestore import DOT, Runtime
+from dotrestore import settings
 from dotrestore.data import read_image
 from dotrestore.data.degradations import gaussian_blur
 
@@ -45,11 +45,11 @@ def main() -> None:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("needs a CUDA device (or --device cpu for the fidelity alone)")
     if not args.device.startswith("cuda"):
-        Codec._check_dtype = staticmethod(lambda device, dtype: None)  # this script only: see the docstring
+        settings.check_precision = lambda precision, where: None  # this script only: see the docstring
         print("CPU: reduced precision emulated for its fidelity; images/s are not meaningful")
     files = sorted(args.kodak.glob("*.png"))
     source = [gaussian_blur(read_image(f)[None], 1.5)[0] for f in files[:5]]
-    dot = DOT(codec=str(args.taesd), device=args.device, shrinkage="oas", progress=False)
+    dot = DOT(codec=str(args.taesd), shrinkage="oas", runtime=Runtime(device=args.device, progress=False))
     dot.fit(source, files[5:10])
     by_size: dict[tuple, list[torch.Tensor]] = {}
     for f in files:
@@ -60,7 +60,7 @@ def main() -> None:
     print(f"TAEF2, {len(files)} Kodak images ({', '.join(f'{len(b)} of {h}x{w}' for b, (h, w) in zip(batches, by_size))}), "
           f"device {args.device}, torch {torch.__version__}")
     for name in args.dtypes:
-        dot.set_codec_options(dtype=name)
+        dot.codec_.configure(dtype=name)
         outs = [dot.transform(b, alpha=0.0) for b in batches]  # warm-up (and the output compared)
         sync(args.device)
         start = time.perf_counter()

@@ -6,7 +6,7 @@ loader (:mod:`dotrestore.pipeline`: workers read, the main process batches, a wr
 pool writes PNGs) twice, interleaved:
 
 - codec only: x → D(E(x)) → PNG;
-- full DOT:   x → D(T(E(H(x)))) + L(x) → PNG (``DOT.transform_encoded``, α = 0);
+- full DOT:   x → D(T(E(H(x)))) + L(x) → PNG (``DOT.iter_alphas``, α = 0);
 
 in 1 process and with ``torchrun --nproc_per_node 2`` (each rank a shard; CPU: gloo; CUDA:
 only with 2 GPUs). Prints images/s and the ratios DOT ÷ codec and 2 processes ÷ 1.
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from dotrestore import DOT, data
+from dotrestore import DOT, Runtime, data
 from dotrestore.runtime import parallel, pipeline
 from dotrestore.codecs import codec_from_diffusers, load_codec, sd_vae_config
 from dotrestore.data.degradations import gaussian_blur
@@ -68,7 +68,7 @@ def fitted_dot(codec, device, paths: list[Path]) -> DOT:
     operator costs the same to apply."""
     images = [data.read_image(p)[:, :256, :256] for p in paths[:4]]
     source = [gaussian_blur(i[None], 2.0)[0] for i in images]
-    return DOT(codec=codec, patch_size=3, device=device).fit(source, images)
+    return DOT(codec=codec, patch_size=3, runtime=Runtime(device=device)).fit(source, images)
 
 
 def run_once(mode: str, dot: DOT, paths: list[Path], out: Path, batch_size: int, workers: int) -> float:
@@ -81,13 +81,12 @@ def run_once(mode: str, dot: DOT, paths: list[Path], out: Path, batch_size: int,
         torch.cuda.synchronize(codec.device)
     start = time.perf_counter()
     with pipeline.ImageWriter() as writer, torch.no_grad():
-        for positions, batch in pipeline.batches(mine, data.read_image, sizes=sizes, batch_size=batch_size,
-                                                 workers=workers):
-            x = batch.to(codec.device, non_blocking=True)
+        for batch in pipeline.batches(mine, data.read_image, sizes=sizes, batch_size=batch_size, workers=workers):
+            positions, x = batch.positions, batch.images.to(codec.device, non_blocking=True)
             if mode == "codec":
                 y = codec.decode(codec.encode(x), size=tuple(x.shape[-2:]))
             else:
-                y = dot.transform_encoded(x, None, [0.0])[0.0]
+                y = dict(dot.iter_alphas(x, [0.0]))[0.0]
             for j, k in enumerate(positions):
                 writer.submit(y[j], out / mode / mine[k].name)
     if codec.device.type == "cuda":

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from dotrestore import DOT
+from dotrestore import DOT, Runtime
 from dotrestore.codecs import codec_from_diffusers, load_codec, sd_vae_config
 
 HERE = Path(__file__).resolve().parent
@@ -51,7 +51,7 @@ def _fitted(codec, patch_size: int, device, batch: int, mixture: int = 1) -> DOT
     target = torch.nn.functional.interpolate(base, size=256, mode="bicubic").clamp(0, 1)
     target = (target + 0.1 * torch.randn(target.shape, generator=g)).clamp(0, 1)
     source = torch.nn.functional.avg_pool2d(target, 5, 1, 2)
-    return DOT(codec=codec, patch_size=patch_size, device=device, batch_size=batch, mixture=mixture).fit(
+    return DOT(codec=codec, patch_size=patch_size, mixture=mixture, runtime=Runtime(device=device, batch_size=batch)).fit(
         list(source), list(target))
 
 

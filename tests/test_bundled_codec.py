@@ -59,10 +59,10 @@ def test_operator_fitted_with_taef2_round_trips(tmp_path):
 
 
 def test_cli_fit_defaults_to_auto():
-    from dotrestore.cli.commands import build_parser
+    from dotrestore.cli import build_parser
 
     args = build_parser().parse_args(["fit", "--source", "a", "--target", "b", "-o", "op.safetensors"])
-    assert args.vae == "auto"
+    assert args.codec == "auto"
 
 
 @pytest.mark.slow
@@ -83,9 +83,9 @@ def test_operator_from_a_missing_taef2_folder_falls_back_to_the_bundled_weights(
     shutil.copytree(BUNDLED_TAEF2, folder)
     torch.manual_seed(0)
     images = [torch.rand(3, 48, 48) for _ in range(4)]
-    dot = DOT(codec=str(folder), patch_size=1, lowpass_sigma=None, device="cpu").fit(images[:2], images[2:])
+    dot = DOT(codec=str(folder), patch_size=1, lowpass_sigma=None).fit(images[:2], images[2:])
     path = dot.save(tmp_path / "op.safetensors")
     shutil.rmtree(folder)  # the operator records a folder that no longer exists
-    loaded = DOT.load(path, device="cpu")
+    loaded = DOT.load(path)
     assert loaded.codec_.id == dot.codec_.id and loaded.codec_.spec == "taef2"
     assert torch.equal(loaded.transform(images[0]), dot.transform(images[0]))

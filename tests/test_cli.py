@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dotrestore.cli.commands import alpha_dirname, main
+from dotrestore.apply import alpha_dirname
+from dotrestore.cli import main
 
 
 def write_images(folder, n, seed, size=(40, 52), blur=False):
@@ -119,7 +120,8 @@ def test_fit_with_corrupt_target_writes_no_operator(tmp_path, capsys):
 def test_info(op, capsys):
     assert main(["info", str(op)]) == 0
     out = capsys.readouterr().out
-    assert "codec_id: pixel" in out and "patch_size: 3" in out
+    assert "dotrestore operator" in out and "codec        pixel" in out and "patches      3x3, D = 27" in out
+    assert "source       4 images" in out and "W2^2" in out and "guided filter of sigma 4" in out
     assert main(["info", str(op), "--json"]) == 0
     meta = json.loads(capsys.readouterr().out)
     assert meta["n_source_images"] == 4 and meta["format"] == "dotrestore.operator"
@@ -134,7 +136,7 @@ def test_fit_lowpass_sigma_zero_is_whole_image_transport(tmp_path, capsys):
                  "-o", str(path)]) == 0
     assert "whole images" in capsys.readouterr().out
     assert main(["info", str(path), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["lowpass_sigma"] is None
+    assert json.loads(capsys.readouterr().out)["lowpass_sigma"] == 0.0  # whole images: one spelling
 
 
 @pytest.mark.parametrize("command", ["fit", "apply", "info", "experiment", "demo"])

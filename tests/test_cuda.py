@@ -68,7 +68,7 @@ def test_dot_fitted_on_cuda_equals_dot_fitted_on_cpu():
     torch.backends.cuda.matmul.allow_tf32 = False
     src, tgt, test = _images(3, 0), _images(3, 1), _images(2, 2)
     model = _tiny_kl()
-    cpu = DOT(codec=codec_from_diffusers(model, name="tiny"), device="cpu").fit(src, tgt)
+    cpu = DOT(codec=codec_from_diffusers(model, name="tiny")).fit(src, tgt)
     gpu = DOT(codec=codec_from_diffusers(_tiny_kl(), name="tiny").to(CUDA), device="cuda").fit(src, tgt)
     assert cpu.codec_.id == gpu.codec_.id
     assert torch.allclose(gpu.mean_source_.cpu(), cpu.mean_source_, atol=1e-4)
@@ -86,7 +86,7 @@ def test_operator_file_written_on_cuda_loads_on_cpu(tmp_path):
     # two instances of the same weights: a codec moves its module, so they must not share one
     gpu = DOT(codec=codec_from_diffusers(_tiny_kl(), name="tiny").to(CUDA), device="cuda").fit(_images(2, 0), _images(2, 1))
     path = gpu.save(tmp_path / "op.safetensors")
-    cpu = DOT.load(path, codec=codec_from_diffusers(_tiny_kl(), name="tiny"), device="cpu")
+    cpu = DOT.load(path, codec=codec_from_diffusers(_tiny_kl(), name="tiny"))
     assert torch.equal(cpu.operator_, gpu.operator_.cpu())
     x = _images(1, 3)[0]
     assert (cpu.transform(x).cpu() - gpu.transform(x).cpu()).abs().max() < 2e-3
@@ -96,7 +96,7 @@ def test_taef2_on_cuda_matches_cpu(taef2_dir, kodak24_dir):
     from dotrestore.data import list_images, read_image
 
     x = read_image(list_images(kodak24_dir)[0])[None]
-    cpu = load_codec(str(taef2_dir), device="cpu")
+    cpu = load_codec(str(taef2_dir))
     gpu = load_codec(str(taef2_dir), device="cuda")
     z_cpu, z_gpu = cpu.encode(x), gpu.encode(x.to(CUDA))
     assert z_gpu.is_cuda

@@ -250,7 +250,7 @@ def test_composition_is_left_to_right():
 def test_bad_degradation_specs(spec, fragment):
     with pytest.raises(InputError, match=fragment) as info:
         parse_degradation(spec)
-    assert info.value.path is None
+    assert info.value.subject == "degradation spec"
     if "unknown" in fragment or "needs" in fragment:
         assert "noise:sigma" in str(info.value) and "jpeg:quality" in str(info.value)
 
@@ -334,7 +334,7 @@ def test_user_callable_import_errors(tmp_path):
 def test_bad_restorer_specs(spec):
     with pytest.raises(InputError) as info:
         parse_restorer(spec)
-    assert info.value.path is None and "restorer" in str(info.value)
+    assert info.value.subject == "restorer spec" and "restorer" in str(info.value)
 
 
 def test_noise_level_estimate():

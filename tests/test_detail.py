@@ -41,7 +41,7 @@ def test_split_and_recombine():
 
 
 def test_transform_is_decode_transport_of_the_detail_image_plus_the_lowpass():
-    dot = DOT(codec="pixel", lowpass_sigma=3.0, split="gaussian", device="cpu").fit(list(blurry(textured(4, seed=1))),
+    dot = DOT(codec="pixel", lowpass_sigma=3.0, split="gaussian").fit(list(blurry(textured(4, seed=1))),
                                                                    list(textured(4, seed=2)))
     x = blurry(textured(1, seed=3))
     z = dot.codec_.encode(x - lowpass(x, 3.0) + GREY)
@@ -53,7 +53,7 @@ def test_transform_is_decode_transport_of_the_detail_image_plus_the_lowpass():
 
 def test_source_equal_to_target_changes_nothing():
     images = textured(4, seed=5)
-    dot = DOT(codec="pixel", lowpass_sigma=4.0, device="cpu").fit(list(images), list(images))
+    dot = DOT(codec="pixel", lowpass_sigma=4.0).fit(list(images), list(images))
     x = textured(1, seed=6)
     assert (dot.transform(x) - x).abs().max() < 1e-4
 
@@ -64,8 +64,8 @@ def test_detail_transport_keeps_the_restorers_colours_whole_image_transport_does
     target = list(textured(6, seed=11, tint=(-0.15, 0.0, 0.15)))           # cool, sharp
     clean = textured(3, seed=12, tint=(0.15, 0.0, -0.15))                   # new warm photos
     x_star = blurry(clean)
-    detail = DOT(codec="pixel", lowpass_sigma=4.0, split="gaussian", device="cpu").fit(source, target).transform(x_star)
-    whole = DOT(codec="pixel", lowpass_sigma=None, device="cpu").fit(source, target).transform(x_star)
+    detail = DOT(codec="pixel", lowpass_sigma=4.0, split="gaussian").fit(source, target).transform(x_star)
+    whole = DOT(codec="pixel", lowpass_sigma=None).fit(source, target).transform(x_star)
 
     def colour_shift(out):
         return (out.mean((-2, -1)) - clean.mean((-2, -1))).abs().max().item()
@@ -81,10 +81,10 @@ def test_detail_transport_keeps_the_restorers_colours_whole_image_transport_does
 
 
 def test_lowpass_sigma_round_trips_through_the_operator_file(tmp_path):
-    dot = DOT(codec="pixel", lowpass_sigma=2.5, device="cpu").fit(list(blurry(textured(2, seed=1))),
+    dot = DOT(codec="pixel", lowpass_sigma=2.5).fit(list(blurry(textured(2, seed=1))),
                                                                    list(textured(2, seed=2)))
     path = dot.save(tmp_path / "op.safetensors")
-    loaded = DOT.load(path, device="cpu")
+    loaded = DOT.load(path)
     assert loaded.lowpass_sigma == 2.5
     x = blurry(textured(1, seed=3))
     assert torch.allclose(loaded.transform(x), dot.transform(x), atol=1e-6)
@@ -92,7 +92,7 @@ def test_lowpass_sigma_round_trips_through_the_operator_file(tmp_path):
 
 def test_version_1_files_are_whole_image_operators(tmp_path):
     """Files written before lowpass_sigma existed hold whole-image statistics."""
-    dot = DOT(codec="pixel", lowpass_sigma=None, device="cpu").fit(list(blurry(textured(2, seed=1))),
+    dot = DOT(codec="pixel", lowpass_sigma=None).fit(list(blurry(textured(2, seed=1))),
                                                                     list(textured(2, seed=2)))
     path = dot.save(tmp_path / "op.safetensors")
     with safe_open(str(path), framework="pt") as f:
@@ -103,8 +103,8 @@ def test_version_1_files_are_whole_image_operators(tmp_path):
     header.update(format_version="1", dotrestore=json.dumps(meta))
     old = tmp_path / "v1.safetensors"
     save_file(tensors, str(old), metadata=header)
-    loaded = DOT.load(old, device="cpu")
-    assert loaded.lowpass_sigma is None
+    loaded = DOT.load(old)
+    assert loaded.lowpass_sigma == 0.0  # whole images: one spelling
     x = blurry(textured(1, seed=3))
     assert torch.allclose(loaded.transform(x), dot.transform(x), atol=1e-6)
 

@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 
 from dotrestore import DOT
-from dotrestore.cli.commands import alpha_dirname, main
+from dotrestore.apply import alpha_dirname
+from dotrestore.cli import main
 from dotrestore.data import list_images, parse_degradation, parse_restorer, read_image, save_image
 from dotrestore.metrics import latent_fd
 

@@ -28,7 +28,7 @@ def restored(images: torch.Tensor) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def fitted() -> DOT:
-    return DOT(codec="pixel", patch_size=3, split="gaussian", device="cpu").fit(list(restored(textured(6, seed=1))), list(textured(6, seed=2)))
+    return DOT(codec="pixel", patch_size=3, split="gaussian").fit(list(restored(textured(6, seed=1))), list(textured(6, seed=2)))
 
 
 def test_fitted_attributes(fitted):
@@ -61,10 +61,11 @@ def test_alpha_one_is_the_input_and_outputs_are_clipped(fitted):
 
 def test_pixel_blend_is_linear_in_alpha(fitted):
     x = restored(textured(1, seed=5))[0]
-    outs = fitted.transform_alphas([x], [0.0, 0.3, 1.0])
+    outs = dict(fitted.iter_alphas(x[None], [0.0, 0.3, 1.0]))
     x0 = outs[0.0][0]
     expected = (0.7 * x0 + 0.3 * x).clamp(0, 1)
     assert torch.allclose(outs[0.3][0], expected, atol=1e-6)
+    assert torch.equal(outs[1.0][0], x)
 
 
 def test_latent_interpolation_endpoints(fitted):
@@ -87,7 +88,7 @@ def test_output_kind_follows_input(fitted):
 
 def test_partial_fit_streams_to_the_same_operator(fitted):
     src, tgt = list(restored(textured(6, seed=1))), list(textured(6, seed=2))
-    dot = DOT(codec="pixel", split="gaussian", device="cpu")
+    dot = DOT(codec="pixel", split="gaussian")
     for s, t in zip(src, tgt):
         dot.partial_fit([s], role="source").partial_fit([t], role="target")
     assert torch.allclose(dot.operator_, fitted.operator_, rtol=1e-9, atol=1e-10)
@@ -109,7 +110,7 @@ def test_not_fitted_and_bad_parameters():
 
 def test_zero_shot_uses_the_image_itself():
     clean = textured(4, seed=8)
-    dot = DOT(codec="pixel", zero_shot=True, split="gaussian", device="cpu").fit(target_images=list(clean))
+    dot = DOT(codec="pixel", zero_shot=True, split="gaussian").fit(target_images=list(clean))
     x_star = restored(textured(2, seed=9))
     assert torch.equal(dot.transform(x_star, alpha=1.0), x_star)
     out = dot.transform(x_star, alpha=0.0)
@@ -122,7 +123,7 @@ def test_stochastic_map_is_seeded_and_adds_texture():
     # A constant-per-patch source has a singular covariance: eq. 19 applies.
     flat = F.interpolate(torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0)), scale_factor=6, mode="nearest")
     src = F.avg_pool2d(flat, 9, 1, 4, count_include_pad=False)
-    dot = DOT(codec="pixel", stochastic="always", seed=3, device="cpu").fit(list(src), list(textured(6, seed=10)))
+    dot = DOT(codec="pixel", stochastic="always", seed=3).fit(list(src), list(textured(6, seed=10)))
     assert dot.noise_cov_ is not None and dot.noise_cov_.shape == (27, 27)
     a = dot.transform(src[0])
     assert torch.equal(a, dot.transform(src[0]))  # same seed, same draw
@@ -138,7 +139,7 @@ def test_save_load_round_trip(fitted, tmp_path):
         assert {"operator", "mean_source", "cov_target"} <= set(f.keys())
     info = json.loads(meta["dotrestore"])
     assert info["format_version"] == 3 and info["n_source_patches"] == fitted.n_source_patches_
-    loaded = DOT.load(path, device="cpu")
+    loaded = DOT.load(path)
     x = restored(textured(1, seed=11))
     assert torch.equal(loaded.transform(x), fitted.transform(x))
     assert loaded.w2_squared_ == pytest.approx(fitted.w2_squared_)

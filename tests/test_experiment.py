@@ -44,7 +44,7 @@ def clean_dir(tmp_path_factory) -> Path:
 def _config(clean_dir: Path, out: Path, **kw) -> ExperimentConfig:
     values = dict(clean=str(clean_dir), degrade="noise:sigma=25", restorer="gaussian-blur:sigma=1.5", vae="pixel",
                   fit_source=3, fit_target=3, alphas=[-0.5, 0.0, 0.5, 1.0], out=str(out), progress=False,
-                  collages=2, device="cpu")
+                  collages=2)
     values.update(kw)
     return ExperimentConfig(**values)
 
@@ -190,7 +190,7 @@ def test_config_yaml_round_trip_and_cli_override(tmp_path, clean_dir):
     ({"clean": None}, "--clean"),
     ({"restored": "r"}, "not both"),
     ({"degrade": None}, "--restorer"),
-    ({"fit_source": 0}, "at least 1"),
+    ({"fit_source": 0}, ">= 1"),
     ({"alphas": []}, "alphas"),
     ({"alphas": ["x"]}, "not a number"),
     ({"patch_size": 4}, "odd"),
@@ -287,39 +287,36 @@ def test_unpaired_five_plus_five_nlmeans_keeps_the_restorers_colours(cbsd68_dir,
         assert rows[("dot-detail", 1.0)][column] == x_star[column]
 
 
-@pytest.mark.parametrize("lowpass_sigma", [4.0, None])
-def test_transform_encoded_matches_transform_alphas(clean_dir, lowpass_sigma):
-    """The runner hands over E(x*) (reused for whole images); it must equal DOT.transform_alphas exactly."""
+@pytest.mark.parametrize("lowpass_sigma", [4.0, 0.0])
+def test_reused_latent_gives_the_same_outputs(clean_dir, lowpass_sigma):
+    """The runner hands over E(x*) (reused for whole images); iter_alphas must give exactly what it gives alone."""
     from dotrestore import DOT, data
 
     images = data.load_images(clean_dir)
-    dot = DOT(codec="pixel", device="cpu", lowpass_sigma=lowpass_sigma).fit([data.quantize(i * 0.8) for i in images[:4]], images[4:8])
-    x_star = data.quantize(images[8] * 0.8)
-    expected = dot.transform_alphas([x_star], [-0.5, 0.0, 1.0])
-    got = dot.transform_encoded(x_star[None], dot.codec_.encode(x_star[None]), [-0.5, 0.0, 1.0])
-    assert all(torch.equal(got[a][0], dot.transform_encoded(x_star[None], None, [a])[a][0]) for a in got)
+    dot = DOT(codec="pixel", lowpass_sigma=lowpass_sigma).fit([data.quantize(i * 0.8) for i in images[:4]], images[4:8])
+    x_star = data.quantize(images[8] * 0.8)[None]
+    expected = dict(dot.iter_alphas(x_star, [-0.5, 0.0, 1.0]))
+    got = dict(dot.iter_alphas(x_star, [-0.5, 0.0, 1.0], z=dot.codec_.encode(x_star)))
+    assert all(torch.equal(got[a], dict(dot.iter_alphas(x_star, [a]))[a]) for a in got)
     for alpha in (-0.5, 0.0, 1.0):
-        assert torch.equal(got[alpha][0], expected[alpha][0])
-    assert torch.equal(got[1.0][0], x_star)
+        assert torch.equal(got[alpha], expected[alpha])
+    assert torch.equal(got[1.0], x_star)
+    assert torch.equal(dot.transform(x_star[0], alpha=0.0), expected[0.0][0])
 
 
 def test_variants_parse_and_refuse_unknown_or_unsupported():
-    import inspect
+    from dotrestore.experiment.variants import variants_of
 
-    from dotrestore.estimator import DOT
-    from dotrestore.experiment.variants import default_variants, parse_variants
+    def variants(**values):
+        config = ExperimentConfig(clean="c", degrade="noise:sigma=5", restorer="identity", **values).validate()
+        return [(v.method, v.lowpass_sigma, v.mixture) for v in variants_of(config)]
 
-    assert [(v.method, v.lowpass_sigma) for v in parse_variants("whole, detail,whole", 2.0)] == [
-        ("dot-whole", None), ("dot-detail", 2.0)]
-    assert [v.name for v in default_variants(4.0)] == ["detail", "whole"]
-    assert [v.name for v in default_variants(0.0)] == ["whole"]
+    assert variants(variants="whole, detail,whole", lowpass_sigma=2.0) == [("dot-whole", 0.0, 1), ("dot-detail", 2.0, 1)]
+    assert [m for m, _, _ in variants(lowpass_sigma=4.0)] == ["dot-detail", "dot-whole"]
+    assert [m for m, _, _ in variants(lowpass_sigma=0.0)] == ["dot-whole"]
+    assert variants(variants=["mix4"]) == [("dot-mix4", 4.0, 4)]
     with pytest.raises(InputError, match="unknown variant 'sharp'"):
-        parse_variants("detail,sharp")
-    if "mixture" not in inspect.signature(DOT.__init__).parameters:
-        with pytest.raises(InputError, match="needs mixture support"):
-            parse_variants("detail,mix4")
-    else:
-        assert parse_variants("mix4")[0].mixture == 4
+        variants(variants="detail,sharp")
 
 
 def test_variants_share_one_encoding_pass_per_lowpass(clean_dir, tmp_path):
@@ -330,13 +327,13 @@ def test_variants_share_one_encoding_pass_per_lowpass(clean_dir, tmp_path):
     methods = [r["method"] for r in result.rows]
     assert methods[:4] == ["dot-whole", "dot-whole", "dot-detail", "dot-detail"]
     assert (tmp_path / "v" / "operator.safetensors").is_file() and (tmp_path / "v" / "operator-detail.safetensors").is_file()
-    whole = DOT.load(tmp_path / "v" / "operator.safetensors", device="cpu")
-    assert whole.lowpass_sigma is None
+    whole = DOT.load(tmp_path / "v" / "operator.safetensors")
+    assert whole.lowpass_sigma == 0.0
     from dotrestore.experiment.inputs import Item, make_triple, plan_inputs
 
     config = _config(clean_dir, tmp_path / "w")
     plan, paths = plan_inputs(config), sorted(clean_dir.iterdir())
     source = [make_triple(Item(p, None, i), plan, config).restored for i, p in enumerate(paths[:3])]
     target = [data.quantize(data.read_image(p)) for p in paths[3:6]]
-    alone = DOT(codec="pixel", device="cpu", lowpass_sigma=None).fit(source, target)
+    alone = DOT(codec="pixel", lowpass_sigma=0).fit(source, target)
     torch.testing.assert_close(whole.operator_, alone.operator_, rtol=1e-12, atol=1e-12)

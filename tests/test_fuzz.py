@@ -29,7 +29,7 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from dotrestore.cli.commands import main
+from dotrestore.cli import main
 from dotrestore.state import META_FIELDS, TENSORS
 
 FUZZ = settings(max_examples=30, deadline=None, derandomize=True,

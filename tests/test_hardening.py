@@ -17,7 +17,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from dotrestore import DOT
-from dotrestore.cli.commands import main
+from dotrestore.cli import main
 from dotrestore.errors import InputError, OperatorFileError
 from dotrestore.io.files import atomic_write, default_file_mode
 from dotrestore.state import FittedState, validate
@@ -37,13 +37,21 @@ def tree_digest(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def rewrite(src: Path, dst: Path, meta=None, tensors=None) -> Path:
-    """Copy an operator file, passing its JSON metadata / tensors through the given functions."""
+def rewrite(src: Path, dst: Path, meta=None, tensors=None, sync_header: bool = True) -> Path:
+    """Copy an operator file, passing its JSON metadata / tensors through the given functions.
+
+    The header's copies of metadata fields follow the new metadata, as a writer would keep them
+    (``sync_header=False`` leaves them as they were).
+    """
     with safe_open(str(src), framework="pt") as f:
         header = dict(f.metadata())
         data = {k: f.get_tensor(k) for k in f.keys()}
     if meta is not None:
         header["dotrestore"] = meta(json.loads(header["dotrestore"]))
+        if isinstance(header["dotrestore"], dict) and sync_header:
+            for key in ("format_version", "codec_id", "codec_spec", "patch_size"):
+                if key in header["dotrestore"]:
+                    header[key] = str(header["dotrestore"][key])
         if not isinstance(header["dotrestore"], str):
             header["dotrestore"] = json.dumps(header["dotrestore"])
     if tensors is not None:
@@ -187,8 +195,8 @@ def test_version_1_file_still_loads(files, tmp_path):
         return m
 
     old = rewrite(op, tmp_path / "v1.safetensors", meta=v1)
-    dot = DOT.load(old, device="cpu")
-    assert dot.lowpass_sigma is None and dot.shrinkage_used_ == {"source": "none", "target": "none"}
+    dot = DOT.load(old)
+    assert dot.lowpass_sigma == 0.0 and dot.shrinkage_used_ == {"source": "none", "target": "none"}
 
 
 # ---------------------------------------------------------------------- typed state
@@ -196,7 +204,7 @@ def test_state_round_trip_keeps_both_roles_shrinkage(tmp_path):
     rng = np.random.default_rng(3)
     smooth = [torch.from_numpy(np.kron(rng.random((3, 6, 7)), np.ones((1, 4, 4)))).float() for _ in range(2)]
     tgt = write_images(tmp_path / "t", 2, seed=4)
-    dot = DOT(codec="pixel", shrinkage="oas", lowpass_sigma=None, device="cpu").fit(smooth, tgt)
+    dot = DOT(codec="pixel", shrinkage="oas", lowpass_sigma=None).fit(smooth, tgt)
     used = dot.shrinkage_used_
     assert set(used) == {"source", "target"} and used["source"] != used["target"]
     tensors, meta = dot.state_.state_dict()
@@ -246,7 +254,7 @@ def test_write_error_mid_apply_leaves_nothing(files, tmp_path, capsys, monkeypat
             raise OSError(28, "No space left on device", str(path))
         return real(img, path)
 
-    monkeypatch.setattr(data, "save_image", failing)
+    monkeypatch.setattr("dotrestore.io.images.save_image", failing)
     code, err = run_cli(capsys, "apply", op, src, "-o", tmp_path / "out")
     assert code == 2 and "No space left" in err and str(calls[1]) in err
     assert not (tmp_path / "out").exists()
@@ -278,7 +286,7 @@ def test_bad_device_is_refused_at_argument_time(files, tmp_path, capsys, device)
 
 def test_library_refuses_bad_device():
     with pytest.raises(ValueError, match="available"):
-        DOT(codec="pixel", device="meta")._device()
+        DOT(codec="pixel", runtime={"device": "meta"})
 
 
 # ---------------------------------------------------------------------- 7. size limit
@@ -302,7 +310,7 @@ def test_max_pixels_in_the_python_api(tmp_path):
     with pytest.raises(InputError, match="over the limit"):
         data.read_image(path, max_pixels=599)
     with pytest.raises(InputError, match="img00.png"):
-        DOT(codec="pixel", max_pixels=100).fit([path], [path])
+        DOT(codec="pixel", runtime={"max_pixels": 100}).fit([path], [path])
     assert data.DEFAULT_MAX_PIXELS >= 6000 * 4000
 
 
@@ -377,14 +385,12 @@ def test_library_internals_raise_value_errors_not_input_errors():
 
 def test_internal_error_is_one_line_exit_1_and_debug_shows_it(files, capsys, monkeypatch):
     _, _, op = files
-    import dotrestore.cli.commands as cli
+    import dotrestore.cli as cli
 
     def boom(args):
         raise RuntimeError("kaboom\nsecond line")
 
-    monkeypatch.setattr(cli, "_info", boom)
-    parser = cli.build_parser  # the subparser bound _info at build time: patch through set_defaults
-    monkeypatch.setattr(cli, "build_parser", lambda: _with_func(parser(), "info", boom))
+    monkeypatch.setattr("dotrestore.cli.info.run", boom)
     code = main(["info", str(op)])
     err = capsys.readouterr().err
     assert code == 1 and "internal error" in err and "please report" in err and "--debug" in err

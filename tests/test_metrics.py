@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 
 from dotrestore import metrics
-from dotrestore.errors import InputError
 from dotrestore.metrics import (
     gaussian_fd,
     latent_fd,
@@ -62,9 +61,9 @@ def test_mse_psnr_closed_form():
 
 
 def test_distortion_shape_mismatch_raises():
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError):
         mse(torch.zeros(3, 8, 8), torch.zeros(3, 8, 9))
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError):
         ssim(torch.zeros(3, 8, 8), torch.zeros(3, 8, 8))  # smaller than the 11×11 window
 
 
@@ -119,13 +118,13 @@ def test_patch_moments_equals_torch_cov(stride, monkeypatch):
 
 
 def test_patch_moments_rejects_bad_input():
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError):
         patch_moments([], 3)
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError):
         patch_moments([torch.rand(3, 2, 8)], 3)  # no 3×3 patch
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError):
         patch_moments([torch.rand(3, 8, 8), torch.rand(4, 8, 8)], 3)  # channel count changes
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError):
         patch_moments([torch.rand(8, 8)], 3)
 
 
@@ -135,7 +134,7 @@ def test_gaussian_fd_zero_on_itself_positive_when_blurred():
     assert gaussian_fd(m, m) == pytest.approx(0.0, abs=1e-9)
     mb = patch_moments(gaussian_blur(x, 1.5), 3)
     assert gaussian_fd(m, mb) > 1e-3
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError):
         gaussian_fd(m, patch_moments(x, 5))
 
 

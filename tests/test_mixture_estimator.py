@@ -29,7 +29,7 @@ def blurry(images: torch.Tensor) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def fitted():
-    return DOT(codec="pixel", mixture=2, lowpass_sigma=None, device="cpu").fit(
+    return DOT(codec="pixel", mixture=2, lowpass_sigma=None).fit(
         list(blurry(textured(4, seed=1))), list(textured(4, seed=2)))
 
 
@@ -39,7 +39,7 @@ def test_mixture_transform_uses_the_mixture(fitted):
     z = fitted.codec_.encode(x)
     expected = fitted.codec_.decode(fitted.mixture_.transport(z, 3), size=x.shape[-2:]).clamp(0, 1)
     assert torch.allclose(fitted.transform(x), expected, atol=1e-6)
-    single = DOT(codec="pixel", lowpass_sigma=None, device="cpu").fit(
+    single = DOT(codec="pixel", lowpass_sigma=None).fit(
         list(blurry(textured(4, seed=1))), list(textured(4, seed=2)))
     assert not torch.allclose(fitted.transform(x), single.transform(x), atol=1e-3)
     # Restored images move towards the clean statistics: sharper (more high-frequency energy).
@@ -54,7 +54,7 @@ def test_operator_file_v3_round_trip(fitted, tmp_path):
         keys = set(f.keys())
     assert meta["format_version"] == 3 and meta["mixture"] == 2 and meta["split"] == fitted.split
     assert {"mixture.plan", "mixture.source.means", "mixture.target.covariances"} <= keys
-    loaded = DOT.load(path, device="cpu")
+    loaded = DOT.load(path)
     x = blurry(textured(2, seed=4))
     assert torch.allclose(loaded.transform(x), fitted.transform(x), atol=1e-6)
     with pytest.raises(InputError, match="reservoir"):
@@ -63,7 +63,7 @@ def test_operator_file_v3_round_trip(fitted, tmp_path):
 
 def test_version_2_file_loads_as_gaussian_single(tmp_path):
     # A version-2 file could only hold Gaussian-split statistics.
-    dot = DOT(codec="pixel", lowpass_sigma=3.0, split="gaussian", device="cpu").fit(
+    dot = DOT(codec="pixel", lowpass_sigma=3.0, split="gaussian").fit(
         list(blurry(textured(3, seed=6))), list(textured(3, seed=7)))
     path = dot.save(tmp_path / "v3.safetensors")
     with safe_open(str(path), framework="pt") as f:
@@ -76,15 +76,15 @@ def test_version_2_file_loads_as_gaussian_single(tmp_path):
     header.update(format_version="2", dotrestore=json.dumps(meta))
     old = tmp_path / "v2.safetensors"
     save_file(tensors, str(old), metadata=header)
-    loaded = DOT.load(old, device="cpu")
+    loaded = DOT.load(old)
     assert loaded.mixture == 1 and loaded.split == "gaussian" and loaded.lowpass_sigma == 3.0
     x = blurry(textured(1, seed=8))
-    assert torch.allclose(loaded.transform(x), DOT(codec="pixel", lowpass_sigma=3.0, split="gaussian", device="cpu").fit(
+    assert torch.allclose(loaded.transform(x), DOT(codec="pixel", lowpass_sigma=3.0, split="gaussian").fit(
         list(blurry(textured(3, seed=6))), list(textured(3, seed=7))).transform(x), atol=1e-6)
 
 
 def test_guided_split_formula():
-    dot = DOT(codec="pixel", lowpass_sigma=3.0, split="guided", device="cpu").fit(
+    dot = DOT(codec="pixel", lowpass_sigma=3.0, split="guided").fit(
         list(blurry(textured(3, seed=9))), list(textured(3, seed=10)))
     x = blurry(textured(1, seed=11))
     low = guided_lowpass(x, 3.0)
@@ -97,4 +97,4 @@ def test_bad_parameters():
     for kwargs, match in ((dict(mixture=0), "mixture"), (dict(mixture=2, zero_shot=True), "zero-shot"),
                           (dict(split="box"), "split"), (dict(mixture=3, max_patches=4), "max_patches")):
         with pytest.raises(InputError, match=match):
-            DOT(codec="pixel", device="cpu", **kwargs).fit(list(textured(2)), list(textured(2)))
+            DOT(codec="pixel", **kwargs).fit(list(textured(2)), list(textured(2)))

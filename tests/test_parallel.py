@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from dotrestore.errors import InputError
 from safetensors.torch import load_file
 
 from dotrestore import data
@@ -55,40 +57,46 @@ def test_batches_yield_every_item_once_stacked(tmp_path, workers):
         paths.append(tmp_path / f"{k}.png")
         sizes.append((h, 10))
     seen = {}
-    for positions, batch in pipeline.batches(paths, data.read_image, sizes=sizes, batch_size=3, workers=workers):
-        assert batch.shape[0] == len(positions) <= 3
-        for j, i in enumerate(positions):
-            seen[i] = float(batch[j].mean())
+    for batch in pipeline.batches(paths, data.read_image, sizes=sizes, batch_size=3, workers=workers):
+        assert batch.images.shape[0] == len(batch.positions) <= 3
+        assert batch.names == [str(paths[i]) for i in batch.positions]
+        for j, i in enumerate(batch.positions):
+            seen[i] = float(batch.images[j].mean())
     assert sorted(seen) == list(range(7))
     assert all(abs(v - k / 10) < 1 / 255 for k, v in seen.items())
 
 
-def test_fit_moments_encode_whole_loader_batches(tmp_path):
-    """fit --batch-size B: the codec encodes B same-size images per call; moments as one at a time."""
-    from dotrestore import DOT
+def test_fit_encodes_whole_loader_batches(tmp_path):
+    """fit with batch_size B: the codec encodes B same-size images per call; moments as one at a time."""
+    from dotrestore import DOT, Runtime
 
     g = torch.Generator().manual_seed(5)
     paths = [data.save_image(torch.rand(3, 48, 40, generator=g), tmp_path / f"{i}.png") for i in range(5)]
-    sizes = data.validate_images(paths, None)
-    dot = DOT(codec="pixel", patch_size=3, device="cpu", progress=False)
     calls = []
-    codec = dot._get_codec()
-    encode = codec.encode
-    codec.encode = lambda x: calls.append(x.shape[0]) or encode(x)
-    one, n1 = pipeline.latent_moments(dot, paths, sizes=sizes, batch_size=1, workers=0)
+
+    def counting(batch_size):
+        dot = DOT(codec="pixel", patch_size=3, runtime=Runtime(batch_size=batch_size, workers=0, progress=False))
+        codec = dot._prepare()
+        encode = codec.encode
+        codec.encode = lambda x: calls.append(x.shape[0]) or encode(x)
+        return dot
+
+    one = counting(1).partial_fit(paths, "target")
     assert calls == [1] * 5
     calls.clear()
-    four, n4 = pipeline.latent_moments(dot, paths, sizes=sizes, batch_size=4, workers=0)
-    assert calls == [4, 1] and n1 == n4 == 5
-    assert torch.allclose(four.mean, one.mean, rtol=1e-6) and torch.allclose(four.covariance, one.covariance, rtol=1e-6)
-    dot.batch_size, calls[:] = 2, []
-    latents = dot.encode(torch.rand(5, 3, 48, 40, generator=g))  # a batch tensor: batch_size per codec call
+    four = counting(4).partial_fit(paths, "target")
+    assert calls == [4, 1] and one.n_target_images_ == four.n_target_images_ == 5
+    assert torch.allclose(four.mean_target_, one.mean_target_, rtol=1e-6)
+    assert torch.allclose(four.cov_target_, one.cov_target_, rtol=1e-6)
+    calls.clear()
+    latents = counting(2).encode(torch.rand(5, 3, 48, 40, generator=g))  # a batch tensor: batch_size per call
     assert calls == [2, 2, 1] and [tuple(z.shape) for z in latents] == [(1, 3, 48, 40)] * 5
     bad = torch.rand(2, 3, 48, 40)
     bad[1, 0, 0, 0] = float("nan")
-    with pytest.raises(Exception, match="NaN"):
-        pipeline.latent_moments(dot, ["a", "b"], lambda item: bad[0] if item == "a" else bad[1],
-                                sizes=[(48, 40)] * 2, batch_size=2, workers=0)
+    stream = pipeline.batches(["a", "b"], lambda item: bad[0] if item == "a" else bad[1], sizes=[(48, 40)] * 2,
+                              batch_size=2, workers=0)
+    with pytest.raises(InputError, match="b: image contains NaN"):
+        counting(2).partial_fit(stream, "target")
 
 
 def test_image_writer_writes_and_surfaces_errors(tmp_path):

@@ -154,8 +154,9 @@ def test_serve_command_binds_localhost_by_default():
 
 
 def test_serve_command_refuses_a_bad_port(capsys):
-    assert cli.main(["serve", "--port", "70000"]) == 2
-    assert "--port" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        cli.main(["serve", "--port", "70000"])
+    assert info.value.code == 2 and "--port" in capsys.readouterr().err
 
 
 def test_scratch_folder_stays_bounded(tmp_path):

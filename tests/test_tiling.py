@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dotrestore import DOT
-from dotrestore.cli.commands import main
+from dotrestore.cli import main
 from dotrestore.codecs import PixelCodec, codec_from_diffusers, load_codec, tiled_norm, tiling
 from dotrestore.data import read_image, save_image
 
@@ -40,24 +40,26 @@ def test_tiled_apply_of_a_pointwise_map_is_exact():
 
 
 def test_option_parsing():
-    assert tiling.parse_tile("auto") == "auto" and tiling.parse_tile("OFF") == "off" and tiling.parse_tile("256") == 256
-    assert tiling.parse_memory("8GB") == 8 * 10**9 and tiling.parse_memory("512MiB") == 512 * 2**20
-    assert tiling.parse_dtype("bfloat16") is torch.bfloat16
+    from dotrestore import settings
+
+    assert settings.tile("auto") == "auto" and settings.tile("OFF") == "off" and settings.tile("256") == 256
+    assert settings.memory("8GB") == 8 * 10**9 and settings.memory("512MiB") == 512 * 2**20
+    assert settings.DTYPES[settings.dtype("bfloat16")] is torch.bfloat16
     for bad in ("big", 8, -1, True):
         with pytest.raises(ValueError):
-            tiling.parse_tile(bad)
+            settings.check("tile", bad)
     with pytest.raises(ValueError):
-        tiling.parse_memory("lots")
+        settings.memory("lots")
     with pytest.raises(ValueError):
-        tiling.parse_dtype("float64")
+        settings.dtype("float64")
 
 
 def test_reduced_precision_on_cpu_is_refused_with_a_clear_error(tmp_path, capsys):
     with pytest.raises(ValueError, match="needs a CUDA device"):
-        load_codec("pixel", device="cpu", dtype="bfloat16")
+        load_codec("pixel", dtype="bfloat16")
     code = main(["apply", str(tmp_path / "op.safetensors"), str(tmp_path), "-o", str(tmp_path / "o"),
                  "--device", "cpu", "--dtype", "bfloat16"])
-    assert code == 2 and "--dtype bfloat16 needs a CUDA device" in capsys.readouterr().err
+    assert code == 2 and "--dtype: bfloat16 needs a CUDA device" in capsys.readouterr().err
 
 
 def test_auto_never_tiles_up_to_1024_squared_and_tiles_beyond_the_budget():
@@ -170,7 +172,7 @@ def test_deep_codecs_take_group_norm_statistics_on_a_sample_of_tiles_within_the_
 @pytest.fixture(scope="module")
 def kodak_fit(kodak24_dir, taef2_dir):
     files = sorted(Path(kodak24_dir).glob("*.png"))
-    dot = DOT(codec=str(taef2_dir), device="cpu", shrinkage="oas")
+    dot = DOT(codec=str(taef2_dir), shrinkage="oas")
     # restorations: a blurred copy, as a restorer's blurry output
     from dotrestore.data.degradations import gaussian_blur
 
@@ -237,7 +239,7 @@ def test_apply_on_a_6000x4000_photograph_stays_within_4_gb(kodak24_dir, taef2_di
     from PIL import Image
 
     files = sorted(Path(kodak24_dir).glob("*.png"))
-    dot = DOT(codec=str(taef2_dir), device="cpu", shrinkage="oas").fit(files[:2], files[2:4])
+    dot = DOT(codec=str(taef2_dir), shrinkage="oas").fit(files[:2], files[2:4])
     op = dot.save(tmp_path / "op.safetensors")
     tiles = [read_image(f) for f in files]
     side = tiles[0].shape[-1]

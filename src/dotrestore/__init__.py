@@ -6,13 +6,20 @@ restorations and blend, x̂α = (1 − α)·x̂0 + α·x*, to pick a point on th
 perception–distortion trade-off at test time without retraining.
 """
 
+from . import _moved, log
 from ._version import __version__
 from .codecs import Codec, load_codec
-from .errors import CodecUnavailableError, DotRestoreError, InputError, NotFittedError, OperatorFileError
+from .errors import (CodecUnavailableError, DotRestoreError, InputError, NotFittedError, OperatorFileError,
+                     SettingError)
 from .estimator import DOT
+from .runtime import Runtime
+
+log.install_default_handler()
+_moved.install()
 
 __all__ = [
     "DOT",
+    "Runtime",
     "Codec",
     "load_codec",
     "DotRestoreError",
@@ -20,5 +27,6 @@ __all__ = [
     "OperatorFileError",
     "CodecUnavailableError",
     "NotFittedError",
+    "SettingError",
     "__version__",
 ]

@@ -27,6 +27,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from . import settings
 from ._version import __version__
 from .codecs import load_codec
 from .errors import DotRestoreError, OperatorFileError
@@ -35,8 +36,10 @@ from .state import FORMAT, FORMAT_VERSION, FittedState, validate
 
 logger = logging.getLogger("dotrestore")
 
-_PARAMS = ("patch_size", "eps", "shrinkage", "weighting", "lowpass_sigma", "zero_shot", "stochastic", "seed",
-           "mixture", "split", "max_patches")
+#: The method's settings an operator file records (:data:`dotrestore.settings.METHOD`).
+_PARAMS = settings.METHOD
+#: Header entries that repeat a metadata field: they must agree with it.
+_HEADER_COPIES = ("format_version", "codec_id", "codec_spec", "patch_size")
 
 
 def operator_metadata(dot) -> tuple[dict[str, torch.Tensor], dict]:
@@ -100,6 +103,10 @@ def read_operator_file(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]
     except (ValueError, RecursionError) as exc:
         raise OperatorFileError(path, f"has corrupt dotrestore metadata ({exc})") from None
     meta = validate(meta, tensors, path)
+    for key in _HEADER_COPIES:  # a file edited by hand must not say one thing here and another there
+        if key in header and header[key] != str(meta[key]):
+            raise OperatorFileError(path, f"header {key} = {header[key]!r} disagrees with its metadata "
+                                    f"({meta[key]!r})")
     tensors = {name: t.to(torch.float64) for name, t in tensors.items()}
     return meta, tensors
 
@@ -129,23 +136,24 @@ def _bundled_with_id(codec_id: str, device):
     return bundled
 
 
-def load_operator(cls, path: str | Path, codec=None, device=None):
+def load_operator(cls, path: str | Path, codec=None, runtime=None):
     """Build a fitted ``cls`` (DOT) from an operator file; refuses a codec of another id."""
     meta, tensors = read_operator_file(path)
     params = {name: meta[name] for name in _PARAMS if name in meta}
-    params.setdefault("lowpass_sigma", None)  # version 1: statistics of whole images
+    params.setdefault("lowpass_sigma", 0.0)  # version 1: statistics of whole images
     params.setdefault("split", "gaussian")  # versions 1-2: the Gaussian low-pass
-    params.setdefault("mixture", 1)
-    dot = cls(codec=codec if codec is not None else meta["codec_spec"], device=device, **params)
+    dot = cls(codec=codec if codec is not None else meta["codec_spec"], runtime=runtime, **params)
+    device, options = dot.runtime.torch_device, dot.runtime.codec_options()
     try:
-        codec_obj = load_codec(dot.codec, device=dot._device())
+        codec_obj = load_codec(dot.codec, device=device, **options)
     except DotRestoreError as exc:
         if codec is not None:
             raise
-        codec_obj = _bundled_with_id(meta["codec_id"], dot._device())
+        codec_obj = _bundled_with_id(meta["codec_id"], device)
         if codec_obj is None:
             raise OperatorFileError(path, f"records codec {meta['codec_spec']!r}, which cannot be loaded here "
                                     f"({exc}); pass --vae / codec= with the same weights") from None
+        codec_obj.configure(**options)
         dot.codec = codec_obj.spec
     if not same_weights(codec_obj.id, meta["codec_id"]):
         raise OperatorFileError(
@@ -158,9 +166,11 @@ def load_operator(cls, path: str | Path, codec=None, device=None):
             path, f"has patch dimension D = {meta['dim']}, but codec {codec_obj.id!r} with patch size "
             f"{dot.patch_size} gives D = {codec_obj.latent_channels * dot.patch_size**2}")
     dot.codec_ = codec_obj
+    dot.codec_.configure(progress=dot.runtime.progress)
+    dot.dim_ = int(meta["dim"])
     try:
         dot.state_ = FittedState.from_state_dict(tensors, meta, eps=dot.eps)
     except ValueError as exc:  # e.g. mixture components that do not form a valid mixture
         raise OperatorFileError(path, f"has inconsistent fitted tensors ({exc})") from None
-    dot._cache = None
+    dot._publish()
     return dot

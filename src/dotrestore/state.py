@@ -23,17 +23,12 @@ from pathlib import Path
 
 import torch
 
-from .ot import gaussian
-from .ot.split import SPLITS
+from . import settings
 from .errors import OperatorFileError
-from .ot.filters import MAX_SIGMA
+from .ot import gaussian
 from .ot.mixture import MixtureTransport
-from .ot.patches import MAX_PATCH_SIZE, WEIGHTINGS
 
 ROLES = ("source", "target")
-#: Largest K accepted for ``mixture`` (EM on K full D×D covariances per role).
-MAX_MIXTURE = 64
-STOCHASTIC = ("auto", "never", "always")
 FORMAT = "dotrestore.operator"
 FORMAT_VERSION = 3
 MOMENT_KEYS = ("count", "shift", "sum", "outer")
@@ -147,23 +142,19 @@ def _is_real(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
 
 
-def _shrinkage_ok(v) -> bool:
-    if isinstance(v, str) and v.strip().lower() not in ("oas", "none"):
-        return False  # parse_shrinkage would read "0.5"; a file stores numbers as numbers
-    try:
-        gaussian.parse_shrinkage(v)
-    except ValueError:
-        return False
-    return True
-
-
 def _shrinkage_used_ok(v) -> bool:
     if isinstance(v, Mapping):
         return set(v) <= set(ROLES) and all(x is None or isinstance(x, str) for x in v.values())
     return v is None or isinstance(v, str)
 
 
-#: name -> (required, check, what is expected). Ranges are those ``DOT.fit`` accepts.
+def _setting_field(name: str) -> tuple[bool, Callable[[object], bool], str]:
+    setting = settings.SETTINGS[name]
+    return False, setting.accepts_stored, setting.rule
+
+
+#: name -> (required, check, what is expected). The method's settings come from the one table
+#: (:data:`dotrestore.settings.SETTINGS`): a file accepts exactly the values ``DOT`` accepts.
 META_FIELDS: dict[str, tuple[bool, Callable[[object], bool], str]] = {
     "format": (False, lambda v: v == FORMAT, f"{FORMAT!r}"),
     "format_version": (True, lambda v: _is_int(v) and 1 <= v <= FORMAT_VERSION, f"an integer from 1 to {FORMAT_VERSION}"),
@@ -173,25 +164,14 @@ META_FIELDS: dict[str, tuple[bool, Callable[[object], bool], str]] = {
     "latent_channels": (False, lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "downscale": (False, lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "dim": (True, lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "patch_size": (True, lambda v: _is_int(v) and 1 <= v <= MAX_PATCH_SIZE and v % 2 == 1,
-                   f"an odd integer from 1 to {MAX_PATCH_SIZE}"),
-    "eps": (False, lambda v: _is_real(v) and v > 0, "a finite number > 0"),
-    "shrinkage": (False, _shrinkage_ok, "null, 'oas' or a number in [0, 1]"),
+    **{name: _setting_field(name) for name in settings.METHOD},
     "shrinkage_used": (False, _shrinkage_used_ok, "null, a string or {source, target: string}"),
-    "weighting": (False, lambda v: v in WEIGHTINGS, f"one of {list(WEIGHTINGS)}"),
-    "lowpass_sigma": (False, lambda v: v is None or (_is_real(v) and 0 <= v <= MAX_SIGMA),
-                      f"null or a number in [0, {MAX_SIGMA:g}]"),
-    "zero_shot": (False, lambda v: isinstance(v, bool), "true or false"),
-    "stochastic": (False, lambda v: v in STOCHASTIC, f"one of {list(STOCHASTIC)}"),
     "stochastic_map": (False, lambda v: isinstance(v, bool), "true or false"),
-    "seed": (False, lambda v: _is_int(v) and 0 <= v < 2**63, "an integer in [0, 2^63)"),
     "w2_squared": (False, lambda v: v is None or (_is_real(v) and v >= 0), "null or a finite number >= 0"),
-    "mixture": (False, lambda v: _is_int(v) and 1 <= v <= MAX_MIXTURE, f"an integer from 1 to {MAX_MIXTURE}"),
-    "split": (False, lambda v: v in SPLITS, f"one of {list(SPLITS)}"),
-    "max_patches": (False, lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
     **{f"n_{r}_{k}": (False, lambda v: _is_int(v) and v >= 0, "an integer >= 0")
        for r in ROLES for k in ("images", "patches")},
 }
+META_FIELDS["patch_size"] = (True, *META_FIELDS["patch_size"][1:])
 
 #: tensor name -> shape in terms of D and K ("" = scalar). Presence rules are in :func:`validate`.
 TENSORS: dict[str, str] = {
@@ -284,5 +264,4 @@ def validate(meta, tensors: Mapping[str, torch.Tensor], path: str | Path | None)
     return dict(meta)
 
 
-__all__ = ["RoleState", "FittedState", "validate", "META_FIELDS", "TENSORS", "FORMAT", "FORMAT_VERSION",
-           "ROLES", "STOCHASTIC"]
+__all__ = ["RoleState", "FittedState", "validate", "META_FIELDS", "TENSORS", "FORMAT", "FORMAT_VERSION", "ROLES"]

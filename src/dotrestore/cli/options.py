@@ -1,42 +1,82 @@
-"""argparse types shared by every subcommand: values are checked when the arguments are parsed,
-so a bad flag fails at once (exit 2, naming the flag) before any file is read or written."""
+"""Command-line options made from the settings table: flag, type, default and help in one place.
+
+Every value is checked when the arguments are parsed (argparse exits with status 2 naming the
+flag) by the same ``parse`` the Python API uses (:data:`dotrestore.settings.SETTINGS`).
+"""
 
 from __future__ import annotations
 
 import argparse
-import math
 
-def device_arg(value: str) -> str:
-    """argparse type of ``--device``: a device this machine has (see :mod:`dotrestore.devices`)."""
-    from ..runtime.devices import parse_device
+from .. import settings
+from ..runtime import Runtime
 
-    try:
-        parse_device(value)
-    except (ValueError, TypeError) as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return value
+#: the runtime options every working command takes
+RUNTIME_OPTIONS = ("device", "dtype", "tile", "tile_overlap", "max_memory", "batch_size", "workers", "max_pixels")
 
 
-def finite_float(value: str) -> float:
-    """argparse type of α and other real values: finite numbers only."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if not math.isfinite(number):
-        raise argparse.ArgumentTypeError(f"{value!r} is not a finite number")
-    return number
+def setting_type(name: str):
+    """An argparse ``type`` that parses with the setting's own parser."""
+    setting = settings.SETTINGS[name]
+
+    def parse(text: str):
+        try:
+            return setting.parse(text)
+        except (ValueError, TypeError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = name  # argparse names the type in some messages
+    return parse
 
 
-def max_pixels_arg(value: str) -> int:
-    """argparse type of ``--max-pixels``: a positive integer (``1e8`` and ``100_000_000`` work too)."""
-    try:
-        number = float(value.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of pixels") from None
-    if not (math.isfinite(number) and number >= 1 and number == int(number)):
-        raise argparse.ArgumentTypeError(f"{value!r} must be a positive whole number of pixels")
-    return int(number)
+def _shown(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(_shown(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 10_000:
+        return f"{value:,}"
+    return str(value)
 
 
-__all__ = ["device_arg", "finite_float", "max_pixels_arg"]
+def add(parser, name: str, *, table_default: bool = True, help: str | None = None, **kwargs) -> None:
+    """Add the setting ``name`` as its flag. ``table_default=False`` leaves the parsed default None
+    (so a configuration file can fill it) while the help still shows the table's default."""
+    setting = settings.SETTINGS[name]
+    text = help or setting.help
+    if setting.default is not None and not isinstance(setting.default, bool) and "default" not in text:
+        text += f" (default: {_shown(setting.default)})"
+    if setting.parse is settings.boolean:
+        parser.add_argument(setting.option, dest=name, action="store_true",
+                            default=setting.default if table_default else None, help=text)
+        return
+    kwargs.setdefault("metavar", setting.metavar)
+    kwargs.setdefault("type", setting_type(name))
+    parser.add_argument(setting.option, dest=name, default=settings.default(name) if table_default else None,
+                        help=text, **kwargs)
+
+
+def add_runtime(parser, names=RUNTIME_OPTIONS, table_default: bool = True) -> None:
+    for name in names:
+        add(parser, name, table_default=table_default)
+    if "no_progress" not in {a.dest for a in parser._actions}:
+        parser.add_argument("--no-progress", dest="progress", action="store_false",
+                            default=True if table_default else None, help="hide progress bars")
+
+
+def runtime(args) -> Runtime:
+    """The Runtime the parsed arguments describe (fields not given keep their defaults)."""
+    values = {name: getattr(args, name) for name in (*RUNTIME_OPTIONS, "progress") if getattr(args, name, None) is not None}
+    return Runtime(**values)
+
+
+def progress_bar(total: int, desc: str, runtime: Runtime):
+    """A tqdm bar on the main process when progress is on and there is more than one item."""
+    from tqdm.auto import tqdm
+
+    from ..runtime import parallel
+
+    return tqdm(total=total, desc=desc, unit="img", leave=False,
+                disable=not runtime.progress or total < 2 or not parallel.is_main())
+
+
+__all__ = ["setting_type", "add", "add_runtime", "runtime", "progress_bar", "RUNTIME_OPTIONS"]

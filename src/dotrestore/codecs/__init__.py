@@ -43,6 +43,7 @@ __all__ = [
     "pad_to_multiple",
     "resolve_auto",
     "sd_vae_config",
+    "spec_files",
     "weights_sha256",
 ]
 
@@ -52,6 +53,16 @@ ACCEPTED_SPECS = (
     "*_encoder.pth + *_decoder.pth pair (TAESD family, e.g. taef2); or the path of such an *_encoder.pth"
 )
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def spec_files(spec) -> list[Path]:
+    """The files a codec spec reads (a folder's files, or the file itself): outputs must never replace them."""
+    if spec is None or isinstance(spec, Codec):
+        return []
+    path = Path(os.fspath(spec)).expanduser()
+    if path.is_dir():
+        return [p for p in path.iterdir() if p.is_file()]
+    return [path] if path.is_file() else []
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -109,7 +120,7 @@ def load_codec(
 
 def _load(spec: str | os.PathLike, device: torch.device | str | None) -> Codec:
     if not isinstance(spec, (str, os.PathLike)):
-        raise InputError(None, f"codec must be a Codec or a string; got {type(spec).__name__}. Accepted: {ACCEPTED_SPECS}")
+        raise InputError("codec", f"must be a Codec or a string; got {type(spec).__name__}. Accepted: {ACCEPTED_SPECS}")
     text = os.fspath(spec).strip()
     if text.lower() == "pixel":
         return PixelCodec(device=device)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import settings
 from . import tiling
 
 
@@ -151,37 +152,27 @@ class Codec:
     ) -> Codec:
         """Set tiling, compute dtype, memory budget or progress bars (None leaves one as it is)."""
         if tile is not None:
-            self.tile = tiling.parse_tile(tile)
+            self.tile = settings.check("tile", tile)
         if tile_overlap is not None:
-            self.tile_overlap = tiling.parse_overlap(tile_overlap)
+            self.tile_overlap = settings.check("tile_overlap", tile_overlap)
         if max_memory is not None:
-            self.max_memory = tiling.parse_memory(max_memory)
+            self.max_memory = settings.check("max_memory", max_memory)
         if progress is not None:
             self.progress = bool(progress)
         if dtype is not None:
-            dtype = tiling.parse_dtype(dtype)
+            dtype = settings.DTYPES[settings.check("dtype", dtype)]
             if dtype != self.dtype:
-                self._check_dtype(self.device, dtype)
+                settings.check_precision(dtype, self.device)
                 self.dtype = dtype
                 self._bytes_per_pixel.clear()
                 self.to(self.device)
         return self
 
-    @staticmethod
-    def _check_dtype(device: torch.device, dtype: torch.dtype) -> None:
-        # oneDNN's bf16/fp16 convolutions are slower than float32 on most CPUs, and half
-        # precision there only loses accuracy: reduced precision is a GPU feature
-        if dtype != torch.float32 and device.type != "cuda":
-            raise ValueError(
-                f"codec dtype {str(dtype).removeprefix('torch.')} needs a CUDA device; on {device} "
-                "the codec computes in float32"
-            )
-
     def to(self, device: torch.device | str) -> Codec:
         """Move the networks to ``device`` (in :attr:`dtype`); returns ``self``."""
         device = torch.device(device)
         dtype = getattr(self, "dtype", torch.float32)
-        self._check_dtype(device, dtype)
+        settings.check_precision(dtype, device)
         for module in self._modules():
             # channels_last: oneDNN's convolutions are faster on CPU in this layout
             module.to(device=device, dtype=dtype, memory_format=torch.channels_last)

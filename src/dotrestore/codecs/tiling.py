@@ -34,7 +34,6 @@ untiled result.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 
 import torch
@@ -60,67 +59,6 @@ ACTIVATION_FACTOR = 4
 #: GroupNorms, 1.5 for TAEF2 (which stays exact) and some 15 for the SD VAE's decoder, which
 #: above this bound takes them on an evenly spread sample of tiles. None: always exact.
 STAT_PASSES: float | None = 2.0
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-# ---------------------------------------------------------------------- parameters
-def parse_tile(value) -> str | int:
-    """``"auto"``, ``"off"`` or a tile side in pixels (int >= 16) from a flag or a parameter."""
-    if value is None:
-        return "auto"
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("auto", "off"):
-            return text
-        if not text.isdigit():
-            raise ValueError(f"tile must be 'auto', 'off' or a tile side in pixels, got {value!r}")
-        value = int(text)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 16:
-        raise ValueError(f"tile must be 'auto', 'off' or a tile side of at least 16 pixels, got {value!r}")
-    return value
-
-
-def parse_overlap(value) -> int | None:
-    """Overlap in pixels (int >= 0), or None for the default."""
-    if value is None:
-        return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"tile_overlap must be a number of pixels >= 0, got {value!r}")
-    return value
-
-
-def parse_dtype(value) -> torch.dtype:
-    """torch dtype of the codec's computation from ``"float32"|"bfloat16"|"float16"`` or a dtype."""
-    if value is None:
-        return torch.float32
-    if isinstance(value, torch.dtype) and value in DTYPES.values():
-        return value
-    if isinstance(value, str) and value.strip().lower() in DTYPES:
-        return DTYPES[value.strip().lower()]
-    raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {value!r}")
-
-
-_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 1024, "m": 1e6, "mb": 1e6, "mib": 1024**2,
-          "g": 1e9, "gb": 1e9, "gib": 1024**3, "t": 1e12, "tb": 1e12, "tib": 1024**4}
-
-
-def parse_memory(value) -> int | None:
-    """Bytes from ``"8GB"``, ``"512MiB"``, ``"2.5g"`` or a number of bytes; None stays None."""
-    if value is None:
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number, unit = float(value), ""
-    else:
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
-        if match is None or match.group(2).lower() not in _UNITS:
-            raise ValueError(f"max_memory must be a size such as 8GB, 512MiB or a number of bytes, got {value!r}")
-        number, unit = float(match.group(1)), match.group(2).lower()
-    size = int(number * _UNITS[unit])
-    if size <= 0:
-        raise ValueError(f"max_memory must be positive, got {value!r}")
-    return size
 
 
 # ---------------------------------------------------------------------- memory

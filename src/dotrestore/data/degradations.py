@@ -89,7 +89,7 @@ class Down(Degradation):
     def apply(self, x, generator):
         height, width = x.shape[-2:]
         if height < self.scale or width < self.scale:
-            raise InputError(None, f"image {height}x{width} is smaller than the factor of {self}")
+            raise InputError(str(self), f"image {height}x{width} is smaller than the factor")
         return resize_image(x, (height // self.scale, width // self.scale))
 
 
@@ -146,11 +146,11 @@ def parse_degradation(spec: str | Degradation) -> Degradation:
     if isinstance(spec, Degradation):
         return spec
     if not isinstance(spec, str) or not spec.strip():
-        raise InputError(None, f"empty degradation spec {spec!r}; {DEGRADATIONS.catalogue()}")
+        raise InputError("degradation spec", f"is empty ({spec!r}); {DEGRADATIONS.catalogue()}")
     stages = []
     for part in spec.split("+"):
         if not part.strip():
-            raise InputError(None, f"empty stage in degradation spec {spec!r}")
+            raise InputError("degradation spec", f"empty stage in {spec!r}")
         stages.append(DEGRADATIONS.parse(part))
     return stages[0] if len(stages) == 1 else Compose(stages)
 

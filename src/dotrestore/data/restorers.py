@@ -234,14 +234,14 @@ def parse_restorer(spec: str | Restorer | Callable) -> Restorer:
         return UserRestorer(spec, getattr(spec, "__qualname__", type(spec).__name__))
     valid = f"{RESTORERS.catalogue()}; {_USER_HINT}"
     if not isinstance(spec, str) or not spec.strip():
-        raise InputError(None, f"empty restorer spec {spec!r}; {valid}")
+        raise InputError("restorer spec", f"is empty ({spec!r}); {valid}")
     spec = spec.strip()
     name = spec.partition(":")[0].strip().lower()
     if name in RESTORERS:
         return RESTORERS.parse(spec)
     target, colon, func = spec.rpartition(":")
     if not colon or not target or not func.isidentifier():
-        raise InputError(None, f"unknown restorer {spec!r}; {valid}")
+        raise InputError("restorer spec", f"unknown restorer {spec!r}; {valid}")
     return UserRestorer(_load_callable(target, func), f"{target}:{func}")
 
 

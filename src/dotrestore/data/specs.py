@@ -37,7 +37,7 @@ class SpecRegistry(Mapping):
     """Named classes built from ``name[:k=v,...]`` specs; each class has ``name`` and ``params``.
 
     The one spec parser of dotrestore: degradations and restorers are both registries.
-    Parsing errors are InputError(None, ...) listing the valid names and parameters.
+    Parsing errors are InputErrors about the ``<what> spec`` listing the valid names and parameters.
     """
 
     def __init__(self, what: str, classes=()):
@@ -77,7 +77,7 @@ class SpecRegistry(Mapping):
         name, _, rest = part.strip().partition(":")
         name = name.strip().lower()
         if name not in table:
-            raise InputError(None, f"unknown {what} {name!r} in {part!r}; {self.catalogue()}")
+            raise InputError(f"{what} spec", f"unknown {what} {name!r} in {part!r}; {self.catalogue()}")
         cls = table[name]
         params = cls.params
         by_name = {p.name: p for p in params}
@@ -86,19 +86,19 @@ class SpecRegistry(Mapping):
             key, eq, value = item.partition("=")
             if not eq:  # positional shorthand, e.g. noise:50
                 if len(params) != 1 or given:
-                    raise InputError(None, f"{what} {name!r}: write parameters as key=value in {part!r}; {self.catalogue()}")
+                    raise InputError(f"{what} spec", f"{what} {name!r}: write parameters as key=value in {part!r}; {self.catalogue()}")
                 key, value = params[0].name, item
             key = key.strip().lower()
             if key not in by_name:
-                raise InputError(None, f"{what} {name!r} has no parameter {key!r}; {self.catalogue()}")
+                raise InputError(f"{what} spec", f"{what} {name!r} has no parameter {key!r}; {self.catalogue()}")
             if key in given:
-                raise InputError(None, f"{what} {name!r}: parameter {key!r} given twice in {part!r}")
+                raise InputError(f"{what} spec", f"{what} {name!r}: parameter {key!r} given twice in {part!r}")
             given[key] = value.strip()
         values = {}
         for param in params:
             if param.name not in given:
                 if param.default is _REQUIRED:
-                    raise InputError(None, f"{what} {name!r} needs {param.describe()} in {part!r}; {self.catalogue()}")
+                    raise InputError(f"{what} spec", f"{what} {name!r} needs {param.describe()} in {part!r}; {self.catalogue()}")
                 values[param.name] = param.default
                 continue
             text = given[param.name]
@@ -111,7 +111,7 @@ class SpecRegistry(Mapping):
             except (ValueError, OverflowError):
                 number = None
             if number is None or not math.isfinite(number) or not param.check(number):
-                raise InputError(None, f"{what} {name!r}: {param.name}={text!r} is invalid, expected {param.kind.__name__} {param.rule}")
+                raise InputError(f"{what} spec", f"{what} {name!r}: {param.name}={text!r} is invalid, expected {param.kind.__name__} {param.rule}")
             values[param.name] = number
         return cls, values
 

@@ -7,7 +7,7 @@
 """
 
 from .config import DEFAULT_ALPHAS, ExperimentConfig
-from .report import alpha_dirname
+from ..apply import alpha_dirname
 from .runner import ExperimentResult, run
 
 # Imported eagerly (it is cheap: scikit-image's photographs are read only when it runs) so

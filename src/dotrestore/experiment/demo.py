@@ -78,7 +78,7 @@ def make_demo_images(folder: str | Path, max_images: int | None = None) -> list[
             per_photo.append(tiles)
     ordered = [t[i] for i in range(MAX_TILES_PER_PHOTO) for t in per_photo if i < len(t)][:max_images]
     if len(ordered) < 10:
-        raise InputError(None, f"only {len(ordered)} demo tiles could be made from scikit-image's photographs; "
+        raise InputError("scikit-image data", f"only {len(ordered)} demo tiles could be made from scikit-image's photographs; "
                          "the demo needs at least 10 (is scikit-image's data folder complete?)")
     paths = []
     for k, (name, tile) in enumerate(ordered):

@@ -18,7 +18,7 @@ from ..metrics import PatchMoments, PerImageMean, frechet_distance
 
 logger = logging.getLogger(__name__)
 
-#: latent_fd compares 3×3 latent patches whatever patch size the operator uses (the seed's measure).
+#: latent_fd compares 3×3 latent patches whatever patch size the operator uses (Adrai et al.'s measure).
 LATENT_FD_PATCH = 3
 _ENCODE_CHUNK = 4  # images encoded together: bounds activation memory of VAEs on big images
 

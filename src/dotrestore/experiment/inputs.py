@@ -130,7 +130,7 @@ def make_triple(item: Item, plan: Plan, config: ExperimentConfig) -> Triple:
     y = data.quantize(plan.degradation(x, generator))
     x_star = plan.restorer(y, size=tuple(x.shape[-2:]))
     if tuple(x_star.shape) != tuple(x.shape):
-        raise InputError(None, f"restorer {config.restorer!r} returned {tuple(x_star.shape)} for a {tuple(x.shape)} image")
+        raise InputError(str(config.restorer), f"returned {tuple(x_star.shape)} for a {tuple(x.shape)} image")
     return Triple(x, y, data.quantize(x_star))
 
 

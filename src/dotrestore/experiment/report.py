@@ -20,21 +20,6 @@ def columns(rows: list[dict]) -> tuple[str, ...]:
     return COLUMNS[:-1] + tuple(extra) + COLUMNS[-1:]
 
 
-def alpha_dirname(alpha: float) -> str:
-    """Folder name of the outputs at one α: ``alpha_-0.7``, ``alpha_0``, ``alpha_1``, ``alpha_1.3``.
-
-    The shortest repr that round-trips the float, with a trailing ``.0`` dropped and −0 written
-    as 0, so every α has exactly one name (``dotrestore apply`` uses the same function).
-    """
-    value = float(alpha)
-    if value == 0.0:
-        value = 0.0  # -0.0 → 0
-    text = repr(value)
-    if text.endswith(".0"):
-        text = text[:-2]
-    return f"alpha_{text}"
-
-
 def _cell(value) -> str:
     if value is None:
         return ""

@@ -35,15 +35,15 @@ from tqdm.auto import tqdm
 from .. import data, metrics
 from ..runtime import parallel, pipeline
 from .._version import __version__
-from ..io.images import _oriented_size
+from ..io.images import header_size
 from ..errors import InputError
 from ..io.guard import check_not_input, check_not_inside, check_output_folder, check_writable_folder
 from . import figures, report
 from .config import ExperimentConfig
 from .evaluation import Evaluation
 from .inputs import Plan, degraded_for_metrics, load_clean, make_triple, plan_inputs
-from .report import alpha_dirname
-from .variants import Variant, default_variants, fit_variants, parse_variants
+from ..apply import alpha_dirname
+from .variants import Variant, fit_variants, variants_of
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def run(config: ExperimentConfig, *, codec=None, notes=(), reserved=(), inputs=(
     """
     config.validate()
     started = time.perf_counter()
-    variants = _variants(config)
+    variants = variants_of(config)
     parallel.init(config.device)
     out = Path(config.out).expanduser().resolve()
     _check_out(out, config.overwrite, reserved)  # before anything slow: a refused --out fails at once
@@ -111,12 +111,6 @@ def run(config: ExperimentConfig, *, codec=None, notes=(), reserved=(), inputs=(
         raise
     result.out, result.report = out, out / "report.md"
     return result
-
-
-def _variants(config: ExperimentConfig) -> list[Variant]:
-    if config.variants is None:
-        return default_variants(config.lowpass_sigma)
-    return parse_variants(config.variants, config.lowpass_sigma)
 
 
 def _check_out(out: Path, overwrite: bool, reserved) -> None:
@@ -169,14 +163,7 @@ def _test_sizes(plan: Plan, config: ExperimentConfig) -> list | None:
     """(H, W) of each test image after crop (headers only), or None when sizes are not known."""
     if config.batch_size == 1 or config.resize is not None:
         return None
-    from PIL import Image
-
-    sizes = []
-    for item in plan.test:
-        with Image.open(item.clean) as image:
-            size = _oriented_size(image)
-        sizes.append((config.crop, config.crop) if config.crop else size)
-    return sizes
+    return [(config.crop, config.crop) if config.crop else header_size(item.clean) for item in plan.test]
 
 
 def _loaded_triple(plan: Plan, config: ExperimentConfig):
@@ -194,8 +181,7 @@ def _run(config: ExperimentConfig, variants: list[Variant], plan: Plan, staging:
     roles = {"source": (parallel.shard(plan.source), lambda it: make_triple(it, plan, config).restored,
                         lambda it: it.restored or it.clean),
              "target": (parallel.shard(plan.target), lambda it: load_clean(it, config), lambda it: it.clean)}
-    dots = fit_variants(variants, config, codec if codec is not None else config.vae, roles,
-                        workers=config.workers, batch_size=config.batch_size)
+    dots = fit_variants(variants, config, codec if codec is not None else config.vae, roles)
     timings["fit_s"] = time.perf_counter() - t
     codec = next(iter(dots.values())).codec_
 
@@ -217,13 +203,15 @@ def _run(config: ExperimentConfig, variants: list[Variant], plan: Plan, staging:
     test_sizes = _test_sizes(plan, config)
     bar = tqdm(total=len(plan.test), desc="evaluating", unit="img", disable=not config.progress or not main)
     with bar, pipeline.ImageWriter() as writer:
-        for positions, batch in pipeline.batches(
+        for loaded in pipeline.batches(
                 [plan.test[i] for i in tests], _loaded_triple(plan, config), batch_size=config.batch_size,
-                sizes=None if test_sizes is None else [test_sizes[i] for i in tests], workers=config.workers):
+                sizes=None if test_sizes is None else [test_sizes[i] for i in tests], workers=config.workers,
+                name=lambda it: it.restored or it.clean):
+            positions, batch = loaded.positions, loaded.data
             x_star = batch["restored"].to(codec.device)
             z_star = codec.encode(x_star)
             # every variant transports the same x*; whole-image transport reuses E(x*)
-            outputs = {v: dots[v].transform_encoded(x_star, z_star, alphas) for v in variants}
+            outputs = {v: dict(dots[v].iter_alphas(x_star, alphas, z=z_star)) for v in variants}
             for j, pos in enumerate(positions):
                 index = tests[pos]
                 item = plan.test[index]

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
+from .. import settings
 from ..errors import InputError
 from .files import atomic_write
 
@@ -33,16 +34,12 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 #: Largest image (width × height, from the file header) read without ``max_pixels``: a
 #: 6000×4000 photograph passes; a small file declaring a huge canvas is refused before
 #: decoding (decoding allocates what the header declares). None disables the check.
-DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_PIXELS = settings.default("max_pixels")
 
 
 def check_max_pixels(max_pixels) -> int | None:
-    """``max_pixels`` as an int (or None: no limit); ValueError for anything else."""
-    if max_pixels is None:
-        return None
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
-        raise ValueError(f"max_pixels must be a positive integer or None, got {max_pixels!r}")
-    return int(max_pixels)
+    """``max_pixels`` as an int (or None: no limit); a SettingError for anything else."""
+    return settings.check("max_pixels", max_pixels)
 
 
 def _open(path: Path) -> Image.Image:
@@ -83,25 +80,20 @@ def list_images(paths: Paths, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> li
     when an explicit file has an extension Pillow does not read or is not an image, or when an
     explicit file's header declares more than ``max_pixels`` pixels.
     """
-    max_pixels = check_max_pixels(max_pixels)
+    max_pixels = settings.check("max_pixels", max_pixels)
     given = _as_path_list(paths)
     if not given:
-        raise InputError(None, "no image files or folders given")
+        raise InputError("images", "no image files or folders given")
     extensions = image_extensions()
     found: list[Path] = []
     for path in given:
         if not path.exists():
             raise InputError(path, "does not exist")
         if path.is_dir():
-            files = sorted(
-                (p for p in path.iterdir()
-                 if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in extensions),
-                key=lambda p: p.name,
-            )
-            if not files:
-                raise InputError(path, "folder holds no image file (none with an extension Pillow reads)")
-            found.extend(files)
+            found.extend(_folder_images(path, extensions))
             continue
+        if not path.is_file():  # a FIFO, a socket or a device would block or never end
+            raise InputError(path, "is not a regular file")
         if path.suffix.lower() not in extensions:
             raise InputError(path, f"not an image file (extension {path.suffix or '(none)'!r} is not one Pillow reads)")
         try:  # header only: cheap; full decoding is validate_images' job
@@ -118,11 +110,33 @@ def list_images(paths: Paths, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> li
     return list(unique.values())
 
 
+def _folder_images(folder: Path, extensions) -> list[Path]:
+    """The image files of ``folder`` (sorted by name); one log line names what was skipped."""
+    files, skipped = [], []
+    for p in sorted(folder.iterdir(), key=lambda p: p.name):
+        is_image = p.is_file() and not p.name.startswith(".") and p.suffix.lower() in extensions
+        (files if is_image else skipped).append(p)
+    if not files:
+        raise InputError(folder, "folder holds no image file (none with an extension Pillow reads)")
+    if skipped:
+        shown = ", ".join(p.name + ("/" if p.is_dir() else "") for p in skipped[:8])
+        more = f" and {len(skipped) - 8} more" if len(skipped) > 8 else ""
+        logger.info("%s: skipped %d entr%s that %s not image files: %s%s", folder, len(skipped),
+                    "y" if len(skipped) == 1 else "ies", "is" if len(skipped) == 1 else "are", shown, more)
+    return files
+
+
 def _oriented_size(image: Image.Image) -> tuple[int, int]:
     width, height = image.size
     if image.getexif().get(_EXIF_ORIENTATION) in _TRANSPOSING_ORIENTATIONS:
         width, height = height, width
     return height, width
+
+
+def header_size(path: PathLike) -> tuple[int, int]:
+    """(H, W) of an image after EXIF orientation, from its header (nothing decoded)."""
+    with _open(Path(path)) as image:
+        return _oriented_size(image)
 
 
 def validate_images(paths: Paths, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> list[tuple[int, int]]:
@@ -171,7 +185,7 @@ def read_image(path: PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> t
     composited on a background); 16-bit values are divided by 65535 (full precision kept).
     Images whose header declares more than ``max_pixels`` pixels are refused before decoding.
     """
-    max_pixels = check_max_pixels(max_pixels)
+    max_pixels = settings.check("max_pixels", max_pixels)
     path = Path(path)
     if not path.exists():
         raise InputError(path, "does not exist")
@@ -182,6 +196,8 @@ def read_image(path: PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> t
             image = ImageOps.exif_transpose(image)
             mode = image.mode
             array = _to_rgb_array(image)
+            if not np.isfinite(array).all():  # a float TIFF can hold NaN or inf
+                raise InputError(path, "has NaN or infinite pixel values")
     except InputError:
         raise
     except Exception as err:
@@ -210,7 +226,7 @@ def center_crop(img: torch.Tensor, size: int, path: PathLike | None = None) -> t
     """Centre crop (…, H, W) to size × size; InputError (naming ``path``) when a side is smaller."""
     height, width = img.shape[-2:]
     if height < size or width < size:
-        raise InputError(path, f"image is {height}x{width}, smaller than the {size}x{size} crop")
+        raise InputError(path if path is not None else "image", f"is {height}x{width}, smaller than the {size}x{size} crop")
     top, left = (height - size) // 2, (width - size) // 2
     return img[..., top:top + size, left:left + size].contiguous()
 
@@ -219,7 +235,7 @@ def _positive_int(value, name: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or int(value) != value or value < 1:
-        raise InputError(None, f"{name} must be a positive integer, got {value!r}")
+        raise InputError(name, f"must be a positive integer, got {value!r}")
     return int(value)
 
 
@@ -294,11 +310,12 @@ def pair_by_stem(restored: Sequence[PathLike], clean: Sequence[PathLike]) -> lis
     if missing:
         shown = ", ".join(restored_by_stem[s].name for s in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise InputError(None, f"{len(missing)} restored image(s) have no clean image with the same stem: {shown}{more}")
+        raise InputError("restored images", f"{len(missing)} have no clean image with the same stem: {shown}{more}")
     return [(restored_by_stem[s], clean_by_stem[s]) for s in sorted(restored_by_stem)]
 
 
 __all__ = [
-    "DEFAULT_MAX_PIXELS", "check_max_pixels", "image_extensions", "list_images", "validate_images", "read_image", "load_images",
+    "DEFAULT_MAX_PIXELS", "check_max_pixels", "image_extensions", "list_images", "validate_images", "header_size",
+    "read_image", "load_images",
     "resize_image", "center_crop", "quantize", "save_image", "pair_by_stem",
 ]

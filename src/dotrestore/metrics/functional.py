@@ -32,7 +32,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..errors import InputError
 from ..ot.gaussian import Moments, w2_squared
 from ..ot.patches import extract_patches
 
@@ -61,11 +60,11 @@ _CHUNK_ELEMENTS = 1 << 22
 
 def _check_pair(x: Tensor, y: Tensor, need_chw: bool = False) -> None:
     if not isinstance(x, Tensor) or not isinstance(y, Tensor):
-        raise InputError(None, f"expected two tensors, got {type(x).__name__} and {type(y).__name__}")
+        raise ValueError(f"expected two tensors, got {type(x).__name__} and {type(y).__name__}")
     if x.shape != y.shape:
-        raise InputError(None, f"images differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
+        raise ValueError(f"images differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
     if need_chw and x.dim() != 3:
-        raise InputError(None, f"expected one image of shape (C, H, W), got {tuple(x.shape)}")
+        raise ValueError(f"expected one image of shape (C, H, W), got {tuple(x.shape)}")
 
 
 def mse(x: Tensor, y: Tensor) -> float:
@@ -120,7 +119,7 @@ def ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> float:
     _check_pair(x, y, need_chw=True)
     c, h, w = x.shape
     if h < SSIM_WINDOW or w < SSIM_WINDOW:
-        raise InputError(None, f"SSIM needs images of at least {SSIM_WINDOW}×{SSIM_WINDOW}, got {h}×{w}")
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}×{SSIM_WINDOW}, got {h}×{w}")
     x64 = x.detach().double().reshape(c, 1, h, w)
     y64 = y.detach().double().reshape(c, 1, h, w)
     # One separable filtering pass over the five maps at once.
@@ -140,7 +139,7 @@ def ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> float:
 def _as_batch(t, what: str) -> Tensor:
     if not isinstance(t, Tensor) or t.dim() not in (3, 4):
         shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-        raise InputError(None, f"{what}: expected tensors (C, H, W) or (B, C, H, W), got {shape}")
+        raise ValueError(f"{what}: expected tensors (C, H, W) or (B, C, H, W), got {shape}")
     return t.unsqueeze(0) if t.dim() == 3 else t
 
 
@@ -158,17 +157,17 @@ def patch_moments(
     if isinstance(tensors, Tensor):
         tensors = [tensors]
     if patch_size < 1 or stride < 1:
-        raise InputError(None, f"patch_size and stride must be ≥ 1, got {patch_size} and {stride}")
+        raise ValueError(f"patch_size and stride must be ≥ 1, got {patch_size} and {stride}")
     p, s = int(patch_size), int(stride)
     for t in tensors:
         batch = _as_batch(t, "patch_moments").detach()
         _, c, h, w = batch.shape
         if h < p or w < p:
-            raise InputError(None, f"patch_moments: a {h}×{w} map has no {p}×{p} patch")
+            raise ValueError(f"patch_moments: a {h}×{w} map has no {p}×{p} patch")
         if moments is None:
             moments = Moments(c * p * p)
         elif moments.dim != c * p * p:
-            raise InputError(None, f"patch_moments: {c} channels × {p}×{p} does not match D = {moments.dim}")
+            raise ValueError(f"patch_moments: {c} channels × {p}×{p} does not match D = {moments.dim}")
         n_rows, n_cols = (h - p) // s + 1, (w - p) // s + 1
         # Rows of patches per chunk, so that one chunk holds ≤ _CHUNK_ELEMENTS values.
         rows = max(1, _CHUNK_ELEMENTS // (n_cols * c * p * p))
@@ -178,7 +177,7 @@ def patch_moments(
                 band = z[None, :, r0 * s : (r1 - 1) * s + p]
                 moments.update(extract_patches(band, p, s))
     if moments is None:
-        raise InputError(None, "patch_moments: no tensors given")
+        raise ValueError("patch_moments: no tensors given")
     return moments
 
 
@@ -192,10 +191,10 @@ def gaussian_fd(moments_a: Moments, moments_b: Moments) -> float:
     """
     da, db = moments_a.dim, moments_b.dim
     if da != db:
-        raise InputError(None, f"gaussian_fd: moments of different dimension ({da} vs {db})")
+        raise ValueError(f"gaussian_fd: moments of different dimension ({da} vs {db})")
     for m in (moments_a, moments_b):
         if float(m.count) < 2:
-            raise InputError(None, f"gaussian_fd: needs ≥ 2 samples per set, got {int(float(m.count))}")
+            raise ValueError(f"gaussian_fd: needs ≥ 2 samples per set, got {int(float(m.count))}")
     fd = w2_squared(moments_a.mean, moments_a.covariance, moments_b.mean, moments_b.covariance)
     return max(float(fd), 0.0)
 
@@ -288,7 +287,7 @@ def _compute(name: str, outputs: Sequence[Tensor], references: Sequence[Tensor],
             from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
             if len(outputs) != len(references):
-                raise InputError(None, "LPIPS needs as many outputs as references (paired)")
+                raise ValueError("LPIPS needs as many outputs as references (paired)")
             metric = LearnedPerceptualImagePatchSimilarity(net_type="alex", normalize=True).to(device)
             for o, r in zip(outputs, references):
                 metric.update(prep(o), prep(r))

@@ -34,8 +34,9 @@ from collections.abc import Sequence
 
 import torch
 
-from ..errors import DotRestoreError, InputError
+from ..errors import DotRestoreError
 from ..ot.gaussian import Moments
+from .devices import local_device
 
 #: Seconds a collective waits for the other ranks before failing.
 TIMEOUT_S = float(os.environ.get("DOTRESTORE_DIST_TIMEOUT", "60"))
@@ -78,18 +79,6 @@ def init(device: str | torch.device | None = None) -> bool:
     dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=TIMEOUT_S), **kwargs)
     _state.update(initialised=True, device=dev)
     return True
-
-
-def local_device(device: str | torch.device | None = None) -> torch.device:
-    """The device of this process: ``device`` as given, with ``cuda`` meaning ``cuda:LOCAL_RANK``
-    under torchrun; None means CUDA when available."""
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None and requested():
-        # one GPU per local process; more processes than GPUs share them round robin (gloo only)
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % max(1, torch.cuda.device_count()))
-    return dev
 
 
 def finish() -> None:
@@ -207,9 +196,9 @@ def gather_tensors(tensor: torch.Tensor, group=None) -> list[torch.Tensor]:
 def agree_on_error(error: BaseException | None) -> None:
     """Collective: raise on every rank when any rank had an ``error`` (e.g. a corrupt file).
 
-    Each rank passes the :class:`DotRestoreError` its validation raised, or None. The
-    lowest failing rank's message is broadcast and raised everywhere as an InputError, so
-    every process stops with the same line naming the file; one process just re-raises.
+    Each rank passes the :class:`DotRestoreError` it raised, or None. The lowest failing rank's
+    error is broadcast (errors pickle with their subject) and raised everywhere, so every process
+    stops with the same line naming the file; one process just re-raises.
     """
     if not active():
         if error is not None:
@@ -219,11 +208,11 @@ def agree_on_error(error: BaseException | None) -> None:
     first = int(_all_reduce_min(flag).item())
     if first == world_size():
         return
-    message = [str(error) if error is not None else None]
+    message = [error if error is not None else None]
     _dist().broadcast_object_list(message, src=first)
     if error is not None and rank() == first:
         raise error
-    raise InputError(None, f"{message[0]} (found by rank {first})")
+    raise message[0]
 
 
 def _all_reduce_min(tensor: torch.Tensor) -> torch.Tensor:

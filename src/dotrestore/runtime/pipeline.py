@@ -1,4 +1,4 @@
-"""One streaming data pipeline for ``fit``, ``apply`` and ``experiment``.
+"""One streaming data pipeline for fitting, applying and experiments.
 
 A :class:`torch.utils.data.DataLoader` runs a per-item function (read, convert, degrade,
 restore: CPU work) in ``workers`` background processes while the main process runs the codec
@@ -7,7 +7,13 @@ and the transport on the device. Items whose images have the same size are batch
 :class:`ImageWriter` writes PNGs on a small thread pool so the device never waits for zlib.
 
 Only a bounded number of items is in flight (``prefetch_factor`` per worker, the writer's
-queue), so memory does not grow with the number of images.
+queue), so memory does not grow with the number of images. An error a worker raises about an
+item (a :class:`~dotrestore.errors.DotRestoreError` or an ``OSError``) reaches the main process
+as the same exception, so a message reads the same with and without workers.
+
+:func:`image_batches` turns everything :class:`~dotrestore.DOT` accepts as images (tensors,
+lists of tensors or paths, folders, or an iterable of batches such as a DataLoader) into one
+stream of :class:`Batch`.
 """
 
 from __future__ import annotations
@@ -16,14 +22,37 @@ import os
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .. import data
+from ..errors import DotRestoreError, InputError
+from ..io import images as image_files
+from . import parallel
+
+
+@dataclass
+class Batch:
+    """Items loaded together: their positions in the list given, the data, and their names.
+
+    ``data`` is a (B, 3, H, W) tensor, or a dict of such tensors (None values allowed);
+    ``names[j]`` is what an error about item j names (its file).
+    """
+
+    positions: list[int]
+    data: torch.Tensor | dict
+    names: list[str]
+
+    @property
+    def images(self) -> torch.Tensor:
+        return self.data
+
+    def __len__(self) -> int:
+        return len(self.positions)
 
 
 def default_workers() -> int:
@@ -50,6 +79,14 @@ def size_batches(sizes: Sequence[tuple[int, int] | None], batch_size: int) -> li
     return [g[k:k + batch_size] for g in groups.values() for k in range(0, len(g), batch_size)]
 
 
+class _Failed:
+    """An error raised while loading an item in a worker, carried to the main process as data
+    (torch would re-create it from its message alone, losing the file it names)."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
 class _Items(Dataset):
     def __init__(self, items: Sequence, load: Callable):
         self.items = list(items)
@@ -59,14 +96,18 @@ class _Items(Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int):
-        return i, self.load(self.items[i])
+        try:
+            return i, self.load(self.items[i])
+        except (DotRestoreError, OSError) as exc:
+            return i, _Failed(exc)
 
 
 def _collate(samples: list) -> tuple[list[int], object]:
     """(positions, loaded) with tensors stacked along a new batch dimension; dicts per key."""
-    positions = [i for i, _ in samples]
-    loaded = [x for _, x in samples]
-    return positions, _stack(loaded)
+    failed = next((x for _, x in samples if isinstance(x, _Failed)), None)
+    if failed is not None:
+        return [i for i, _ in samples], failed
+    return [i for i, _ in samples], _stack([x for _, x in samples])
 
 
 def _stack(values: list):
@@ -85,16 +126,14 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def batches(
-    items: Sequence, load: Callable, *, sizes: Sequence | None = None, batch_size: int = 1,
-    workers: int | None = None,
-) -> Iterator[tuple[list[int], object]]:
-    """Yield ``(positions, batch)``: ``load(items[i])`` for the positions, stacked.
+def batches(items: Sequence, load: Callable, *, sizes: Sequence | None = None, batch_size: int = 1,
+            workers: int | None = None, name: Callable[[object], str] = str) -> Iterator[Batch]:
+    """Yield :class:`Batch` es of ``load(items[i])``, every item exactly once.
 
     ``load`` returns a (3, H, W) tensor, or a dict of tensors (and None values); it runs in
     ``workers`` processes (0: in this process; default :func:`default_workers`). ``sizes``
-    (one (H, W) per item, as :func:`dotrestore.data.validate_images` returns them) allows
-    batching; without it every image goes alone. Every item is yielded exactly once.
+    (one (H, W) per item, as :func:`dotrestore.io.images.validate_images` returns them) allows
+    batching; without it every image goes alone. ``name(item)`` is what errors name.
     """
     workers = default_workers() if workers is None else int(workers)
     if workers < 0:
@@ -109,9 +148,93 @@ def batches(
         if sys.platform.startswith("linux"):
             extra["multiprocessing_context"] = "fork"  # closures (user restorers) need no pickling
     loader = DataLoader(_Items(items, load), batch_sampler=plan, num_workers=workers, collate_fn=_collate, **extra)
-    yield from loader
+    for positions, loaded in loader:
+        if isinstance(loaded, _Failed):
+            raise loaded.error
+        yield Batch(positions, loaded, [name(items[i]) for i in positions])
 
 
+# ---------------------------------------------------------------------- what DOT accepts
+def image_batches(images, what: str, runtime, *, shard: bool = False) -> tuple[Iterator[Batch], str, int | None]:
+    """(stream of Batch, input kind, number of images or None) for anything DOT accepts as images.
+
+    Kinds: ``"single"`` a (3, H, W) tensor; ``"batch"`` a (B, 3, H, W) tensor (split into
+    ``runtime.batch_size`` chunks); ``"list"`` a list of (3, H, W) tensors, or image files and
+    folders (validated up front, read one batch at a time by the loader's workers); ``"stream"``
+    an iterable of :class:`Batch` or of (B, 3, H, W) tensors, such as a DataLoader.
+    With ``shard`` (fitting under torchrun), this process takes its share of files and folders:
+    files r, r + W, ...; tensors and streams are taken as this process's share already.
+    Every image is checked to be finite; errors name the file (or ``what`` and the position).
+    """
+    if isinstance(images, torch.Tensor):
+        if images.ndim == 3 and images.shape[0] == 3:
+            return _finite(_chunks(images[None], 1, what), what), "single", 1
+        if images.ndim == 4 and images.shape[1] == 3:
+            return _finite(_chunks(images, runtime.batch_size, what), what), "batch", images.shape[0]
+        raise InputError(what, f"expected a (3, H, W) or (B, 3, H, W) tensor, got shape {tuple(images.shape)}")
+    if isinstance(images, (str, os.PathLike)):
+        images = [images]
+    if isinstance(images, (list, tuple)):
+        return _listed(list(images), what, runtime, shard)
+    if isinstance(images, Iterable):
+        return _finite(_streamed(images, what), what), "stream", None
+    raise InputError(what, f"expected tensors, image paths or an iterable of batches, got {type(images).__name__}")
+
+
+def _listed(items: list, what: str, runtime, shard: bool):
+    if not items:
+        raise InputError(what, "no images given")
+    if all(isinstance(i, (str, os.PathLike)) for i in items):
+        paths = image_files.list_images(items, runtime.max_pixels)
+        if shard:
+            paths = parallel.shard(paths)
+        sizes = image_files.validate_images(paths, runtime.max_pixels) if paths else []
+
+        def read(path):
+            return image_files.read_image(path, runtime.max_pixels)
+        stream = batches(paths, read, sizes=sizes, batch_size=runtime.batch_size, workers=runtime.workers)
+        return _finite(stream, what), "list", len(paths)
+    for i, item in enumerate(items):
+        if not (isinstance(item, torch.Tensor) and item.ndim == 3 and item.shape[0] == 3):
+            raise InputError(what, f"item {i} is not a (3, H, W) tensor or a path (all items must be one kind)")
+    plan = size_batches([tuple(x.shape[-2:]) for x in items], runtime.batch_size)
+    stream = (Batch(group, torch.stack([items[i] for i in group]).float(), [f"{what} [{i}]" for i in group])
+              for group in plan)
+    return _finite(stream, what), "list", len(items)
+
+
+def _chunks(images: torch.Tensor, size: int, what: str) -> Iterator[Batch]:
+    for start in range(0, images.shape[0], size):
+        positions = list(range(start, min(start + size, images.shape[0])))
+        yield Batch(positions, images[start:start + size].float(), [f"{what} [{i}]" for i in positions])
+
+
+def _streamed(stream: Iterable, what: str) -> Iterator[Batch]:
+    seen = 0
+    for item in stream:
+        if isinstance(item, Batch):
+            yield item
+            seen += len(item)
+            continue
+        if not (isinstance(item, torch.Tensor) and item.ndim in (3, 4) and item.shape[-3] == 3):
+            raise InputError(what, f"a stream must yield Batch objects or (B, 3, H, W) tensors, got "
+                             f"{type(item).__name__}{tuple(item.shape) if isinstance(item, torch.Tensor) else ''}")
+        item = item if item.ndim == 4 else item[None]
+        positions = list(range(seen, seen + item.shape[0]))
+        seen += item.shape[0]
+        yield Batch(positions, item.float(), [f"{what} [{i}]" for i in positions])
+
+
+def _finite(stream: Iterator[Batch], what: str) -> Iterator[Batch]:
+    for batch in stream:
+        images = batch.images
+        if not bool(torch.isfinite(images).all()):
+            bad = next(j for j in range(len(batch)) if not bool(torch.isfinite(images[j]).all()))
+            raise InputError(batch.names[bad], "image contains NaN or infinite values")
+        yield batch
+
+
+# ---------------------------------------------------------------------- writing
 class ImageWriter:
     """Write images as PNG on background threads; errors surface in the caller.
 
@@ -129,7 +252,7 @@ class ImageWriter:
     def submit(self, image: torch.Tensor, path: str | Path) -> None:
         self._raise_failed()
         self._slots.acquire()
-        future = self._pool.submit(data.save_image, image.detach().cpu(), path)
+        future = self._pool.submit(image_files.save_image, image.detach().cpu(), path)
         future.add_done_callback(lambda _: self._slots.release())
         self._pending.append(future)
 
@@ -149,7 +272,7 @@ class ImageWriter:
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def __enter__(self) -> "ImageWriter":
+    def __enter__(self) -> ImageWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -159,34 +282,4 @@ class ImageWriter:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def latent_moments(dot, items: Sequence, load: Callable = data.read_image, *, sizes: Sequence | None = None,
-                   batch_size: int = 1, workers: int | None = None, progress=None, name: Callable | None = None):
-    """(Moments of ``dot.encode``'s latent patches over ``items``, number of images).
-
-    What :meth:`DOT.partial_fit` accumulates, streamed through the loader: images are read in
-    the workers and dropped once encoded. ``progress`` is an optional tqdm-like bar to advance.
-    An image without one complete latent patch is an ImageTooSmallError naming ``name(item)``
-    (default: the item itself, a path). Returns ``(None, 0)`` for no items.
-    """
-    from ..errors import ImageTooSmallError, InputError
-    from ..ot.gaussian import Moments
-    from ..ot.patches import extract_patches
-
-    name = name or (lambda item: item)
-    moments, count = None, 0
-    for positions, batch in batches(items, load, sizes=sizes, batch_size=batch_size, workers=workers):
-        if not torch.isfinite(batch).all():
-            bad = next(k for k, image in zip(positions, batch) if not torch.isfinite(image).all())
-            raise InputError(name(items[bad]), "image contains NaN or infinite values")
-        # one codec call per loader batch (same-size images), whatever dot.batch_size is
-        for k, z in zip(positions, dot._encode_one(batch.float())[:, None]):
-            patches = extract_patches(z, dot.patch_size)
-            if patches.shape[0] == 0:
-                p = dot.patch_size
-                raise ImageTooSmallError(name(items[k]), f"image is {batch.shape[-2]}x{batch.shape[-1]} pixels, too "
-                                         f"small for one {p}x{p} latent patch (its latent is {z.shape[-2]}x{z.shape[-1]})")
-            moments = (Moments(dot.dim_) if moments is None else moments).update(patches)
-        count += len(positions)
-        if progress is not None:
-            progress.update(len(positions))
-    return moments, count
+__all__ = ["Batch", "batches", "image_batches", "size_batches", "default_workers", "ImageWriter"]

@@ -2,14 +2,18 @@
 
 Modules: :mod:`.cache` (x* and x̂0 per image, LRU by content hash; α is then a blend),
 :mod:`.session` (the operator, checks and per-image work, no Gradio), :mod:`.jobs` (fit and
-batch), :mod:`.app` (the Gradio layout and handlers), :mod:`.cli` (the subcommand).
+batch), :mod:`.handlers` (the page's event handlers and its one error policy), :mod:`.app`
+(the layout and wiring). The command is :mod:`dotrestore.cli.serve`.
 """
 
 from __future__ import annotations
 
-from .session import DEFAULT_MAX_PIXELS, Explorer
+import time
+import urllib.request
 
-__all__ = ["DEFAULT_MAX_PIXELS", "Explorer", "build_app", "serve"]
+from .session import Explorer
+
+__all__ = ["Explorer", "build_app", "serve"]
 
 
 def build_app(explorer: Explorer):
@@ -20,9 +24,29 @@ def build_app(explorer: Explorer):
 
 
 def serve(explorer: Explorer, host: str = "127.0.0.1", port: int = 7860, block: bool = True):
-    """Launch the app on ``host:port`` (localhost by default; never a public share link)."""
+    """Launch the app on ``host:port`` (localhost by default; never a public share link).
+
+    The address is printed once the page answers, not when the server starts to come up.
+    """
     app = build_app(explorer)
     app.queue(default_concurrency_limit=1)  # one transport at a time: torch already uses every core
-    app.launch(server_name=host, server_port=port, share=False, inbrowser=False, prevent_thread_lock=not block,
-               footer_links=["api"], allowed_paths=[str(explorer.work_dir)])
+    app.launch(server_name=host, server_port=port, share=False, inbrowser=False, prevent_thread_lock=True,
+               quiet=True, footer_links=["api"], allowed_paths=[str(explorer.work_dir)])
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+    _wait_until_answering(url)
+    print(f"dotrestore serve: {url} (Ctrl+C stops it)", flush=True)
+    if block:
+        app.block_thread()
     return app
+
+
+def _wait_until_answering(url: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)

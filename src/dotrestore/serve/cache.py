@@ -1,9 +1,9 @@
 """Per-image cache of the α explorer: x* and x̂0 = D(T(E(x*))) by content hash, least recently used out.
 
 With pixel interpolation x̂α = (1 − α)·x̂0 + α·x* (clipped to [0, 1]), so once x* and x̂0 of an
-image are known every other α is a blend, not a pass through the codec. The blend below is
-the very expression :meth:`dotrestore.DOT.transform_encoded` evaluates, on the same float32
-tensors, so a cached α gives the same bits as ``dotrestore apply --alpha α``.
+image are known every other α is a blend, not a pass through the codec: the estimator's own
+:func:`~dotrestore.estimator.blend`, on the same float32 tensors, so a cached α gives the same
+bits as ``dotrestore apply --alpha α``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from ..estimator import blend
+
 
 def content_hash(path: str | Path) -> str:
     """sha256 of a file's bytes: the same picture uploaded twice (under any name) is one entry."""
@@ -24,12 +26,6 @@ def content_hash(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def blend(x0: torch.Tensor, x_star: torch.Tensor, alpha: float) -> torch.Tensor:
-    """x̂α = clip((1 − α)·x̂0 + α·x*, 0, 1), exactly as DOT's pixel interpolation computes it."""
-    a = float(alpha)
-    return ((1 - a) * x0 + a * x_star).clamp_(0, 1)
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """The explorer's longer jobs: fitting an operator (Fit tab) and applying it to a folder (Batch tab).
 
 Both validate every input before any work, like the command line does, and never overwrite:
-a fit writes a new operator file in the scratch folder, a batch refuses an output folder
-that already holds any of the files it would write.
+a fit writes a new operator file in the scratch folder; a batch runs through
+:mod:`dotrestore.apply` (the code behind ``dotrestore apply``, so the files are the same bits)
+and refuses an output folder that already holds any of the files it would write.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .. import data
+from .. import apply as applying
+from .. import settings
 from ..errors import InputError
-from ..experiment.report import alpha_dirname
-from .session import Explorer, check_image_file
+from ..io import images as image_files
+from .session import Explorer
 
 Progress = Callable[[float, str], None]
 
@@ -25,29 +27,18 @@ def _no_progress(fraction: float, message: str) -> None:
 
 def parse_alphas(text: str) -> list[float]:
     """``"0, 0.5 1"`` → [0.0, 0.5, 1.0] (commas or spaces; duplicates dropped, order kept)."""
-    values = []
-    for token in text.replace(",", " ").split():
-        try:
-            values.append(float(token))
-        except ValueError:
-            raise InputError(None, f"α list: {token!r} is not a number") from None
-    if not values:
-        raise InputError(None, "α list is empty: give one or more values such as 0, 0.5, 1")
-    return list(dict.fromkeys(values))
+    return settings.check("alphas", text, "α list")
 
 
 def collect_images(uploads: Sequence[str | Path] | None, folders: str | None, what: str,
-                   max_pixels: int) -> list[Path]:
+                   max_pixels: int | None) -> list[Path]:
     """Uploaded files plus the images of the folders/files listed (one per line or ';'-separated)."""
-    paths = [Path(p) for p in uploads or []]
     listed = [s.strip() for s in (folders or "").replace(";", "\n").splitlines() if s.strip()]
-    if listed:
-        paths += data.list_images(listed)
-    if not paths:
-        raise InputError(None, f"{what}: upload images or give a folder")
-    for path in paths:
-        check_image_file(path, max_pixels)
-    data.validate_images(paths)
+    given = [Path(p) for p in uploads or []] + [Path(s) for s in listed]
+    if not given:
+        raise InputError(what, "upload images or give a folder")
+    paths = image_files.list_images(given, max_pixels)
+    image_files.validate_images(paths, max_pixels)
     return paths
 
 
@@ -61,11 +52,9 @@ def fit_operator(explorer: Explorer, source: list[Path], target: list[Path], *, 
     from ..estimator import DOT
 
     if paired:
-        pairs = data.pair_by_stem(source, target)
+        pairs = image_files.pair_by_stem(source, target)
         source, target = [s for s, _ in pairs], [t for _, t in pairs]
-    if patch_size < 1 or patch_size % 2 == 0:
-        raise InputError(None, f"patch size must be an odd positive integer, got {patch_size}")
-    dot = DOT(codec=codec, patch_size=int(patch_size), lowpass_sigma=lowpass_sigma or None, device=explorer.device)
+    dot = DOT(codec=codec, patch_size=patch_size, lowpass_sigma=lowpass_sigma, runtime=explorer.runtime)
     total = len(source) + len(target)
     for role, paths, offset in (("source", source, 0), ("target", target, len(source))):
         for i, path in enumerate(paths):
@@ -84,41 +73,24 @@ def batch_apply(explorer: Explorer, images: list[Path], alphas: list[float], *, 
 
     Layout as ``dotrestore apply``: one α → ``OUT/<stem>.png``, several → ``OUT/alpha_<A>/<stem>.png``.
     """
-    if explorer.dot is None:
-        raise InputError(None, "no operator loaded: fit one in the Fit tab or upload an operator file")
-    stems: dict[str, Path] = {}
-    for path in images:
-        if path.stem in stems:
-            raise InputError(path, f"has the same stem as {stems[path.stem]}: outputs would collide")
-        stems[path.stem] = path
+    dot = explorer.require_operator()
     if out_dir:
         out = Path(out_dir).expanduser()
-        if out.exists() and not out.is_dir():
-            raise InputError(out, "exists and is not a folder")
     elif as_zip:
         out = explorer.scratch("dotrestore-batch")
     else:
-        raise InputError(None, "name an output folder or ask for a zip")
-    targets = {a: [(out if len(alphas) == 1 else out / alpha_dirname(a)) / f"{p.stem}.png" for p in images]
-               for a in alphas}
-    inputs = {p.resolve() for p in images}
-    for paths in targets.values():
-        for t in paths:
-            if t.exists() or t.resolve() in inputs:
-                raise InputError(t, "already exists: the batch never overwrites; choose another output folder")
-    written = 0
-    for i, path in enumerate(images):
-        progress(i / len(images), f"{path.name} ({i + 1}/{len(images)})")
-        entry = explorer.prepare(path)
-        for a in alphas:
-            data.save_image(entry.at(a), targets[a][i])
-            written += 1
+        raise InputError("output folder", "name an output folder or ask for a zip")
+    plan = applying.plan_outputs(images, out, alphas, overwrite=False,
+                                 exists="already exists: the batch never overwrites; choose another output folder")
+    with explorer._lock:
+        written = applying.write_outputs(dot, plan, progress=lambda done: progress(
+            done / len(images), f"{done}/{len(images)} images"))
     progress(1.0, "done")
     if not as_zip:
         return out, written
     archive = explorer.scratch("dotrestore-batch.zip")
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:  # PNGs are compressed already
-        for paths in targets.values():
+        for paths in plan.targets.values():
             for t in paths:
                 zf.write(t, t.relative_to(out).as_posix())
     return archive, written

@@ -1,10 +1,11 @@
-"""What the α explorer does, without any Gradio: the current operator, the image cache, the handlers' work.
+"""What the α explorer does, without any Gradio: the current operator, the image cache, the per-image work.
 
-:class:`Explorer` holds one operator (a fitted :class:`~dotrestore.DOT`) and a
-:class:`~dotrestore.serve.cache.TransportCache`. Picking an image encodes, transports and
-decodes it once (x̂0); every α after that is a blend. Everything a user hands over (image,
-reference, operator) is checked here and refused with an :class:`~dotrestore.errors.InputError`
-naming the file; the app shows that message and keeps serving.
+:class:`Explorer` holds one operator (a fitted :class:`~dotrestore.DOT`), the
+:class:`~dotrestore.runtime.Runtime` it runs with (``--max-pixels`` and ``--device`` of
+``dotrestore serve``) and a :class:`~dotrestore.serve.cache.TransportCache`. Picking an image
+encodes, transports and decodes it once (x̂0); every α after that is a blend. Everything a user
+hands over (image, reference, operator) is checked here and refused with an
+:class:`~dotrestore.errors.InputError` naming the file; the app shows that message and keeps serving.
 """
 
 from __future__ import annotations
@@ -20,17 +21,17 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .. import data, metrics
+from .. import metrics, settings
+from ..apply import alpha_dirname
 from ..errors import InputError, NotFittedError
-from ..experiment.report import alpha_dirname
+from ..io import images as image_files
+from ..runtime import Runtime
 from .cache import Entry, TransportCache, content_hash
 
 logger = logging.getLogger(__name__)
 
-#: default limit on the pixels of one image (decoded size), as for the other commands
-DEFAULT_MAX_PIXELS = 40_000_000
+#: the slider: −1 … 2 in steps of 0.05 (any α within settings.ALPHA_LIMIT can be typed)
 ALPHA_MIN, ALPHA_MAX, ALPHA_STEP = -1.0, 2.0, 0.05
-INTERPOLATIONS = ("pixel", "latent")
 
 
 def alpha_grid() -> list[float]:
@@ -39,22 +40,9 @@ def alpha_grid() -> list[float]:
     return [round(ALPHA_MIN + i * ALPHA_STEP, 2) for i in range(n + 1)]
 
 
-def check_image_file(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Path:
-    """Refuse a missing, undecodable or oversized image before decoding it (the header gives the size)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "does not exist or is not a file")
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except Image.DecompressionBombError:
-        raise InputError(path, f"is larger than the limit of {max_pixels:,} pixels") from None
-    except Exception as exc:
-        raise InputError(path, f"is not an image this server can read ({type(exc).__name__}: {exc})") from None
-    if width * height > max_pixels:
-        raise InputError(path, f"has {width}x{height} = {width * height:,} pixels, over the limit of "
-                         f"{max_pixels:,} (start the server with a larger --max-pixels)")
-    return path
+def check_image_file(path: str | Path, max_pixels: int | None = settings.default("max_pixels")) -> Path:
+    """Refuse a missing, non-regular, unreadable or oversized image before decoding it (the header gives the size)."""
+    return image_files.list_images([Path(path)], max_pixels)[0]
 
 
 class Explorer:
@@ -63,15 +51,14 @@ class Explorer:
     MAX_SCRATCH = 256
 
     def __init__(self, operator: str | Path | None = None, images: str | Path | None = None,
-                 reference: str | Path | None = None, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 device: str | None = None, cache_size: int = 16, work_dir: str | Path | None = None):
+                 reference: str | Path | None = None, *, runtime: Runtime | dict | None = None,
+                 cache_size: int = 16, work_dir: str | Path | None = None):
         self.images_dir = None if images is None else Path(images)
         self.reference_dir = None if reference is None else Path(reference)
         for folder, flag in ((self.images_dir, "--images"), (self.reference_dir, "--reference")):
             if folder is not None and not folder.is_dir():
                 raise InputError(folder, f"{flag} must be a folder of images")
-        self.max_pixels = int(max_pixels)
-        self.device = device
+        self.runtime = Runtime.coerce(runtime if runtime is not None else {"progress": False})
         self.cache = TransportCache(cache_size)
         self.work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="dotrestore-serve-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -84,13 +71,17 @@ class Explorer:
         if operator is not None:
             self.load_operator(operator)
 
+    @property
+    def max_pixels(self) -> int | None:
+        return self.runtime.max_pixels
+
     # ------------------------------------------------------------------ operator
     def load_operator(self, path: str | Path) -> str:
         """Make the operator file at ``path`` current; returns a one-line description."""
         from ..estimator import DOT
 
         path = Path(path)
-        dot = DOT.load(path, device=self.device)  # refuses non-operators and codec mismatches
+        dot = DOT.load(path, runtime=self.runtime)  # refuses non-operators and codec mismatches
         return self.set_operator(dot, path)
 
     def set_operator(self, dot, path: str | Path | None = None) -> str:
@@ -107,9 +98,9 @@ class Explorer:
         dot = self.dot
         name = self.operator_path.name if self.operator_path is not None else "fitted here"
         return (f"Operator {name}: codec {dot.codec_.id}, patch {dot.patch_size}×{dot.patch_size}, "
-                f"low-pass σ {dot.lowpass_sigma or 0:g}")
+                f"low-pass σ {dot.lowpass_sigma:g}")
 
-    def _require_operator(self):
+    def require_operator(self):
         if self.dot is None:
             raise NotFittedError("no operator loaded: fit one in the Fit tab or upload an operator file")
         return self.dot
@@ -119,30 +110,30 @@ class Explorer:
         """The images of ``--images`` (sorted), or none."""
         if self.images_dir is None:
             return []
-        return data.list_images([self.images_dir])
+        return image_files.list_images([self.images_dir], self.max_pixels)
 
     def reference_for(self, stem: str) -> Path | None:
         """The file of ``--reference`` with this stem, if any."""
         if self.reference_dir is None:
             return None
-        matches = [p for p in data.list_images([self.reference_dir]) if p.stem == stem]
+        matches = [p for p in image_files.list_images([self.reference_dir], self.max_pixels) if p.stem == stem]
         return matches[0] if matches else None
 
     def read_checked(self, path: str | Path) -> torch.Tensor:
-        return data.read_image(check_image_file(path, self.max_pixels))
+        return image_files.read_image(check_image_file(path, self.max_pixels), self.max_pixels)
 
     def prepare(self, path: str | Path, stem: str | None = None) -> Entry:
         """The cached entry of the image at ``path``, transporting it on first sight."""
-        dot = self._require_operator()
+        dot = self.require_operator()
         path = check_image_file(path, self.max_pixels)
         key = f"{self._generation}:{content_hash(path)}"
         entry = self.cache.get(key)
         if entry is not None:
             return entry
-        x_star = data.read_image(path)
+        x_star = self.read_checked(path)
         with self._lock:
             # the same call `dotrestore apply` makes, so x̂0 carries the same bits
-            x0 = dot.transform_alphas([x_star], [0.0])[0.0][0].cpu()
+            x0 = dict(dot.iter_alphas(x_star[None], [0.0]))[0.0][0].cpu()
         return self.cache.put(Entry(key=key, stem=stem or Path(path).stem, x_star=x_star, x0=x0))
 
     def attach_reference(self, entry: Entry, path: str | Path | None) -> Entry:
@@ -159,13 +150,12 @@ class Explorer:
 
     def render(self, entry: Entry, alpha: float, interpolation: str = "pixel") -> torch.Tensor:
         """x̂α of a prepared image: a blend (pixel) or a decode of the blended latents (latent)."""
-        if interpolation not in INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
-        if interpolation == "pixel":
+        alpha = settings.check("alpha", alpha, "α")
+        if settings.check("interpolation", interpolation) == "pixel":
             return entry.at(alpha)
-        dot = self._require_operator()
+        dot = self.require_operator()
         with self._lock:
-            return dot.transform_alphas([entry.x_star], [float(alpha)], interpolation="latent")[float(alpha)][0].cpu()
+            return dict(dot.iter_alphas(entry.x_star[None], [alpha], "latent"))[alpha][0].cpu()
 
     # ------------------------------------------------------------------ measures
     @staticmethod
@@ -173,7 +163,7 @@ class Explorer:
         """PSNR (dB) and SSIM of the 8-bit image as saved, against the reference; None without one."""
         if entry.reference is None:
             return None
-        shown = data.quantize(image)
+        shown = image_files.quantize(image)
         return {"psnr": metrics.psnr(shown, entry.reference), "ssim": metrics.ssim(shown, entry.reference)}
 
     @staticmethod
@@ -182,7 +172,8 @@ class Explorer:
         if entry.reference is None:
             return None
         if entry.mse_curve is None:
-            entry.mse_curve = [(a, metrics.mse(data.quantize(entry.at(a)), entry.reference)) for a in alpha_grid()]
+            entry.mse_curve = [(a, metrics.mse(image_files.quantize(entry.at(a)), entry.reference))
+                               for a in alpha_grid()]
         return entry.mse_curve
 
     # ------------------------------------------------------------------ files
@@ -201,19 +192,19 @@ class Explorer:
 
     def save_png(self, image: torch.Tensor, stem: str, alpha: float) -> Path:
         """Write x̂α with the writer `dotrestore apply` uses; name ``<stem>_<alpha_A>.png``."""
-        return data.save_image(image, self.scratch(f"{stem}_{alpha_dirname(alpha)}.png"))
+        return image_files.save_image(image, self.scratch(f"{stem}_{alpha_dirname(alpha)}.png"))
 
     def transform_file(self, path: str | Path, alpha: float, interpolation: str = "pixel") -> Path:
         """The API: an image file and α → a lossless PNG of x̂α, pixel for pixel ``dotrestore apply``'s.
 
-        The pixels are quantised exactly as :func:`dotrestore.data.save_image` does; the PNG is
-        compressed at zlib level 1 instead of PIL's default 6: the same pixels, a larger file,
+        The pixels are quantised exactly as :func:`dotrestore.io.images.save_image` does; the PNG
+        is compressed at zlib level 1 instead of PIL's default 6: the same pixels, a larger file,
         written several times faster (a repeated α must answer within the slider's budget).
         """
         entry = self.prepare(path)
         image = self.render(entry, alpha, interpolation)
         target = self.scratch(f"{entry.stem}_{alpha_dirname(alpha)}.png")
-        pixels = (data.quantize(image) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        pixels = (image_files.quantize(image) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
         Image.fromarray(pixels, "RGB").save(target, format="PNG", compress_level=1)
         return target
 

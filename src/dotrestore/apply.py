@@ -1,0 +1,129 @@
+"""Applying an operator to image files: the output layout, the checks before any work, the staged writing.
+
+One α writes ``OUT/<stem>.png``; several write ``OUT/alpha_<A>/<stem>.png`` (:func:`alpha_dirname`).
+:func:`plan_outputs` checks everything about the outputs before the slow work starts (no two
+inputs share a stem, no output is an input whatever path leads there, nothing is replaced
+without ``overwrite``, the folder is writable); :func:`write_outputs` streams the inputs through
+the pipeline, transports them one α at a time and writes PNGs into a staging folder that is
+moved into place only when every image (on every torchrun process) succeeded. ``dotrestore
+apply`` and the Batch tab of ``dotrestore serve`` both run through here, so they write the same
+files with the same bits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ImageTooSmallError, InputError, OperatorFileError
+from .io.files import StagedFiles
+from .io.guard import check_not_input, check_output_folder
+from .io.images import read_image, validate_images
+from .runtime import parallel, pipeline
+
+
+def alpha_dirname(alpha: float) -> str:
+    """Folder name of the outputs at one α: ``alpha_-0.7``, ``alpha_0``, ``alpha_1``, ``alpha_1.3``.
+
+    The shortest repr that round-trips the float, with a trailing ``.0`` dropped and −0 written
+    as 0, so every α has exactly one name.
+    """
+    value = float(alpha)
+    if value == 0.0:
+        value = 0.0  # -0.0 → 0
+    text = repr(value)
+    if text.endswith(".0"):
+        text = text[:-2]
+    return f"alpha_{text}"
+
+
+@dataclass
+class OutputPlan:
+    """Where every output goes: ``targets[α][i]`` is the PNG of ``inputs[i]`` at α."""
+
+    inputs: list[Path]
+    out: Path
+    alphas: list[float]
+    targets: dict[float, list[Path]]
+
+    @property
+    def count(self) -> int:
+        return len(self.inputs) * len(self.alphas)
+
+
+def plan_outputs(inputs: Sequence[Path], out: str | Path, alphas: Sequence[float], *, protected: Sequence = (),
+                 overwrite: bool = False, exists: str = "already exists (use --overwrite to replace it)") -> OutputPlan:
+    """Check the outputs of applying to ``inputs`` at ``alphas`` into ``out``; InputError naming the path.
+
+    ``protected`` are further files the run reads (the operator, the codec's weights): no output
+    may be one of them or an input, even with ``overwrite``. ``exists`` is the problem reported
+    for an output that exists already (without ``overwrite``).
+    """
+    inputs = [Path(p) for p in inputs]
+    stems: dict[str, Path] = {}
+    for path in inputs:
+        if path.stem in stems:
+            raise InputError(path, f"has the same stem as {stems[path.stem]}: outputs would collide")
+        stems[path.stem] = path
+    protected = inputs + [Path(p) for p in protected]
+    out = check_output_folder(out, protected)
+    alphas = list(dict.fromkeys(float(a) for a in alphas))
+    targets = {a: [(out if len(alphas) == 1 else out / alpha_dirname(a)) / f"{p.stem}.png" for p in inputs]
+               for a in alphas}
+    for paths in targets.values():
+        for target in paths:
+            check_not_input(target, protected)
+            if target.is_dir():
+                raise InputError(target, "is a folder; it would be replaced by an output image")
+            if target.exists() and not overwrite:
+                raise InputError(target, exists)
+    return OutputPlan(inputs, out, alphas, targets)
+
+
+def write_outputs(dot, plan: OutputPlan, *, interpolation: str = "pixel", operator: str | Path = "operator",
+                  progress: Callable[[int], None] | None = None) -> int:
+    """Transport every input of ``plan`` with the fitted ``dot`` and write its PNGs; returns how many.
+
+    Under torchrun rank r takes inputs r, r + W, ...; every rank validates its share first, and
+    the staged outputs move into place only once every rank succeeded: a failure anywhere
+    leaves no partial set. ``progress(n)`` is called with the number of images done so far.
+    """
+    runtime = dot.runtime
+    mine = parallel.shard(list(range(len(plan.inputs))))
+    paths = [plan.inputs[i] for i in mine]
+    # a rank may have no inputs at all; the sizes batch the others
+    sizes = parallel.run_checked(lambda: validate_images(paths, runtime.max_pixels) if paths else [])
+
+    def read(path):
+        return read_image(path, runtime.max_pixels)
+
+    def transport_and_write(staged: StagedFiles) -> None:
+        done = 0
+        with pipeline.ImageWriter() as writer:
+            for batch in pipeline.batches(paths, read, sizes=sizes, batch_size=runtime.batch_size,
+                                          workers=runtime.workers):
+                # One α at a time: a big photograph holds one output, not one per α; a fresh noise
+                # generator per batch, so an image's output does not depend on its rank.
+                try:
+                    for a, result in dot.iter_alphas(batch.images, plan.alphas, interpolation=interpolation):
+                        if not bool(result.isfinite().all()):
+                            raise OperatorFileError(operator, f"gave non-finite values when transporting "
+                                                    f"{batch.names[0]}: its statistics are unusable")
+                        for j, k in enumerate(batch.positions):
+                            writer.submit(result[j], staged.path(plan.targets[a][mine[k]]))
+                        del result
+                except ImageTooSmallError as exc:  # zero-shot statistics of this very image
+                    raise ImageTooSmallError(batch.names[0], exc.problem) from None
+                done += len(batch) * parallel.world_size()
+                if progress is not None:
+                    progress(min(done, len(plan.inputs)))
+
+    with StagedFiles(plan.out) as staged:
+        parallel.run_checked(transport_and_write, staged)
+        staged.commit()
+    parallel.barrier()
+    return plan.count
+
+
+__all__ = ["alpha_dirname", "OutputPlan", "plan_outputs", "write_outputs"]

@@ -1,0 +1,50 @@
+"""``dotrestore apply``: transport restored images with a fitted operator, at one or several α."""
+
+from __future__ import annotations
+
+from .. import apply as applying
+from ..codecs import spec_files
+from ..io.images import list_images
+from ..operator_file import read_operator_file
+from ..runtime import parallel
+from . import options
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "apply",
+        help="transport restored images with a fitted operator",
+        description="Encode each input, transport its latent patches, decode and blend: "
+        "x_alpha = (1 - alpha) * x0 + alpha * x*. One alpha writes OUTDIR/<stem>.png; several write "
+        "OUTDIR/alpha_<A>/<stem>.png. Inputs are never modified.",
+    )
+    p.add_argument("operator", metavar="OP.safetensors", help="operator written by `dotrestore fit`")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="restored images (files or folders)")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+    options.add(p, "alpha", action="append", table_default=False,
+                help="trade-off: 0 = perceptual (default), 1 = the input; repeat for several")
+    options.add(p, "interpolation")
+    options.add(p, "codec", table_default=False,
+                help="codec to use instead of the one recorded in the operator (must be the same weights)")
+    options.add_runtime(p)
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..estimator import DOT
+
+    runtime = options.runtime(args)
+    read_operator_file(args.operator)  # the file's header first: fast, and before any image work
+    inputs = list_images(args.inputs, runtime.max_pixels)
+    plan = applying.plan_outputs(inputs, args.output, args.alpha or [0.0],
+                                 protected=[args.operator, *spec_files(args.codec)], overwrite=args.overwrite)
+    parallel.init(runtime.device)
+    dot = DOT.load(args.operator, codec=args.codec, runtime=runtime)
+    with options.progress_bar(len(inputs), "applying", runtime) as bar:
+        count = applying.write_outputs(dot, plan, interpolation=args.interpolation, operator=args.operator,
+                                       progress=lambda done: bar.update(done - bar.n))
+    if parallel.is_main():
+        alphas = ", ".join(f"{a:g}" for a in plan.alphas)
+        print(f"wrote {count} image{'' if count == 1 else 's'} to {plan.out} (alpha = {alphas})")
+    return 0

@@ -1,0 +1,78 @@
+"""``dotrestore fit``: restored (source) and clean (target) images → an operator file."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .. import settings
+from ..codecs import spec_files
+from ..errors import InputError
+from ..io.guard import check_output_file
+from ..io.images import list_images
+from ..ot.split import describe
+from ..runtime import parallel
+from . import options
+
+log = logging.getLogger("dotrestore")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "fit",
+        help="fit a DOT operator from restored (source) and clean (target) images",
+        description="Encode restored and clean images, fit Gaussians to their overlapping latent patches and "
+        "write the closed-form optimal transport operator. Source and target need not be paired.",
+    )
+    p.add_argument("--source", nargs="+", metavar="PATH", help="restored images x* (files or folders)")
+    p.add_argument("--target", nargs="+", metavar="PATH", required=True, help="clean images (files or folders)")
+    p.add_argument("-o", "--output", required=True, metavar="OP.safetensors", help="operator file to write")
+    for name in ("codec", *settings.METHOD):
+        options.add(p, name)
+    options.add_runtime(p)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file (never an input)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..estimator import DOT
+
+    runtime = options.runtime(args)
+    if not args.zero_shot and not args.source:
+        raise InputError("--source", "fit needs the restored images (or --zero-shot)")
+    source = list_images(args.source, runtime.max_pixels) if args.source and not args.zero_shot else None
+    target = list_images(args.target, runtime.max_pixels)
+    output = check_output_file(Path(args.output), (source or []) + target + spec_files(args.codec), args.overwrite)
+    method = {name: getattr(args, name) for name in ("codec", *settings.METHOD) if hasattr(args, name)}
+    dot = DOT(**method, runtime=runtime)
+    if dot.mixture > 1 and parallel.requested():
+        raise InputError("--mixture", "a mixture fits in one process only (EM needs the patches, not sums that "
+                         "merge across processes): run without torchrun")
+    parallel.init(runtime.device)
+    dot.fit(source, target)  # under torchrun: each process its share of the files, sums added exactly
+    if parallel.is_main():
+        dot.save(output)
+        _summary(dot, output, source is not None)
+    parallel.barrier()  # every process exits after the file exists
+    return 0
+
+
+def _summary(dot, output: Path, has_source: bool) -> None:
+    print(f"codec: {dot.codec_.id}  patch {dot.patch_size}x{dot.patch_size}  D = {dot.dim_}  "
+          f"transporting {describe(dot.lowpass_sigma, dot.split)}"
+          + (f", mixture of {dot.mixture} Gaussians" if dot.mixture > 1 else ""))
+    if has_source:
+        print(f"source: {_count(dot.n_source_images_, 'image')}, {dot.n_source_patches_} patches")
+    print(f"target: {_count(dot.n_target_images_, 'image')}, {dot.n_target_patches_} patches")
+    if dot.n_target_patches_ < 2 * dot.dim_ or (has_source and dot.n_source_patches_ < 2 * dot.dim_):
+        log.warning("fewer than 2*D = %d patches per side: the covariances are ill-conditioned; "
+                    "consider --shrinkage oas or more images", 2 * dot.dim_)
+    if dot.w2_squared_ is not None:
+        print(f"latent W2^2 (source vs target Gaussians): {dot.w2_squared_:.6g}")
+    if dot.noise_cov_ is not None:
+        print("source covariance is singular: using the stochastic map (Freirich et al. eq. 19)")
+    print(f"wrote {output}")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

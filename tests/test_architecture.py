@@ -1,0 +1,125 @@
+"""The package's architecture, measured: one-way imports between its rooms, few floors, short functions.
+
+A room is a top-level module or a sub-package of ``src/dotrestore``; an arrow is any import of
+one room by another (lazy imports inside functions included). The floor of a room is the
+length of the longest chain of arrows below it, so the number of floors is the depth of the
+import graph.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "dotrestore"
+MAX_FLOORS = 8
+MAX_FUNCTION_LINES = 80
+MAX_FILE_LINES = 420
+
+
+def rooms() -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        out.setdefault(rel.parts[0] if len(rel.parts) > 1 else rel.stem, []).append(path)
+    return out
+
+
+def _imported(path: Path) -> set[str]:
+    """Absolute names of the dotrestore modules (and attributes) a file imports."""
+    module = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    package = module[:-1] if module[-1] != "__init__" else module[:-1]
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else ()
+            target = ".".join(base + tuple((node.module or "").split("."))).strip(".")
+            names.add(target)
+            names.update(f"{target}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return {n for n in names if n.startswith("dotrestore.")}
+
+
+def import_graph() -> dict[str, set[str]]:
+    table = rooms()
+    graph = {room: set() for room in table}
+    for room, files in table.items():
+        for path in files:
+            for name in _imported(path):
+                target = name.split(".")[1]
+                if target in table and target != room:
+                    graph[room].add(target)
+    return graph
+
+
+def floors(graph: dict[str, set[str]]) -> dict[str, int]:
+    """Floor of each room (1 = imports no other room); raises on a cycle."""
+    level: dict[str, int] = {}
+
+    def visit(room: str, path: tuple[str, ...]) -> int:
+        if room in path:
+            raise AssertionError("import cycle: " + " -> ".join(path[path.index(room):] + (room,)))
+        if room not in level:
+            level[room] = 1 + max((visit(t, path + (room,)) for t in graph[room]), default=0)
+        return level[room]
+
+    for room in graph:
+        visit(room, ())
+    return level
+
+
+def test_imports_point_one_way_on_at_most_eight_floors():
+    level = floors(import_graph())  # raises on a cycle
+    assert max(level.values()) <= MAX_FLOORS, sorted(level.items(), key=lambda kv: -kv[1])
+
+
+def test_layers_keep_their_promises():
+    graph = import_graph()
+    assert graph["ot"] == set(), "ot/ is pure mathematics: it imports nothing of dotrestore"
+    assert not graph["settings"] - {"errors", "ot"}
+    users_of_distributed = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+                            if _uses_distributed(p) and p.name != "parallel.py"]
+    assert users_of_distributed == [], "only runtime/parallel.py talks to torch.distributed"
+
+
+def _uses_distributed(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import) and any(a.name.startswith("torch.distributed") for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("torch.distributed"):
+            return True
+        if isinstance(node, ast.Attribute) and node.attr == "distributed":
+            return True
+    return False
+
+
+def test_floor_count_sees_a_cycle():
+    try:
+        floors({"a": {"b"}, "b": {"a"}})
+    except AssertionError as exc:
+        assert "a -> b -> a" in str(exc)
+    else:
+        raise AssertionError("a cycle must be reported")
+
+
+def test_functions_and_files_stay_short():
+    long_functions, long_files = [], []
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        if len(text.splitlines()) > MAX_FILE_LINES:
+            long_files.append(str(path.relative_to(PACKAGE)))
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long_functions.append(f"{path.relative_to(PACKAGE)}:{node.name} ({lines} lines)")
+    assert long_functions == [] and long_files == []
+
+
+def test_the_product_never_says_how_it_was_made():
+    words = ("seed paper", "seed's", "issue ", "hook (", "--- mixture", "the session")
+    found = [f"{p.relative_to(PACKAGE.parents[1])}: {w!r}" for p in [*PACKAGE.rglob("*.py"), *PACKAGE.parents[1].glob("*.md"),
+                                                                     *(PACKAGE.parents[1] / "docs").glob("*.md")]
+             for w in words if w in p.read_text().lower()]
+    assert found == []
