@@ -1,4 +1,4 @@
-"""Run by tests/test_parallel.py (plain python or under torchrun): FID/KID of seeded images
+"""Run by tests/test_metrics_streaming.py (plain python or under torchrun): FID/KID of seeded images
 through the project's metric objects with a random-initialised feature network; prints JSON."""
 
 import json
@@ -6,8 +6,8 @@ import sys
 
 import torch
 
-from dotrestore.runtime import parallel
 from dotrestore.metrics import FID, KID, PatchMoments, PerImageMean, mse
+from dotrestore.runtime import parallel
 
 
 class TinyFeatures(torch.nn.Module):

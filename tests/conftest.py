@@ -37,3 +37,20 @@ def kodak24_dir(shared_dir) -> Path:
 @pytest.fixture(scope="session")
 def taef2_dir(shared_dir) -> Path:
     return _need(shared_dir / "weights" / "taef2")
+
+
+@pytest.fixture()
+def files(tmp_path):
+    """(restored folder, clean folder, operator fitted on them with the pixel codec, whole images)."""
+    from support import write_images
+
+    from dotrestore.cli import main
+
+    src = write_images(tmp_path / "restored", 3, seed=0)
+    tgt = write_images(tmp_path / "clean", 3, seed=1)
+    op = tmp_path / "op.safetensors"
+    assert main(["fit", "--source", str(src), "--target", str(tgt), "--vae", "pixel", "--lowpass-sigma", "0",
+                 "--device", "cpu", "-o", str(op)]) == 0
+    return src, tgt, op
+
+

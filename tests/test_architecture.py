@@ -123,3 +123,18 @@ def test_the_product_never_says_how_it_was_made():
                                                                      *(PACKAGE.parents[1] / "docs").glob("*.md")]
              for w in words if w in p.read_text().lower()]
     assert found == []
+
+
+def test_moved_modules_keep_their_old_import_paths():
+    import importlib
+    import sys
+    import warnings
+
+    for old, new in (("dotrestore.gaussian", "dotrestore.ot.gaussian"), ("dotrestore.detail", "dotrestore.ot.split"),
+                     ("dotrestore.perception", "dotrestore.metrics.perception"), ("dotrestore.data.io", "dotrestore.io.images")):
+        sys.modules.pop(old, None)  # as in a fresh interpreter
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            module = importlib.import_module(old)
+        assert module is importlib.import_module(new)
+        assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message) for w in caught)

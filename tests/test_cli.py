@@ -149,3 +149,13 @@ def test_help_for_every_command(command, capsys):
 def test_console_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "dotrestore", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("dotrestore ")
+
+
+def test_experiment_help_shows_real_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["experiment", "--help"])
+    out = capsys.readouterr().out
+    assert "(default: None)" not in out and "default: True" not in out
+    assert "(default: 10)" in out and "(default: dotrestore-experiment)" in out and "40,000,000" in out
+
+

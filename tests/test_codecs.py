@@ -12,8 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dotrestore.codecs import Codec, codec_from_diffusers, load_codec, pad_to_multiple, sd_vae_config
-from dotrestore.codecs import diffusers_vae
+from dotrestore.codecs import Codec, codec_from_diffusers, diffusers_vae, load_codec, pad_to_multiple, sd_vae_config
 from dotrestore.codecs.taesd import Block, Clamp, conv
 from dotrestore.errors import CodecUnavailableError, InputError
 
@@ -263,3 +262,72 @@ def test_taef2_reconstructs_kodak(taef2_dir, kodak24_dir):
     print(f"TAEF2 Kodak24: mean PSNR {mean:.2f} dB (min {min(scores):.2f}), {elapsed:.1f} s on "
           f"{torch.get_num_threads()} threads")
     assert mean >= 29.0
+
+
+# ---- the codec contract, run on every family (as diffusers' ModelTesterMixin) ------------------
+def _toy_taesd(folder: Path):
+    torch.manual_seed(0)
+    encoder = torch.nn.Sequential(conv(3, 8), Block(8, 8), conv(8, 8, stride=2, bias=False),
+                                  Block(8, 8, use_midblock_gn=True), conv(8, 4))
+    decoder = torch.nn.Sequential(Clamp(), conv(4, 8), torch.nn.ReLU(), Block(8, 8, use_midblock_gn=True),
+                                  torch.nn.Upsample(scale_factor=2), conv(8, 8, bias=False), Block(8, 8), conv(8, 3))
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(encoder.state_dict(), folder / "toy_encoder.pth")
+    torch.save(decoder.state_dict(), folder / "toy_decoder.pth")
+    return load_codec(str(folder))
+
+
+def _tiny_tae():
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    return AutoencoderTiny(encoder_block_out_channels=(8, 8, 8), decoder_block_out_channels=(8, 8, 8),
+                           num_encoder_blocks=(1, 1, 1), num_decoder_blocks=(1, 1, 1), latent_channels=4)
+
+
+CODEC_FAMILIES = {
+    "pixel": lambda tmp: load_codec("pixel"),
+    "autoencoder-kl": lambda tmp: codec_from_diffusers(_tiny_kl(), name="tiny-kl"),
+    "autoencoder-tiny": lambda tmp: codec_from_diffusers(_tiny_tae(), name="tiny-tae"),
+    "taesd-family": lambda tmp: _toy_taesd(tmp / "toy"),
+    "taef2-bundled": lambda tmp: load_codec("taef2"),
+}
+
+
+@pytest.fixture(params=sorted(CODEC_FAMILIES))
+def family(request, tmp_path):
+    return request.param, CODEC_FAMILIES[request.param](tmp_path)
+
+
+def test_codec_contract_shapes_dtypes_range_and_size_restoration(family):
+    name, codec = family
+    f, c = codec.downscale, codec.latent_channels
+    for h, w in ((37, 50), (16, 16), (5, 3)):  # odd sizes, a multiple of every f, smaller than f
+        images = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(h))
+        latents = codec.encode(images)
+        assert latents.shape == (2, c, math.ceil(h / f), math.ceil(w / f)) and latents.dtype == torch.float32, name
+        decoded = codec.decode(latents, size=(h, w))
+        assert decoded.shape == (2, 3, h, w) and decoded.dtype == torch.float32, name
+        assert float(decoded.min()) >= 0 and float(decoded.max()) <= 1, name
+        assert codec.decode(latents).shape == (2, 3, latents.shape[-2] * f, latents.shape[-1] * f), name
+    latents.add_(1)  # outputs are ordinary tensors a caller may modify in place
+
+
+def test_codec_contract_determinism_and_batch_independence(family):
+    name, codec = family
+    images = torch.rand(3, 3, 32, 40, generator=torch.Generator().manual_seed(7))
+    latents = codec.encode(images)
+    assert torch.equal(codec.encode(images), latents), name
+    assert torch.equal(codec.decode(latents, size=(32, 40)), codec.decode(latents, size=(32, 40))), name
+    alone = torch.cat([codec.encode(images[i:i + 1]) for i in range(3)])
+    torch.testing.assert_close(alone, latents, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("side", [256, pytest.param(1024, marks=pytest.mark.slow)])
+def test_codec_contract_images_up_to_1024_are_never_tiled(family, side):
+    """tile="auto" leaves images up to 1024² untiled: exactly the result of tile="off"."""
+    name, codec = family
+    image = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(side))
+    auto = codec.configure(tile="auto").decode(codec.encode(image), size=(side, side))
+    off = codec.configure(tile="off").decode(codec.encode(image), size=(side, side))
+    assert torch.equal(auto, off), name

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 
-from dotrestore import DOT, NotFittedError, OperatorFileError
+from dotrestore import DOT, NotFittedError, OperatorFileError, data
 from dotrestore.codecs import load_codec
 from dotrestore.metrics import patch_fd
 
@@ -177,3 +177,25 @@ def test_codec_object_is_accepted():
     codec = load_codec("pixel")
     dot = DOT(codec=codec).fit([torch.rand(3, 12, 12)] * 2, [torch.rand(3, 12, 12)] * 2)
     assert dot.codec_ is codec
+
+
+# ---------------------------------------------------------------------- what a Python user sees
+def test_fit_shows_progress_and_auto_names_its_codec(tmp_path, capsys, caplog):
+    import logging
+
+    images = [data.save_image(textured(1, seed=s)[0], tmp_path / f"{s}.png") for s in range(3)]
+    with caplog.at_level(logging.INFO, logger="dotrestore"):
+        dot = DOT(codec="auto", lowpass_sigma=0).fit(images, images)
+    assert any("--vae auto" in r.getMessage() and "taef2" in r.getMessage().lower() for r in caplog.records)
+    err = capsys.readouterr().err
+    assert "encoding source" in err and "encoding target" in err  # tqdm bars, on by default
+    DOT(codec=dot.codec_, lowpass_sigma=0, runtime={"progress": False}).fit(images, images)
+    assert "encoding" not in capsys.readouterr().err
+
+
+def test_fitted_attributes_are_read_only_views_and_params_are_checked():
+    dot = DOT(codec="pixel")
+    with pytest.raises(NotFittedError, match="operator_"):
+        dot.operator_
+    assert not hasattr(dot, "mean_source_")
+    assert dot.get_params()["patch_size"] == 3 and set(dot.get_params()) >= {"codec", "lowpass_sigma", "runtime"}

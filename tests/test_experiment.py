@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 
 from dotrestore import cli as top_cli
+from dotrestore.cli.experiment import config_from_args
 from dotrestore.errors import InputError
 from dotrestore.experiment import DEFAULT_ALPHAS, ExperimentConfig, alpha_dirname, run
-from dotrestore.cli.experiment import config_from_args
 
 SIZE = 40
 
@@ -337,3 +337,16 @@ def test_variants_share_one_encoding_pass_per_lowpass(clean_dir, tmp_path):
     target = [data.quantize(data.read_image(p)) for p in paths[3:6]]
     alone = DOT(codec="pixel", lowpass_sigma=0).fit(source, target)
     torch.testing.assert_close(whole.operator_, alone.operator_, rtol=1e-12, atol=1e-12)
+
+
+def test_demo_function_survives_importing_its_module():
+    import importlib
+
+    from dotrestore import experiment
+
+    importlib.import_module("dotrestore.experiment.demo")
+    from dotrestore.experiment import demo as again  # noqa: F401
+
+    assert callable(experiment.demo) and experiment.demo.__module__ == "dotrestore.experiment.demo"
+
+

@@ -1,4 +1,5 @@
-"""Fuzz suite: hostile operator files and hostile images against the CLI.
+"""Fuzz suite: every hostile input, across the interfaces (hostile operator files, images, flags,
+output locations that collide with inputs or cannot be written, images too small to fit).
 
 Every case must end in exit 0 with valid output, or exit 2 with the offending file named;
 never a traceback; inputs byte-identical; nothing left behind by a failed run.
@@ -28,8 +29,10 @@ from hypothesis import strategies as st
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
+from support import png_declaring, run_cli, write_images
 
 from dotrestore.cli import main
+from dotrestore.errors import InputError
 from dotrestore.state import META_FIELDS, TENSORS
 
 FUZZ = settings(max_examples=30, deadline=None, derandomize=True,
@@ -317,3 +320,134 @@ def test_subprocess_broken_operator_and_hostile_image(world, tmp_path):
     result = _subprocess("apply", op, huge, "-o", tmp_path / "out")
     assert result.returncode == 2 and "Traceback" not in result.stderr and str(huge) in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("how", ["same", "symlink", "hardlink", "dotdot"])
+def test_fit_never_overwrites_an_input(files, tmp_path, capsys, how):
+    src, tgt, _ = files
+    victim = src / "img00.png"
+    before = tree_digest(tmp_path)
+    output = {"same": victim, "dotdot": src / ".." / "restored" / "img00.png",
+              "symlink": tmp_path / "link.png", "hardlink": tmp_path / "hard.png"}[how]
+    if how == "symlink":
+        output.symlink_to(victim)
+    if how == "hardlink":
+        os.link(victim, output)
+    before = tree_digest(tmp_path)
+    code, err = run_cli(capsys, "fit", "--source", victim, src / "img01.png", "--target", tgt, "--vae", "pixel",
+                        "-o", output, "--overwrite")
+    assert code == 2 and "is one of the inputs" in err and str(output) in err
+    assert tree_digest(tmp_path) == before
+
+
+def test_apply_refuses_output_onto_operator_and_inputs(files, tmp_path, capsys):
+    src, _, op = files
+    before = tree_digest(tmp_path)
+    code, err = run_cli(capsys, "apply", op, src, "-o", src, "--overwrite")
+    assert code == 2 and "is one of the inputs" in err
+    assert tree_digest(tmp_path) == before
+
+
+@pytest.mark.parametrize("where", ["proc", "under-file", "existing-dir"])
+def test_fit_unwritable_output_fails_before_work(files, tmp_path, capsys, where):
+    src, tgt, _ = files
+    output = {"proc": Path("/proc/dotrestore-x"), "under-file": src / "img00.png" / "sub",
+              "existing-dir": tmp_path / "somedir"}[where]
+    (tmp_path / "somedir").mkdir()
+    before = tree_digest(tmp_path)
+    code, err = run_cli(capsys, "fit", "--source", src, "--target", tgt, "--vae", "pixel", "-o", output, "--overwrite")
+    assert code == 2 and str(output) in err
+    assert tree_digest(tmp_path) == before
+
+
+@pytest.mark.parametrize("where", ["proc", "under-file"])
+def test_apply_unwritable_output(files, tmp_path, capsys, where):
+    src, _, op = files
+    output = {"proc": Path("/proc/dotrestore-x"), "under-file": src / "img00.png" / "sub"}[where]
+    code, err = run_cli(capsys, "apply", op, src, "-o", output)
+    assert code == 2 and str(output) in err
+
+
+def test_write_error_mid_apply_leaves_nothing(files, tmp_path, capsys, monkeypatch):
+    src, _, op = files
+    from dotrestore import data
+
+    real, calls = data.save_image, []
+
+    def failing(img, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device", str(path))
+        return real(img, path)
+
+    monkeypatch.setattr("dotrestore.io.images.save_image", failing)
+    code, err = run_cli(capsys, "apply", op, src, "-o", tmp_path / "out")
+    assert code == 2 and "No space left" in err and str(calls[1]) in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("alpha", ["nan", "inf", "-inf", "abc"])
+def test_apply_rejects_non_finite_alpha_before_writing(files, tmp_path, capsys, alpha):
+    src, _, op = files
+    with pytest.raises(SystemExit) as info:
+        main(["apply", str(op), str(src), "-o", str(tmp_path / "out"), "--alpha", "0", "--alpha", alpha])
+    assert info.value.code == 2 and "--alpha" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("device", ["bogus", "meta", "cuda:99", "cuda:x"]
+                         + ([] if torch.cuda.is_available() else ["cuda"]))
+def test_bad_device_is_refused_at_argument_time(files, tmp_path, capsys, device):
+    src, tgt, op = files
+    for argv in (["fit", "--source", src, "--target", tgt, "-o", tmp_path / "x.st"],
+                 ["apply", op, src, "-o", tmp_path / "out"]):
+        with pytest.raises(SystemExit) as info:
+            main([str(a) for a in argv] + ["--device", device])
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and "available here: cpu" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "x.st").exists()
+
+
+def test_declared_huge_image_is_refused_from_its_header(files, tmp_path, capsys):
+    _, _, op = files
+    bomb = png_declaring(tmp_path / "bomb.png", 10000, 10000)
+    assert bomb.stat().st_size < 100_000
+    code, err = run_cli(capsys, "apply", op, bomb, "-o", tmp_path / "out")
+    assert code == 2 and str(bomb) in err and "over the limit" in err and "--max-pixels" in err
+    small = files[0] / "img00.png"  # 24x28 = 672 pixels
+    code, err = run_cli(capsys, "apply", op, small, "-o", tmp_path / "out", "--max-pixels", "600")
+    assert code == 2 and "over the limit of 600" in err and str(small) in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_image_too_small_for_a_patch_is_named_in_fit(files, tmp_path, capsys):
+    _, tgt, _ = files
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (2, 2)).save(tiny)
+    code, err = run_cli(capsys, "fit", "--source", tiny, "--target", tgt, "--vae", "pixel", "-o", tmp_path / "x.st")
+    assert code == 2 and str(tiny) in err and "too small" in err
+
+
+def test_image_too_small_is_named_in_experiment(tmp_path):
+    from dotrestore.experiment import ExperimentConfig, run
+
+    clean = write_images(tmp_path / "c", 4, seed=0, size=(24, 24))
+    Image.new("RGB", (2, 2)).save(clean / "img00.png")
+    config = ExperimentConfig(clean=str(clean), degrade="noise:sigma=10", restorer="identity", vae="pixel",
+                              fit_source=1, fit_target=1, out=str(tmp_path / "o"), progress=False)
+    with pytest.raises(InputError, match="img00.png.*too small"):
+        run(config)
+    assert not (tmp_path / "o").exists() and not (tmp_path / ".o.partial").exists()
+
+
+def test_image_too_small_for_zero_shot_apply_is_named(files, tmp_path, capsys):
+    _, tgt, _ = files
+    op = tmp_path / "zs.safetensors"
+    assert main(["fit", "--zero-shot", "--target", str(tgt), "--vae", "pixel", "-o", str(op)]) == 0
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (2, 2)).save(tiny)
+    code, err = run_cli(capsys, "apply", op, tiny, "-o", tmp_path / "out")
+    assert code == 2 and str(tiny) in err and "too small" in err
+    assert not (tmp_path / "out").exists()
+
+

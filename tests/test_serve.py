@@ -6,16 +6,14 @@ import zipfile
 
 import pytest
 import torch
+from serve_support import make_workspace
 
-from dotrestore import DOT, data
-from dotrestore import cli
+from dotrestore import DOT, cli, data
 from dotrestore.errors import InputError, NotFittedError, OperatorFileError
 from dotrestore.serve import Explorer
 from dotrestore.serve.cache import Entry, TransportCache, blend
 from dotrestore.serve.jobs import batch_apply, collect_images, fit_operator, parse_alphas
 from dotrestore.serve.session import alpha_grid, check_image_file
-
-from serve_support import make_workspace
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +162,57 @@ def test_scratch_folder_stays_bounded(tmp_path):
     ex.MAX_SCRATCH = 3
     paths = [ex.scratch(f"f{i}.png") for i in range(5)]
     assert [p.parent.exists() for p in paths] == [False, False, True, True, True]
+
+
+# ---------------------------------------------------------------------- --max-pixels on every path
+def _every_path(ex, image, reference, tmp_path):
+    """Explore (gallery folder + reference), upload/API (/transform), fit, batch: each returns or raises."""
+    from dotrestore.serve.jobs import batch_apply, collect_images, fit_operator
+
+    ex.gallery()
+    entry = ex.prepare(image)  # what explore and upload do
+    ex.attach_reference(entry, reference)
+    ex.transform_file(image, 0.5)  # the /transform API
+    listed = collect_images(None, str(image.parent), "restored", ex.max_pixels)
+    fit_operator(ex, listed, listed, codec="pixel", patch_size=1, paired=False, lowpass_sigma=0)
+    batch_apply(ex, listed, [0.5], out_dir=str(tmp_path / "batch"), as_zip=False)
+
+
+def _pixel_workspace(root, side_h, side_w):
+    from dotrestore import Runtime
+
+    image = data.save_image(torch.rand(3, 8, 8).repeat(1, side_h // 8, side_w // 8), root / "images" / "big.png")
+    reference = data.save_image(torch.rand(3, 8, 8).repeat(1, side_h // 8, side_w // 8), root / "refs" / "big.png")
+    small = [data.save_image(torch.rand(3, 16, 16), root / f"fit{k}.png") for k in range(2)]
+    op = DOT(codec="pixel", patch_size=1, lowpass_sigma=0, runtime=Runtime(max_pixels=None)).fit(small, small)
+    return image, reference, op.save(root / "op.safetensors")
+
+
+def test_every_serve_path_obeys_the_configured_max_pixels(tmp_path):
+    """A limit below the default refuses on every path (a path that used the 40 MP default would accept)."""
+    image, reference, op = _pixel_workspace(tmp_path, 24, 32)  # 768 pixels
+    ex = Explorer(op, images=image.parent, reference=reference.parent, runtime={"max_pixels": 700, "progress": False},
+                  work_dir=tmp_path / "s")
+    checks = [lambda: ex.prepare(image), lambda: ex.transform_file(image, 0.5),
+              lambda: ex.attach_reference(ex.cache.put(Entry("k", "big", torch.zeros(3, 24, 32), torch.zeros(3, 24, 32))),
+                                          reference),
+              lambda: collect_images(None, str(image.parent), "restored", ex.max_pixels),
+              lambda: batch_apply(ex, [image], [0.5], out_dir=str(tmp_path / "b"), as_zip=False)]
+    assert ex.gallery() == [image]  # listed; picking it is refused (prepare, above)
+    for check in checks:
+        with pytest.raises(InputError, match="over the limit of 700"):
+            check()
+    roomy = Explorer(op, images=image.parent, reference=reference.parent, runtime={"max_pixels": 800, "progress": False},
+                     work_dir=tmp_path / "r")
+    _every_path(roomy, image, reference, tmp_path / "ok")
+
+
+@pytest.mark.slow
+def test_serve_max_pixels_above_40_mp_accepts_a_42_mp_image_on_every_path(tmp_path):
+    image, reference, op = _pixel_workspace(tmp_path, 6000, 7000)  # 42 MP
+    with pytest.raises(InputError, match="over the limit"):
+        Explorer(op, runtime={"progress": False}, work_dir=tmp_path / "d").prepare(image)  # the 40 MP default
+    ex = Explorer(op, images=image.parent, reference=reference.parent,
+                  runtime={"max_pixels": 50_000_000, "progress": False}, work_dir=tmp_path / "s")
+    _every_path(ex, image, reference, tmp_path)
+    assert (tmp_path / "batch" / "big.png").is_file()

@@ -21,11 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from dotrestore import cli
-from dotrestore import data
-
 from serve_support import free_port, make_workspace
+
+from dotrestore import cli, data
 
 pytest.importorskip("gradio", reason="gradio is not installed (pip install 'dotrestore[ui]')")
 pytestmark = pytest.mark.slow  # a server start, a fit and a browser: about a minute on 2 cores
@@ -186,7 +184,7 @@ def test_explore_alpha_download_and_corrupt_upload(served, page, tmp_path):
     page.locator("#gallery .thumbnail-item").nth(0).click()
     assert "test10" in wait_status(page, "test10")
     shots = []
-    pixels = {}
+    pixels, prev = {}, None
     for alpha in (0.0, 0.5, 1.0):
         set_alpha(page, alpha)
         page.wait_for_function("() => document.querySelector('#output img') !== null")

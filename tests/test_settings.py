@@ -121,3 +121,23 @@ def test_argparse_types_name_the_flag(capsys):
 
     options.add(parser, "patch_size")
     assert parser.parse_args(["--patch-size", "5"]).patch_size == 5
+
+
+def test_library_refuses_bad_device():
+    with pytest.raises(ValueError, match="available"):
+        DOT(codec="pixel", runtime={"device": "meta"})
+
+
+@pytest.mark.parametrize("flag", [["--patch-size", "17"], ["--patch-size", "-3"], ["--eps", "inf"], ["--eps", "-1"],
+                                  ["--lowpass-sigma", "nan"], ["--lowpass-sigma", "-4"], ["--lowpass-sigma", "1e9"]])
+def test_fit_parameter_ranges_match_the_schema(files, tmp_path, capsys, flag):
+    src, tgt, _ = files
+    try:
+        code = main(["fit", "--source", str(src), "--target", str(tgt), "--vae", "pixel",
+                     "-o", str(tmp_path / "x.st"), *flag])
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2 and "Traceback" not in capsys.readouterr().err
+    assert not (tmp_path / "x.st").exists()
+
+

@@ -31,9 +31,16 @@ logger = logging.getLogger(__name__)
 
 
 class Metric:
-    """Base: subclasses define ``update`` and ``compute``; ``sync`` sums the state over ranks."""
+    """Base: subclasses define ``update`` and ``compute``; ``merge`` adds another object's state
+    (torchmetrics' ``merge_state``), ``sync`` sums the state over processes."""
 
     _state_names: tuple[str, ...] = ()
+
+    def merge(self, other: "Metric") -> "Metric":
+        """Add ``other``'s state into this one: as if this object had seen ``other``'s images too."""
+        for name in self._state_names:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        return self
 
     def sync(self) -> "Metric":
         """Replace the state by its sum over all processes (no-op in one process). Collective."""
@@ -84,6 +91,11 @@ class PatchMoments(Metric):
 
     def update(self, tensors: Tensor) -> None:
         self.moments = functional.patch_moments(tensors, self.patch_size, self.stride, moments=self.moments)
+
+    def merge(self, other: "PatchMoments") -> "PatchMoments":
+        if other.moments is not None:
+            self.moments = other.moments if self.moments is None else self.moments.merge(other.moments)
+        return self
 
     def sync(self) -> "PatchMoments":
         # Every rank must take part, also one that saw nothing: the dimension is agreed on first.
@@ -140,6 +152,10 @@ class _FeatureSetDistance:
     def update(self, images: Tensor, real: bool = False) -> None:
         with torch.no_grad():
             self.metric.update(_prep(images, self.device), real=real)
+
+    def merge(self, other: "_FeatureSetDistance") -> "_FeatureSetDistance":
+        self.metric.merge_state(other.metric)
+        return self
 
     def compute(self, reference: "_FeatureSetDistance | None" = None) -> float:
         if reference is not None:
@@ -208,6 +224,10 @@ class LPIPS:
     def update(self, images: Tensor, cleans: Tensor) -> None:
         with torch.no_grad():
             self.metric.update(_prep(images, self.device), _prep(cleans, self.device))
+
+    def merge(self, other: "LPIPS") -> "LPIPS":
+        self.metric.merge_state(other.metric)
+        return self
 
     def compute(self) -> float:
         with torch.no_grad():

@@ -11,8 +11,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from dotrestore import DOT
-from dotrestore.ot.split import GREY, lowpass, recombine, split
 from dotrestore.errors import InputError
+from dotrestore.ot.split import GREY, lowpass, recombine, split
 
 
 def textured(n: int, size: int = 48, seed: int = 0, tint=(0.0, 0.0, 0.0)) -> torch.Tensor:

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-
 from dotrestore.ot.patches import (
     extract_patches,
     overlap_add,

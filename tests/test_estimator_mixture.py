@@ -11,8 +11,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from dotrestore import DOT
-from dotrestore.ot.split import GREY, guided_lowpass
 from dotrestore.errors import InputError
+from dotrestore.ot.split import GREY, guided_lowpass
 
 
 def textured(n: int, size: int = 40, seed: int = 0) -> torch.Tensor:

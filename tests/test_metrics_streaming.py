@@ -89,3 +89,59 @@ def test_two_processes_equal_one():
     assert (a["world"], b["world"]) == (1, 2)
     for key in ("fid", "kid", "mse", "cov"):
         assert b[key] == pytest.approx(a[key], rel=1e-9), key
+
+
+# ---------------------------------------------------------------------- the metric contract
+def _value(metric, reference=None):
+    out = metric.compute(reference) if reference is not None else metric.compute()
+    return out.covariance.sum().item() + out.mean.sum().item() if hasattr(out, "covariance") else float(out)
+
+
+def _contract_cases():
+    """(name, make() -> (metric, update(metric, batch), compute(metric)))"""
+    cases = {
+        "mean-mse": lambda: (PerImageMean("mse", metrics.mse), lambda m, x, c: m.update(x, c), _value),
+        "mean-ssim": lambda: (PerImageMean("ssim", metrics.ssim), lambda m, x, c: m.update(x, c), _value),
+        "patch-moments-3": lambda: (PatchMoments(3), lambda m, x, c: m.update(x), _value),
+        "patch-moments-7-stride-4": lambda: (PatchMoments(7, 4), lambda m, x, c: m.update(x), _value),
+    }
+    if importlib.util.find_spec("torchmetrics") is not None:
+        from _dist_metrics import TinyFeatures
+
+        net = TinyFeatures()
+        for name, cls in (("fid", metrics.FID), ("kid", metrics.KID)):
+            def make(cls=cls):
+                reference = cls(net)
+                reference.update(_images(9, 16)[0], real=True)  # as many as outputs: KID uses whole sets
+                return cls(net), lambda m, x, c: m.update(x), lambda m: _value(m, reference)
+            cases[name] = make
+    return cases
+
+
+def _images(n: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, 24, 24, generator=g), torch.rand(n, 3, 24, 24, generator=g)
+
+
+@pytest.mark.parametrize("case", sorted(_contract_cases()))
+def test_metric_contract_update_merge_compute_equals_one_pass(case):
+    """As torchmetrics' MetricTester: any split into updates and merged objects gives the one-pass value."""
+    make = _contract_cases()[case]
+    images, cleans = _images(9, 5)
+    one, update, compute = make()
+    update(one, images, cleans)
+    expected = compute(one)
+    parts = [(0, 2), (2, 3), (3, 9)]  # uneven: a single image, a pair, the rest
+    objects = []
+    for start, stop in parts:
+        metric, _, _ = make()
+        for k in range(start, stop):  # one image per update
+            update(metric, images[k:k + 1], cleans[k:k + 1])
+        objects.append(metric)
+    merged = objects[0]
+    for other in objects[1:]:
+        merged = merged.merge(other)
+    # (features of one image or of nine in a batch differ by float32 rounding: rel 1e-5)
+    assert compute(merged) == pytest.approx(expected, rel=1e-5, abs=1e-12)
+    if hasattr(merged, "sync"):  # torchmetrics objects sync inside compute
+        assert compute(merged.sync()) == pytest.approx(expected, rel=1e-6, abs=1e-12)  # one process: a no-op

@@ -1,0 +1,20 @@
+"""The one Gaussian kernel, shared by the blur, the detail split, SSIM and the patch weighting."""
+
+from __future__ import annotations
+
+import torch
+
+
+# ---------------------------------------------------------------------- helpers
+def test_gaussian_kernel_is_shared():
+    from dotrestore import metrics
+    from dotrestore.data import degradations
+    from dotrestore.ot import filters, patches
+
+    assert degradations.gaussian_blur is filters.gaussian_blur
+    assert torch.allclose(metrics.functional._gaussian_window(11, 1.5, torch.float64, "cpu"),
+                          filters.gaussian_kernel1d(1.5, radius=5, dtype=torch.float64))
+    g = filters.gaussian_kernel1d(0.75, radius=1, normalize=False, dtype=torch.float64)
+    assert torch.allclose(patches.patch_weights(3, "gaussian", torch.float64), torch.outer(g, g))
+
+
