@@ -159,3 +159,9 @@ def test_experiment_help_shows_real_defaults(capsys):
     assert "(default: 10)" in out and "(default: dotrestore-experiment)" in out and "40,000,000" in out
 
 
+
+
+def test_apply_counts_in_words(op, tmp_path, capsys):
+    one = write_images(tmp_path / "one", 1, seed=9)
+    assert main(["apply", str(op), str(one), "-o", str(tmp_path / "out")]) == 0
+    assert "wrote 1 image to" in capsys.readouterr().out

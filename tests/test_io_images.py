@@ -188,3 +188,18 @@ def test_max_pixels_in_the_python_api(tmp_path):
     assert data.DEFAULT_MAX_PIXELS >= 6000 * 4000
 
 
+
+
+def test_skipped_entries_of_a_folder_are_listed_in_one_line(tmp_path, caplog):
+    import logging
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _rgb(folder / "a.png")
+    (folder / "notes.txt").write_text("x")
+    (folder / ".DS_Store").write_bytes(b"\0")
+    (folder / "sub").mkdir()
+    with caplog.at_level(logging.INFO, logger="dotrestore"):
+        assert list_images(folder) == [folder / "a.png"]
+    lines = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(lines) == 1 and "skipped 3 entries" in lines[0] and "notes.txt" in lines[0] and ".DS_Store" in lines[0]

@@ -216,3 +216,15 @@ def test_serve_max_pixels_above_40_mp_accepts_a_42_mp_image_on_every_path(tmp_pa
                   runtime={"max_pixels": 50_000_000, "progress": False}, work_dir=tmp_path / "s")
     _every_path(ex, image, reference, tmp_path)
     assert (tmp_path / "batch" / "big.png").is_file()
+
+
+def test_explorer_shows_x_stars_own_numbers_beside_alphas(ws, explorer):
+    pytest.importorskip("gradio", reason="gradio is not installed (pip install 'dotrestore[ui]')")
+    from dotrestore.serve import handlers
+
+    entry = explorer.prepare(ws["images"] / "test10.png")
+    explorer.attach_reference(entry, ws["refs"] / "test10.png")
+    state = {"key": entry.key, "path": str(ws["images"] / "test10.png"), "stem": "test10", "reference": None}
+    text, figure = handlers.measures(explorer, state, 0.0, False)
+    own = explorer.scores(entry, entry.x_star)
+    assert f"**x\\* (α = 1):** PSNR {own['psnr']:.2f} dB" in text and "**α = 0:** PSNR" in text and figure is not None

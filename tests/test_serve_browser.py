@@ -38,6 +38,7 @@ def start_server(ws, *args: str):
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     log = open(ws["root"] / f"server-{port}.log", "w")
+    ws["log"] = ws["root"] / f"server-{port}.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     process = subprocess.Popen([sys.executable, "-m", "dotrestore", "serve", *args, "--port", str(port)],
                                stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -242,6 +243,8 @@ def test_without_operator_fit_then_batch(workspace, browser, tmp_path):
         assert "Fitted on 4 restored and 4 clean images" in page.inner_text("#fit-status")
         assert "taesd:taef2:" in page.inner_text("#operator-info")
         page.get_by_role("tab", name="Batch").click()
+        help_text = page.inner_text("#batch-help")  # "<stem>" must not be read as an HTML tag
+        assert "One α → OUT/<stem>.png, several → OUT/alpha_<A>/<stem>.png; existing files are never" in help_text
         out = tmp_path / "batch"
         page.get_by_label("Folder of restored images").fill(str(ws["images"]))
         page.get_by_label("α values").fill("0.5")
@@ -261,3 +264,12 @@ def test_without_operator_fit_then_batch(workspace, browser, tmp_path):
         page.close()
     finally:
         stop(process)
+
+
+def test_server_prints_its_address_once_answering_and_no_share_hint(served):
+    deadline = time.monotonic() + 30
+    while f"dotrestore serve: {served['url']}" not in served["log"].read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    log = served["log"].read_text()
+    assert f"dotrestore serve: {served['url']} (Ctrl+C stops it)" in log
+    assert "share=True" not in log and "public link" not in log
