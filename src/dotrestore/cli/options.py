@@ -49,7 +49,8 @@ def add(parser, name: str, *, table_default: bool = True, help: str | None = Non
         parser.add_argument(setting.option, dest=name, action="store_true",
                             default=setting.default if table_default else None, help=text)
         return
-    kwargs.setdefault("metavar", setting.metavar)
+    options = getattr(setting.parse, "options", None)
+    kwargs.setdefault("metavar", setting.metavar or ("{" + ",".join(options) + "}" if options else None))
     kwargs.setdefault("type", setting_type(name))
     parser.add_argument(setting.option, dest=name, default=settings.default(name) if table_default else None,
                         help=text, **kwargs)

@@ -121,8 +121,9 @@ def _folder_images(folder: Path, extensions) -> list[Path]:
     if skipped:
         shown = ", ".join(p.name + ("/" if p.is_dir() else "") for p in skipped[:8])
         more = f" and {len(skipped) - 8} more" if len(skipped) > 8 else ""
-        logger.info("%s: skipped %d entr%s that %s not image files: %s%s", folder, len(skipped),
-                    "y" if len(skipped) == 1 else "ies", "is" if len(skipped) == 1 else "are", shown, more)
+        what = "1 entry that is not an image file" if len(skipped) == 1 else \
+            f"{len(skipped)} entries that are not image files"
+        logger.info("%s: skipped %s: %s%s", folder, what, shown, more)
     return files
 
 

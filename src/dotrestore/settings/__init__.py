@@ -151,7 +151,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("device", _R, None, device, "cpu, cuda, cuda:1, mps ... (default: cuda when available)",
             types=(str, torch.device, *_NONE)),
     Setting("dtype", _R, "float32", dtype, "the codec's compute precision (bfloat16/float16 need a CUDA "
-            "device; statistics stay float64, the operator float32)", types=(str, torch.dtype)),
+            "device; statistics stay float64, the operator float32)", "float32|bfloat16|float16",
+            types=(str, torch.dtype)),
     Setting("tile", _R, "auto", tile, "encode/decode big images in overlapping tiles of N pixels; auto tiles "
             "only images above 1024x1024 whose codec activations would exceed --max-memory", "auto|off|N",
             types=(str, *_INT)),

@@ -94,6 +94,7 @@ def choice(options) -> Callable:
             raise ValueError(f"must be one of {', '.join(map(str, options))}, got {value!r}")
         return text
     parse.rule = "one of " + ", ".join(map(str, options))
+    parse.options = options
     return parse
 
 
