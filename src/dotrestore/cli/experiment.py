@@ -127,11 +127,13 @@ def experiment_command(args: argparse.Namespace) -> int:
 def _add_demo(sub) -> None:
     p = sub.add_parser(
         "demo",
-        help="the seed's experiment on photographs bundled with scikit-image (offline)",
-        description="Cuts ~25 tiles of 256x256 from colour photographs that ship with scikit-image, saves them "
-        "to OUT/data/clean, then runs `dotrestore experiment` on them with noise:sigma=50 and a "
-        "gaussian-blur:sigma=2 restorer, fitting on the first 12 tiles (paired) and testing on the rest. With --vae auto, uses sd-vae-ft-ema when it is cached, "
-        "otherwise the bundled TAEF2 (and says which and why).",
+        help="the classic DOT experiment on photographs bundled with scikit-image (offline)",
+        description="Cuts 30 tiles of 192x192 from the six colour photographs that ship with scikit-image "
+        "(astronaut, coffee, chelsea, rocket and two motorcycle views), saves them to OUT/data/clean, then runs "
+        "`dotrestore experiment` on them with noise:sigma=50 and a gaussian-blur:sigma=2 restorer, fitting on "
+        "24 tiles (paired) and testing on 6, one per photograph; the report opens with a before/after of one of "
+        "them. With --vae auto, uses sd-vae-ft-ema when it is cached, otherwise the bundled TAEF2 (and says "
+        "which and why).",
     )
     p.add_argument("--out", default="dotrestore-demo", metavar="DIR", help="output folder (default: dotrestore-demo)")
     p.add_argument("--vae", default="auto", metavar="SPEC",
