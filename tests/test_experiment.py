@@ -122,7 +122,9 @@ def test_psnr_recomputed_from_saved_outputs(tiny_run, clean_dir):
 
 
 def test_report_links_exist_and_table_header(tiny_run):
-    out, _ = tiny_run
+    from dotrestore.experiment.report import tradeoff_reading
+
+    out, result = tiny_run
     report = out / "report.md"
     text = report.read_text()
     assert "PSNR (dB, data range 1.0)" in text
@@ -133,6 +135,11 @@ def test_report_links_exist_and_table_header(tiny_run):
     with Image.open(out / "before_after.png") as image:
         assert image.width >= 3 * 384 and image.height > 384
     assert "Test image `img06`" in text and "DOT detail at α = 0" in text
+    # x*'s row first, every DOT row with its comparison to x*; the explanation exactly when called for
+    assert "| **restored x\\* (reference)** |" in text
+    dot_lines = [line for line in text.splitlines() if line.startswith("| DOT ")]
+    assert len(dot_lines) == 8 and all(re.search(r"\| -?\d+\.\d\d \([+-]\d+\.\d\d\) \|", line) for line in dot_lines)
+    assert ("not the MMSE estimator" in text) == tradeoff_reading(result.rows, "dot-detail")["non_mmse"]
     for link in links:
         assert (out / link).exists(), link
     assert "pixel" in text and "seed 0" in text
