@@ -263,12 +263,12 @@ def _results_section(rows: list[dict], config, counts: dict) -> list[str]:
             "- **patch_fd**: the same on 7×7 RGB pixel patches (stride 4), independent of the codec.", ""]
 
 
-def _curve_section(reading: dict | None) -> list[str]:
+def _curve_section(reading: dict | None, method: str) -> list[str]:
     start = ""
     if reading is not None:
         where = "x* itself" if reading["lowest"] == 1 else f"α = {reading['lowest']:g}"
-        start = (f" A ring marks the lowest-MSE α ({where}): the theory's trade-off starts there, and from it "
-                 "towards α = 0 MSE rises while perception improves.")
+        start = (f" A ring marks each curve's lowest-MSE α ({_dot_name(method)}: {where}): the theory's trade-off "
+                 "starts there, and from it towards α = 0 MSE rises while perception improves.")
     return ["## Perception–distortion curve", "", "![perception-distortion curve](pd_curve.png)", "",
             "How to read it: each coloured point is DOT at one α (labelled), distortion (MSE, lower is "
             "better) on the horizontal axis, perception (lower is better) on the vertical one. The restorer's "
@@ -352,7 +352,7 @@ def write_report(folder: Path, rows: list[dict], config, info: dict) -> Path:
         lines += ["Skipped metrics:", ""] + [
             f"- {why}" if why.upper().startswith(name.upper()) else f"- {name.upper()}: {why}"
             for name, why in skipped.items()] + [""]
-    lines += _curve_section(reading)
+    lines += _curve_section(reading, primary)
     if info["collages"]:
         alphas = ", ".join(f"{a:g}" for a in info["collage_alphas"])
         lines += ["## Examples", "",
