@@ -69,7 +69,7 @@ def test_run_writes_every_output(tiny_run):
     out, result = tiny_run
     assert result.report == out / "report.md"
     for name in ("results.csv", "results.json", "pd_curve.png", "pd_curve.svg", "operator.safetensors",
-                 "config.yaml", "report.md"):
+                 "config.yaml", "report.md", "before_after.png"):
         assert (out / name).is_file(), name
     with Image.open(out / "pd_curve.png") as im:
         im.verify()
@@ -122,12 +122,24 @@ def test_psnr_recomputed_from_saved_outputs(tiny_run, clean_dir):
 
 
 def test_report_links_exist_and_table_header(tiny_run):
-    out, _ = tiny_run
+    from dotrestore.experiment.report import tradeoff_reading
+
+    out, result = tiny_run
     report = out / "report.md"
     text = report.read_text()
     assert "PSNR (dB, data range 1.0)" in text
     links = _links(report)
     assert "pd_curve.png" in links and any(link.startswith("collages/") for link in links)
+    # the first picture is the before/after of the first test image: x* | DOT at α = 0 | clean
+    assert re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", text)[0] == "before_after.png"
+    with Image.open(out / "before_after.png") as image:
+        assert image.width >= 3 * 384 and image.height > 384
+    assert "Test image `img06`" in text and "DOT detail at α = 0" in text
+    # x*'s row first, every DOT row with its comparison to x*; the explanation exactly when called for
+    assert "| **restored x\\* (reference)** |" in text
+    dot_lines = [line for line in text.splitlines() if line.startswith("| DOT ")]
+    assert len(dot_lines) == 8 and all(re.search(r"\| -?\d+\.\d\d \([+-]\d+\.\d\d\) \|", line) for line in dot_lines)
+    assert ("not the MMSE estimator" in text) == tradeoff_reading(result.rows, "dot-detail")["non_mmse"]
     for link in links:
         assert (out / link).exists(), link
     assert "pixel" in text and "seed 0" in text
@@ -220,26 +232,6 @@ def test_alpha_dirname():
         "alpha_-0.7", "alpha_-0.5", "alpha_-0.3", "alpha_0", "alpha_0.3", "alpha_0.5", "alpha_0.7", "alpha_1",
         "alpha_1.3", "alpha_1.5"]
     assert alpha_dirname(-0.0) == "alpha_0" and alpha_dirname(2) == "alpha_2"
-
-
-def test_demo_images_are_at_least_ten_distinct_tiles(tmp_path):
-    from dotrestore.experiment.demo import make_demo_images
-
-    paths = make_demo_images(tmp_path)
-    assert len(paths) >= 10
-    arrays = [np.asarray(Image.open(p)) for p in paths]
-    assert all(a.shape == (256, 256, 3) for a in arrays)
-    assert len({a.tobytes() for a in arrays}) == len(arrays)
-
-
-@pytest.mark.slow
-def test_demo_runs_offline_with_pixel(tmp_path, capsys):
-    code = top_cli.main(["demo", "--out", str(tmp_path / "demo"), "--vae", "pixel"])
-    assert code == 0
-    report = tmp_path / "demo" / "report.md"
-    assert str(report) in capsys.readouterr().out
-    for link in _links(report):
-        assert (report.parent / link).exists()
 
 
 @pytest.mark.slow

@@ -8,8 +8,9 @@ import json
 import math
 from pathlib import Path
 
-from ..ot.split import describe
 from ..io.files import atomic_write
+from ..ot.split import describe
+from .figures import lowest_mse_alpha
 
 COLUMNS = ("method", "alpha", "mse", "psnr", "ssim", "latent_fd", "patch_fd", "lpips", "fid", "kid", "n_images")
 
@@ -75,29 +76,120 @@ def _num(value, digits: int = 4) -> str:
 
 
 def summary_table(rows: list[dict]) -> str:
-    """Plain-text table printed at the end of a run."""
-    head = f"{'method':<32}{'PSNR dB':>9}{'SSIM':>8}{'MSE':>11}{'latent_fd':>12}{'patch_fd':>11}"
+    """Plain-text table printed at the end of a run; ΔPSNR is each row's PSNR minus x*'s."""
+    ref = next((r for r in rows if r["method"] == "restored"), None)
+    head = f"{'method':<32}{'PSNR dB':>9}{'ΔPSNR':>8}{'SSIM':>8}{'MSE':>11}{'latent_fd':>12}{'patch_fd':>11}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{_label(r):<32}{r['psnr']:>9.2f}{r['ssim']:>8.4f}{r['mse']:>11.3e}"
+        delta = "" if ref is None or r is ref else f"{r['psnr'] - ref['psnr']:+.2f}"
+        lines.append(f"{_label(r):<32}{r['psnr']:>9.2f}{delta:>8}{r['ssim']:>8.4f}{r['mse']:>11.3e}"
                      f"{r['latent_fd']:>12.4g}{r['patch_fd']:>11.4g}")
     return "\n".join(lines)
 
 
+def _with_delta(key: str, value, ref) -> str:
+    """A DOT row's cell: its value and, in brackets, how it compares with x*'s value ``ref``.
+
+    PSNR and SSIM: the difference (+ is better); every other column: the ratio (below ×1 is
+    better, e.g. ×0.40 = 40 % of x*'s distance).
+    """
+    if key == "psnr":
+        return f"{value:.2f} ({value - ref:+.2f})"
+    if key == "ssim":
+        return f"{value:.4f} ({value - ref:+.4f})"
+    if value is None or ref is None or not ref > 0 or math.isinf(ref):
+        return _num(value)
+    return f"{_num(value)} (×{value / ref:.2f})"
+
+
+def _plain_cell(key: str, value) -> str:
+    return {"psnr": lambda v: f"{v:.2f}", "ssim": lambda v: f"{v:.4f}"}.get(key, _num)(value)
+
+
 def markdown_table(rows: list[dict]) -> str:
+    """The report's table: x* first (the reference), then every DOT row with x*'s value beside it
+    (a difference or ratio in brackets, see :func:`_with_delta`), then y."""
     perception = [m for m in ("spectrum_distance", "halo_measure") if any(r.get(m) is not None for r in rows)]
     extra = perception + [m for m in ("lpips", "fid", "kid") if any(r.get(m) is not None for r in rows)]
+    keys = ["psnr", "ssim", "mse", "latent_fd", "patch_fd"] + extra
     header = ["method", "α", "PSNR (dB, data range 1.0)", "SSIM", "MSE", "latent_fd", "patch_fd"] + [
         m if m in perception else m.upper() for m in extra]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    for r in rows:
+    ref = next((r for r in rows if r["method"] == "restored"), None)
+    ordered = ([ref] if ref else []) + [r for r in rows if r["method"].startswith("dot")] + [
+        r for r in rows if r["method"] == "degraded"]
+    for r in ordered:
         alpha = "" if r["alpha"] is None else f"{r['alpha']:g}"
-        name = _dot_name(r["method"]) if r["method"].startswith("dot") else {
-            "restored": "restored x*", "degraded": "degraded y"}[r["method"]]
-        cells = [name, alpha, f"{r['psnr']:.2f}", f"{r['ssim']:.4f}", _num(r["mse"]), _num(r["latent_fd"]),
-                 _num(r["patch_fd"])] + [_num(r.get(m)) for m in extra]
-        lines.append("| " + " | ".join(cells) + " |")
+        if r["method"].startswith("dot"):
+            name = _dot_name(r["method"])
+            cells = [_with_delta(k, r.get(k), None if ref is None else ref.get(k)) if ref else _plain_cell(k, r.get(k))
+                     for k in keys]
+        else:
+            name = "**restored x\\* (reference)**" if r is ref else "degraded y"
+            cells = [_plain_cell(k, r.get(k)) for k in keys]
+        lines.append("| " + " | ".join([name, alpha] + cells) + " |")
     return "\n".join(lines)
+
+
+def _moves(name: str, start: float, end: float) -> str:
+    """"latent_fd falls from a to b" (or rises, or stays): the direction read off the numbers."""
+    verb = "falls" if end < start else "rises" if end > start else "stays"
+    return f"{name} stays at {_num(start)}" if verb == "stays" else f"{name} {verb} from {_num(start)} to {_num(end)}"
+
+
+def tradeoff_reading(rows: list[dict], method: str) -> dict | None:
+    """What the numbers say about the trade-off along ``method``'s α: None without x* or rows.
+
+    ``lowest`` is the α of lowest MSE, where the trade-off starts; ``non_mmse`` is True when
+    the numbers show that x* is not the MMSE estimator: α = 0 has a higher PSNR than x*, or
+    some α ≠ 1 has a lower MSE than x* (the MMSE estimator has the lowest MSE of all, so on the
+    line x̂α its MSE is lowest at α = 1; Freirich et al., NeurIPS 2021).
+    """
+    ref = next((r for r in rows if r["method"] == "restored"), None)
+    dot = {r["alpha"]: r for r in rows if r["method"] == method}
+    lowest = lowest_mse_alpha(rows, method)
+    if ref is None or lowest is None:
+        return None
+    zero = dot.get(0.0)
+    psnr_beats = zero is not None and zero["psnr"] > ref["psnr"]
+    mse_beats = dot[lowest]["mse"] < ref["mse"] and lowest != 1.0
+    return {"x_star": ref, "zero": zero, "lowest": lowest, "lowest_row": dot[lowest],
+            "psnr_beats": psnr_beats, "mse_beats": mse_beats, "non_mmse": psnr_beats or mse_beats}
+
+
+def tradeoff_text(rows: list[dict], method: str, restorer: str | None) -> str:
+    """One paragraph reading the trade-off off the numbers, in plain words (see :func:`tradeoff_reading`)."""
+    reading = tradeoff_reading(rows, method)
+    if reading is None:
+        return ""
+    ref, zero, lowest, low = reading["x_star"], reading["zero"], reading["lowest"], reading["lowest_row"]
+    name = _dot_name(method)
+    if not reading["non_mmse"]:
+        if zero is None:
+            return (f"{name}: x* (α = 1) has the lowest MSE of every α, as the theory expects of an MMSE restorer; "
+                    "moving α towards 0 raises MSE while perception improves.")
+        return (f"{name}: x* (α = 1) has the lowest MSE of every α, as the theory expects of an MMSE restorer. "
+                f"From x* to α = 0, MSE rises from {_num(ref['mse'])} to {_num(zero['mse'])} "
+                f"(×{zero['mse'] / ref['mse']:.2f}; at most ×2 for an MMSE restorer, Freirich et al. 2021) "
+                f"while {_moves('latent_fd', ref['latent_fd'], zero['latent_fd'])}: the perception–distortion "
+                "trade-off.")
+    facts = []
+    if reading["psnr_beats"]:
+        facts.append(f"α = 0 has a higher PSNR than x* ({zero['psnr']:.2f} vs {ref['psnr']:.2f} dB)")
+    if reading["mse_beats"]:
+        facts.append(f"the MSE is lowest at α = {lowest:g} ({_num(low['mse'])}), not at x* (α = 1, {_num(ref['mse'])})")
+    who = f"This restorer (`{restorer}`)" if restorer else "This restorer"
+    text = (f"**Why DOT beats x* on distortion here.** For {name}, " + " and ".join(facts) + ". "
+            "That happens when the restorer is not the MMSE estimator (the one with the lowest possible MSE): "
+            "the theory's trade-off — MSE rising from x* to α = 0 by at most 2× while perception improves — "
+            f"is for an MMSE restorer. {who} is far from one: it loses detail that a better estimator keeps, "
+            "so moving towards the clean images' statistics also corrects part of its error. ")
+    if zero is not None and lowest != 0.0:
+        where = "x* itself (α = 1)" if lowest == 1 else f"α = {lowest:g}"
+        text += (f"The trade-off itself starts at the lowest-MSE point, {where}, ringed on the curve: from there to "
+                 f"α = 0, {_moves('MSE', low['mse'], zero['mse'])} while "
+                 f"{_moves('latent_fd', low['latent_fd'], zero['latent_fd'])}.")
+    return text.strip()
 
 
 def _shrinkage(used) -> str:
@@ -106,14 +198,113 @@ def _shrinkage(used) -> str:
     return str(used)
 
 
-def write_report(folder: Path, rows: list[dict], config, info: dict) -> Path:
-    """report.md: table, curve, collages, and everything needed to reproduce and read them.
+def _lowpass_words(op: dict) -> str:
+    """The introduction's sentence on what is transported; the low-pass named as everywhere else."""
+    sigma = op.get("lowpass_sigma")
+    if not sigma:
+        return " Whole images are transported, as in the paper (`--lowpass-sigma 0`)."
+    kind = op.get("split", "gaussian")
+    low = (f"an edge-preserving guided filter (radius ⌈2σ⌉, σ = {sigma:g} px)" if kind.startswith("guided")
+           else f"a Gaussian low-pass of σ = {sigma:g} px")
+    return (f" Only details are transported: the codec sees x − L(x) + ½, with L {low}, and x*'s own L(x*) "
+            "is added back to the decoded x̂0 (`--lowpass-sigma 0` transports whole images, as in the paper).")
 
-    Every picture linked here is written before this is called; links are relative to
-    report.md, so the folder can be moved or zipped as a whole.
-    """
+
+def _hero_section(hero: dict | None, data: dict, by: dict) -> list[str]:
+    """The first picture: x* and DOT at α = 0 side by side, enlarged, with what is shown in words."""
+    if not hero:
+        return []
+    x_star, dot = by[("restored", None)], by.get((hero["method"], hero["alpha"]))
+    restorer = (f"restorer `{data['restorer']}` on `{data['degradation']}`" if data.get("degradation")
+                else "your restorer")
+    region = ("the whole image" if hero["side"] >= max(hero["height"], hero["width"]) else
+              f"its most detailed {hero['side']}×{hero['side']} px region (of {hero['height']}×{hero['width']})")
+    zoom = f", enlarged {hero['scale']}× with nearest-neighbour pixels" if hero["scale"] > 1 else ""
+    lines = [f"![before and after: restored x* | {_dot_name(hero['method'])} at α = {hero['alpha']:g} | clean]"
+             f"({hero['path']})", "",
+             f"**Before → after.** Test image `{hero['stem']}`, {region}{zoom}. Left: the restored input x* "
+             f"({restorer}). Middle: {_dot_name(hero['method'])} at α = {hero['alpha']:g}, x* moved to the clean "
+             "images' latent patch statistics. Right: the clean photograph, for reference (never seen by DOT at "
+             "test time). The captions give each whole image's PSNR and SSIM against the clean one."]
+    if dot is not None:
+        lines[-1] += (f" Over all {dot['n_images']} test images: x* {x_star['psnr']:.2f} dB, latent_fd "
+                      f"{_num(x_star['latent_fd'])}; DOT {dot['psnr']:.2f} dB, latent_fd {_num(dot['latent_fd'])}.")
+    return lines + [""]
+
+
+def _results_section(rows: list[dict], config, counts: dict) -> list[str]:
+    return ["## Results", "",
+            f"Averages over the {counts['test']} test images (PSNR, SSIM and MSE: mean of per-image values on "
+            "8-bit quantized images in [0, 1], i.e. exactly the saved PNGs; latent_fd and patch_fd: one "
+            "Gaussian Fréchet distance (W2²) between the set of outputs and the set of clean test images; "
+            "lower is better for every column except PSNR and SSIM). The restored input x* comes first; "
+            "beside each DOT value, in brackets, is how it compares with x*'s: the difference for PSNR and "
+            "SSIM (+ is better), the ratio for every other column (below ×1 is better).", "",
+            markdown_table(rows), "",
+            "- **latent_fd**: W2² between Gaussians fitted to the codec-latent "
+            f"{config.patch_size}×{config.patch_size} patches of the outputs and of the clean test images, "
+            "in the same latent space and with the same patch Gaussians that DOT transports (Adrai et al., "
+            "NeurIPS 2023).",
+            "- **patch_fd**: the same on 7×7 RGB pixel patches (stride 4), independent of the codec.", ""]
+
+
+def _curve_section(reading: dict | None, method: str) -> list[str]:
+    start = ""
+    if reading is not None:
+        where = "x* itself" if reading["lowest"] == 1 else f"α = {reading['lowest']:g}"
+        start = (f" A ring marks each curve's lowest-MSE α ({_dot_name(method)}: {where}): the theory's trade-off "
+                 "starts there, and from it towards α = 0 MSE rises while perception improves.")
+    return ["## Perception–distortion curve", "", "![perception-distortion curve](pd_curve.png)", "",
+            "How to read it: each coloured point is DOT at one α (labelled), distortion (MSE, lower is "
+            "better) on the horizontal axis, perception (lower is better) on the vertical one. The restorer's "
+            "output x* (α = 1) is the red star labelled x*." + start + " For an MMSE restorer the ring is on x* "
+            "and MSE at α = 0 is at most 2× x*'s (Freirich et al., NeurIPS 2021). α < 0 overshoots towards "
+            "sharper, noisier images; α > 1 extrapolates past x*. The degraded input y (black cross) is shown "
+            "for scale. Vector version: [pd_curve.svg](pd_curve.svg).", ""]
+
+
+def _setup_section(config, info: dict) -> list[str]:
     codec, op, data, t = info["codec"], info["operator"], info["data"], info["timings"]
     counts = data["counts"]
+    kind = "stochastic (singular Σs)" if op["stochastic"] else "deterministic"
+    tests = f"; test images: `{data['test_clean']}` ({counts['test_clean_images']} files)" if data["test_clean"] else ""
+    lines = ["## Set-up", "",
+             f"- Codec: `{codec['id']}` (spec `{codec['spec']}`, {codec['latent_channels']} latent channels, "
+             f"downscale {codec['downscale']}, device {codec['device']})",
+             f"- Operator: patch {op['patch_size']}×{op['patch_size']} (D = {op['dim']}), "
+             f"{describe(op.get('lowpass_sigma'), op.get('split', 'gaussian'))}, "
+             f"{op['n_source_patches']} source / {op['n_target_patches']} target patches, shrinkage "
+             f"{_shrinkage(op['shrinkage_used'])}, {kind} map, "
+             f"W2²(source, target) = {_num(op['w2_squared'])}; saved as `operator.safetensors` "
+             "(reuse it with `dotrestore apply`).",
+             f"- Clean images: `{data['clean']}` ({counts['clean_images']} files){tests}",
+             (f"- Restored images: `{data['restored']}` ({counts['restored_images']} files, paired by stem)"
+              if data["restored"] else f"- Degradation `{data['degradation']}`, restorer `{data['restorer']}`"),
+             f"- Split ({data['split']}): {counts['source']} source (restored) images, {counts['target']} target "
+             f"(clean) images, {counts['test']} test images",
+             f"- Image sizes (H×W after crop/resize): {', '.join(data['image_sizes'])}"
+             + (f"; crop {config.crop}" if config.crop else "")
+             + (f"; resize {config.resize}" if config.resize else ""),
+             f"- α: {', '.join(f'{a:g}' for a in config.alphas)}; seed {config.seed}",
+             "- Versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()),
+             f"- Wall time: {t['total_s']:.1f} s (fit {t['fit_s']:.1f} s, evaluation {t['evaluate_s']:.1f} s)",
+             "- Resolved configuration: [config.yaml](config.yaml) (rerun with "
+             "`dotrestore experiment --config config.yaml`); all numbers: [results.csv](results.csv), "
+             "[results.json](results.json)", ""]
+    if config.save_outputs:
+        lines += ["Outputs: `outputs/alpha_<A>/<stem>.png` per α, plus `outputs/restored`, `outputs/degraded`, "
+                  "`outputs/clean` (the exact 8-bit images measured).", ""]
+    return lines
+
+
+def write_report(folder: Path, rows: list[dict], config, info: dict) -> Path:
+    """report.md: before/after, table, curve, collages, and everything needed to reproduce and read them.
+
+    Every picture linked here is written before this is called; links are relative to
+    report.md, so the folder can be moved or zipped as a whole. The first picture is the
+    before/after of ``info["before_after"]`` when there is one.
+    """
+    op, data = info["operator"], info["data"]
     by = {(r["method"], r["alpha"]): r for r in rows}
     primary = next(r["method"] for r in rows if r["method"].startswith("dot"))
     dot0, xstar = by.get((primary, 0.0)), by[("restored", None)]
@@ -124,73 +315,34 @@ def write_report(folder: Path, rows: list[dict], config, info: dict) -> Path:
               "x̂α = (1 − α)·x̂0 + α·x*, where x̂0 moves every latent "
               f"{config.patch_size}×{config.patch_size} patch of x* by the Gaussian optimal-transport map "
               "from restored to clean statistics. α = 1 is the restorer itself, α = 0 the "
-              "perception-optimal end, α < 0 and α > 1 extrapolate."
-              + (f" Only details are transported: the codec sees x − L(x) + ½, with L a Gaussian low-pass of "
-                 f"σ = {op['lowpass_sigma']:g} px, and x*'s own L(x*) is added back to the decoded x̂0 "
-                 "(`--lowpass-sigma 0` transports whole images, as in the paper)." if op.get("lowpass_sigma")
-                 else " Whole images are transported, as in the paper (`--lowpass-sigma 0`)."), ""]
+              "perception-optimal end, α < 0 and α > 1 extrapolate." + _lowpass_words(op), ""]
+    lines += _hero_section(info.get("before_after"), data, by)
     if dot0 is not None:
         ratio = dot0["latent_fd"] / xstar["latent_fd"] if xstar["latent_fd"] > 0 else float("nan")
-        lines += [f"**{_dot_name(primary)}: at α = 0, latent_fd is {_num(dot0['latent_fd'])} vs {_num(xstar['latent_fd'])} for x* "
-                  f"({ratio:.2f}×), at a PSNR of {dot0['psnr']:.2f} dB vs {xstar['psnr']:.2f} dB.**", ""]
+        lines += [f"**{_dot_name(primary)}: at α = 0, latent_fd is {_num(dot0['latent_fd'])} vs "
+                  f"{_num(xstar['latent_fd'])} for x* ({ratio:.2f}×), at a PSNR of {dot0['psnr']:.2f} dB vs "
+                  f"{xstar['psnr']:.2f} dB.**", ""]
+    reading = tradeoff_reading(rows, primary)
+    text = tradeoff_text(rows, primary, data.get("restorer") if not data.get("restored") else None)
+    if text:
+        lines += [text, ""]
     variants = info.get("variants") or {}
     if len(variants) > 1:
         lines += ["Variants compared (each its own rows, curve and collage columns): " + "; ".join(
-            f"`{m}` ({describe(v.get('lowpass_sigma'), v.get('split', 'gaussian'))}, operator `{v['operator']}`)" for m, v in variants.items()),
-            ""]
-    lines += ["## Results", "",
-              f"Averages over the {counts['test']} test images (PSNR, SSIM and MSE: mean of per-image values on "
-              "8-bit quantized images in [0, 1], i.e. exactly the saved PNGs; latent_fd and patch_fd: one "
-              "Gaussian Fréchet distance (W2²) between the set of outputs and the set of clean test images; "
-              "lower is better for every column except PSNR and SSIM).", "",
-              markdown_table(rows), "",
-              "- **latent_fd**: W2² between Gaussians fitted to the codec-latent "
-              f"{config.patch_size}×{config.patch_size} patches of the outputs and of the clean test images "
-              "(the seed paper's perceptual measure, in the same latent space DOT transports).",
-              "- **patch_fd**: the same on 7×7 RGB pixel patches (stride 4), independent of the codec.", ""]
+            f"`{m}` ({describe(v.get('lowpass_sigma'), v.get('split', 'gaussian'))}, operator `{v['operator']}`)"
+            for m, v in variants.items()), ""]
+    lines += _results_section(rows, config, data["counts"])
     skipped = info["skipped_metrics"]
     if skipped:
-        lines += ["Skipped metrics:", ""] + [f"- {why}" if why.upper().startswith(name.upper()) else f"- {name.upper()}: {why}"
-                                       for name, why in skipped.items()] + [""]
-    lines += ["## Perception–distortion curve", "", "![perception-distortion curve](pd_curve.png)", "",
-              "How to read it: each blue point is DOT at one α (labelled), distortion (MSE, lower is "
-              "better) on the horizontal axis, perception (latent_fd and patch_fd, lower is better) on the "
-              "vertical one. The restorer's output x* (α = 1, red star) sits at low distortion and high "
-              "latent_fd; moving to α = 0 trades a bounded increase of MSE (at most 2× x*'s in theory, "
-              "for an MMSE restorer) for a much lower latent_fd. α < 0 overshoots towards sharper, noisier "
-              "images; α > 1 extrapolates past x*. The degraded input y (black cross) is shown for scale. "
-              "Vector version: [pd_curve.svg](pd_curve.svg).", ""]
+        lines += ["Skipped metrics:", ""] + [
+            f"- {why}" if why.upper().startswith(name.upper()) else f"- {name.upper()}: {why}"
+            for name, why in skipped.items()] + [""]
+    lines += _curve_section(reading, primary)
     if info["collages"]:
         alphas = ", ".join(f"{a:g}" for a in info["collage_alphas"])
         lines += ["## Examples", "",
                   f"Panels: clean | degraded | restored x* | DOT at α = {alphas}; each captioned with its "
                   "MSE and PSNR against the clean image.", ""]
         lines += [f"![{Path(p).stem}]({p})" for p in info["collages"]] + [""]
-    lines += ["## Set-up", "",
-              f"- Codec: `{codec['id']}` (spec `{codec['spec']}`, {codec['latent_channels']} latent channels, "
-              f"downscale {codec['downscale']}, device {codec['device']})",
-              f"- Operator: patch {op['patch_size']}×{op['patch_size']} (D = {op['dim']}), "
-              f"{describe(op.get('lowpass_sigma'), op.get('split', 'gaussian'))}, "
-              f"{op['n_source_patches']} source / {op['n_target_patches']} target patches, shrinkage "
-              f"{_shrinkage(op['shrinkage_used'])}, {'stochastic (singular Σs)' if op['stochastic'] else 'deterministic'} map, "
-              f"W2²(source, target) = {_num(op['w2_squared'])}; saved as `operator.safetensors` "
-              "(reuse it with `dotrestore apply`).",
-              f"- Clean images: `{data['clean']}` ({counts['clean_images']} files)"
-              + (f"; test images: `{data['test_clean']}` ({counts['test_clean_images']} files)" if data["test_clean"] else ""),
-              (f"- Restored images: `{data['restored']}` ({counts['restored_images']} files, paired by stem)"
-               if data["restored"] else f"- Degradation `{data['degradation']}`, restorer `{data['restorer']}`"),
-              f"- Split ({data['split']}): {counts['source']} source (restored) images, {counts['target']} target "
-              f"(clean) images, {counts['test']} test images",
-              f"- Image sizes (H×W after crop/resize): {', '.join(data['image_sizes'])}"
-              + (f"; crop {config.crop}" if config.crop else "") + (f"; resize {config.resize}" if config.resize else ""),
-              f"- α: {', '.join(f'{a:g}' for a in config.alphas)}; seed {config.seed}",
-              "- Versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()),
-              f"- Wall time: {t['total_s']:.1f} s (fit {t['fit_s']:.1f} s, evaluation {t['evaluate_s']:.1f} s)",
-              "- Resolved configuration: [config.yaml](config.yaml) (rerun with "
-              "`dotrestore experiment --config config.yaml`); all numbers: [results.csv](results.csv), "
-              "[results.json](results.json)", ""]
-    if config.save_outputs:
-        lines += ["Outputs: `outputs/alpha_<A>/<stem>.png` per α, plus `outputs/restored`, `outputs/degraded`, "
-                  "`outputs/clean` (the exact 8-bit images measured).", ""]
-    path = folder / "report.md"
-    return atomic_write(path, "\n".join(lines))
+    lines += _setup_section(config, info)
+    return atomic_write(folder / "report.md", "\n".join(lines))

@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 #: Everything a run writes at the top of --out; --overwrite removes these (and only these).
 OUTPUT_NAMES = ("results.csv", "results.json", "pd_curve.png", "pd_curve.svg", "collages", "outputs",
-                "operator.safetensors", "config.yaml", "report.md")
+                "operator.safetensors", "config.yaml", "report.md", "before_after.png")
 
 
 @dataclass
@@ -261,6 +261,9 @@ def _write(staging: Path, config, plan: Plan, variants, dots, codec, rows, per_i
     resolved_config(config).to_yaml(staging / "config.yaml")
     figures.pd_curve(rows, staging / "pd_curve", panels=metrics.PERCEPTION_METRICS)
     collage_paths = [figures.collage(c, staging / "collages" / f"{c['stem']}.png") for c in collage_items]
+    hero_alpha = figures.hero_alpha(collage_alphas)  # the report's first picture: x* | DOT at α = 0 | clean
+    hero = (figures.before_after(collage_items[0], staging, "before_after.png", variants[0].method, hero_alpha)
+            if collage_items and hero_alpha is not None else None)
     timings["write_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - started
     info = {
@@ -280,6 +283,7 @@ def _write(staging: Path, config, plan: Plan, variants, dots, codec, rows, per_i
         "notes": notes,
         "collages": [p.relative_to(staging).as_posix() for p in collage_paths],
         "collage_alphas": collage_alphas,
+        "before_after": hero,
         "versions": versions(),
         "processes": parallel.world_size(),
         "timings": timings,

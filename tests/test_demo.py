@@ -1,0 +1,90 @@
+"""``dotrestore demo``: tiles only from the chosen photographs of the world, the stated counts,
+and a report that opens with the before/after of the first test tile."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dotrestore import cli as top_cli
+
+demo = importlib.import_module("dotrestore.experiment.demo")  # the package exports the function demo()
+
+PHOTOGRAPHS = {"astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "motorcycle_right"}
+
+
+def _photo(name: str) -> np.ndarray:
+    import skimage.data
+
+    if name.startswith("motorcycle"):
+        with Image.open(Path(skimage.data.__file__).parent / f"{name}.png") as image:
+            return np.asarray(image.convert("RGB"))
+    return np.asarray(getattr(skimage.data, name)())[..., :3]
+
+
+def test_demo_tiles_are_cut_from_the_six_photographs_only():
+    assert set(demo.PHOTOS) | {Path(f).stem for f in demo.PHOTO_FILES} == PHOTOGRAPHS
+    fit, test = demo.demo_tiles()
+    assert (len(fit), len(test)) == (24, 6)
+    names = [name for name, _ in fit + test]
+    photos = [re.fullmatch(r"(.+)_(\d+)_(\d+)", n).group(1) for n in names]
+    assert set(photos) == PHOTOGRAPHS
+    assert sorted(re.fullmatch(r"(.+)_\d+_\d+", n).group(1) for n, _ in test) == sorted(PHOTOGRAPHS)  # one each
+    assert test[0][0].startswith(demo.HERO + "_") and len(set(names)) == 30
+    for name, tile in fit + test:  # each tile is exactly its named cell of the photograph's centred grid
+        photo, r, c = re.fullmatch(r"(.+)_(\d+)_(\d+)", name).groups()
+        array = _photo(photo)
+        h, w = array.shape[:2]
+        top = (h - h // demo.TILE * demo.TILE) // 2 + int(r) * demo.TILE
+        left = (w - w // demo.TILE * demo.TILE) // 2 + int(c) * demo.TILE
+        assert tile.shape == (192, 192, 3) and np.array_equal(tile, array[top:top + 192, left:left + 192]), name
+
+
+def test_each_test_tile_is_its_photographs_most_detailed():
+    fit, test = demo.demo_tiles()
+    for name, tile in test:
+        photo = name.rsplit("_", 2)[0]
+        others = [demo._detail(t) for n, t in fit if n.rsplit("_", 2)[0] == photo]
+        assert others and demo._detail(tile) > max(others), name
+
+
+def test_make_demo_images_writes_fit_tiles_first(tmp_path):
+    paths, fit = demo.make_demo_images(tmp_path)
+    assert fit == 24 and len(paths) == 30
+    assert [p.name[:3] for p in paths] == [f"{k:02d}_" for k in range(30)]
+    assert paths[24].name.startswith(f"24_{demo.HERO}_")
+    arrays = [np.asarray(Image.open(p)) for p in paths]
+    assert all(a.shape == (192, 192, 3) for a in arrays) and len({a.tobytes() for a in arrays}) == 30
+
+
+def test_demo_help_states_the_real_counts(capsys):
+    with pytest.raises(SystemExit):
+        top_cli.main(["demo", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    fit, test = demo.demo_tiles()
+    match = re.search(r"Cuts (\d+) tiles of (\d+)x(\d+) .* fitting on (\d+) tiles \(paired\) and testing on (\d+)",
+                      text)
+    assert match, text
+    assert [int(g) for g in match.groups()] == [len(fit) + len(test), demo.TILE, demo.TILE, len(fit), len(test)]
+    assert "seed" not in text
+
+
+@pytest.mark.slow
+def test_demo_with_the_pixel_codec_opens_on_the_before_after(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert top_cli.main(["demo", "--out", str(out), "--vae", "pixel"]) == 0
+    report = out / "report.md"
+    assert str(report) in capsys.readouterr().out
+    text = report.read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", text)
+    assert images[0] == "before_after.png" and (out / "before_after.png").is_file()
+    assert f"Test image `24_{demo.HERO}_" in text and "Averages over the 6 test images" in text
+    assert "24 source (restored) images, 24 target (clean) images, 6 test images" in text
+    assert len(list((out / "collages").iterdir())) == 6
+    for link in re.findall(r"\]\(([^)\s]+)\)", text):
+        assert (out / link).exists(), link
