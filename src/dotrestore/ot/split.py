@@ -10,6 +10,8 @@ coarse scales are put back after decoding:
 
     x̂0 = D(T(E(H_σ(x*) + ½))) − ½ + L_σ(x*)
 
+(projected back onto the detail band so that x̂0's low-pass is x*'s, see :func:`recombine`).
+
 Why: a restorer's low frequencies are already accurate (denoisers, deblurrers and
 super-resolvers all lose detail, not colour or layout), while the latent patch Gaussians
 of a dozen unrelated photographs differ mostly in exactly those low frequencies: which
@@ -112,21 +114,43 @@ def split(x: torch.Tensor, sigma: float | None, kind: str = "gaussian") -> tuple
     return x - low + GREY, low
 
 
+def project_change(change: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(I − G_σ)·Δ: the change Δ with its Gaussian low-pass removed (its mean kept at 0)."""
+    return change - lowpass(change, sigma)
+
+
 def recombine(
     decoded: torch.Tensor, low: torch.Tensor | None, kind: str = "gaussian",
     reference: torch.Tensor | None = None, sigma: float | None = None,
 ) -> torch.Tensor:
-    """D(·) − ½ + L(x*): put the restorer's coarse scales back (identity when ``low`` is None).
+    r"""Put the restorer's coarse scales back: x̂0 = x* + (I − G_σ)(d − H(x*)) (identity when ``low`` is None).
+
+    With d = D(·) − ½ the decoded, transported detail, x* the restoration (``reference``) and
+    H(x*) = x* − L(x*) its own detail image, Δ = d − H(x*) is what transport changed. The
+    codec and the map carry low frequencies into d (a few levels of colour over regions, and a
+    shift of the mean), so Δ is projected back onto the detail band by removing its Gaussian
+    low-pass G_σ (σ = the split's σ):
+
+    .. math:: \hat x_0 = x^* + \Delta - G_\sigma \Delta
+              = L(x^*) + d - G_\sigma\big(d - H(x^*)\big).
+
+    Then G_σ x̂0 − G_σ x* = G_σ(I − G_σ)Δ, at most ¼ of Δ's content near the cut-off and 0 at the
+    mean: the colours are x*'s. An identity map through a perfect codec gives x* back. (The
+    plain L(x*) + d − G_σ d would also remove x*'s own detail low-pass G_σ H(x*), which the
+    guided split leaves around edges.) Without ``reference`` or ``sigma``: L(x*) + d.
 
     ``"…+clamp"`` kinds then clamp the result to [lo − δ, hi + δ], with [lo, hi] the local range
-    of the restoration x* (``reference``) over the (2⌈σ⌉+1)² window and δ half the local range
-    of the decoded detail over the same window: texture keeps its own amplitude, while a
-    detail lobe cannot push past the brightest or darkest side of a nearby edge by more than
-    the texture around it.
+    of x* over the (2⌈σ⌉+1)² window and δ half the local range of the decoded detail over the
+    same window: texture keeps its own amplitude, while a detail lobe cannot push past the
+    brightest or darkest side of a nearby edge by more than the texture around it.
     """
     if low is None:
         return decoded
-    out = decoded - GREY + low
+    if reference is None or not sigma:
+        out = decoded - GREY + low
+    else:
+        reference = reference.to(decoded)
+        out = reference + project_change(decoded - GREY - (reference - low), sigma)
     if check_split(kind).endswith("+clamp"):
         if reference is None or not sigma:
             raise ValueError("a '+clamp' split needs the restoration (reference) and sigma")
