@@ -187,14 +187,15 @@ def table(args) -> None:
     groups: dict[tuple, list] = {}
     for r in rows:
         groups.setdefault((r["restorer"], r["set"], r["variant"], r.get("nfit", 5)), []).append(r)
-    print("| restorer | set | variant | PSNR x* → α=0 | colour shift α=0 (max) | low-pass shift α=0 "
+    print("| restorer | set | variant | PSNR x* → α=0 (Δ) | colour shift α=0 (max) | low-pass shift α=0 "
           "| halo x* → α=0 | spectrum x* → α=0 | patch FD x* → α=0 | splits |")
     print("|---|---|---|---|---|---|---|---|---|---:|")
     for (restorer, dataset, variant, nfit), g in groups.items():
         col = lambda label, m: [r[label][m] for r in g]  # noqa: E731
         label = variant + ("" if nfit == 5 else f", {nfit}+{nfit}")
         print(f"| {restorer} | {dataset} | {label} "
-              f"| {np.mean(col('xstar', 'psnr')):.2f} → {_cell(col('a0', 'psnr'), '.2f')} "
+              f"| {np.mean(col('xstar', 'psnr')):.2f} → {np.mean(col('a0', 'psnr')):.2f} "
+              f"({_cell(np.subtract(col('a0', 'psnr'), col('xstar', 'psnr')), '+.2f')}) "
               f"| {_cell(col('a0', 'colour'), '.2f')} ({max(col('a0', 'colour_max')):.1f}) "
               f"| {_cell(col('a0', 'lowpass_shift'), '.2f')} "
               f"| {np.mean(col('xstar', 'halo')):.2f} → {_cell(col('a0', 'halo'), '.2f')} "

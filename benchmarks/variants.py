@@ -104,6 +104,22 @@ def recombine_variant(name: str, decoded, low, x_star):
     d = decoded - detail.GREY
     if name == "legacy":  # the recombination before the projection: L(x*) + d
         return low + d
+    if name == "clamp":  # the projection, then the "+clamp" rule (x*'s local range widened by the detail's)
+        return detail.recombine(decoded, low, "guided+clamp", reference=x_star, sigma=4.0)
+    if name.startswith("clamp-r"):  # clamp to x*'s local range over radius r, widened by half Δ's local range
+        radius = int(name[len("clamp-r"):])
+        out = detail.recombine(decoded, low, "guided", reference=x_star, sigma=4.0)
+        lo, hi = detail.local_range(x_star, radius)
+        dlo, dhi = detail.local_range(out - x_star, radius)
+        margin = (dhi - dlo) / 2
+        return torch.maximum(torch.minimum(out, hi + margin), lo - margin)
+    if name.startswith("edgeclamp"):  # near x*'s strong edges only: clamp to x*'s local range (radius 6)
+        from dotrestore.metrics.perception import strong_edge_band
+        out = detail.recombine(decoded, low, "guided", reference=x_star, sigma=4.0)
+        band = strong_edge_band(x_star[0], threshold=float(name[len("edgeclamp"):] or 0.1), radius=3)
+        lo, hi = detail.local_range(x_star, 6)
+        clamped = torch.maximum(torch.minimum(out, hi), lo)
+        return torch.where(band.to(out.device)[None, None], clamped, out)
     if name.startswith("proj-gauss"):
         return low + d - _blur(d, float(name[len("proj-gauss"):]))
     if name.startswith("proj-delta"):

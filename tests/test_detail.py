@@ -148,3 +148,25 @@ def test_lowpass_of_alpha0_is_the_restorations_on_real_photographs(kodak24_dir):
         legacy_mean, legacy_regional = _levels_shift(legacy, x_star)
         assert legacy_mean > 1.0 and legacy_regional > 1.0, (legacy_mean, legacy_regional)
         assert regional < 0.2 * legacy_regional
+
+
+def test_recombine_keeps_a_fringe_at_a_strong_edge_within_the_restorations_range():
+    """x* a step 0.2 | 0.8; the decoded detail a +0.15 fringe beside the step and a ±0.05 checkerboard far from it."""
+    from dotrestore.ot.split import strong_edges
+
+    x_star = torch.full((1, 3, 32, 48), 0.2)
+    x_star[..., 24:] = 0.8
+    low = x_star.clone()  # an edge-preserving low-pass keeps the step: H(x*) = 0
+    detail = torch.zeros_like(x_star)
+    detail[..., 25:27] = 0.15  # a halo: brighter than either side of the edge
+    checker = 0.05 * (1 - 2 * ((torch.arange(32)[:, None] + torch.arange(48)[None]) % 2)).float()
+    detail[..., :, :12] += checker[:, :12]  # texture 12+ px from the edge
+    out = recombine(detail + GREY, low, "guided", reference=x_star, sigma=4.0)
+    band = strong_edges(x_star)[0, 0]
+    assert band[:, 21:27].all() and not band[:, :18].any()
+    assert float(out[..., 20:30].max()) <= 0.8 + 1e-6 and float(out[..., 20:30].min()) >= 0.2 - 1e-6
+    unclamped = recombine(detail + GREY, low, "gaussian")  # L(x*) + d: the fringe overshoots
+    assert float(unclamped[..., 25:27].min()) == pytest.approx(0.95)
+    # texture away from edges keeps its amplitude (its Gaussian low-pass is ~0)
+    texture = out[..., 4:28, 2:8] - 0.2
+    assert float(texture.abs().mean()) == pytest.approx(0.05, rel=0.1)

@@ -48,6 +48,12 @@ GREY = 0.5
 SPLITS = ("gaussian", "guided", "gaussian+clamp", "guided+clamp")
 #: The default split kind, chosen by measurement (docs/studies.md).
 DEFAULT_SPLIT = "guided"
+#: Strong edges of x* (:func:`strong_edges`): grey gradient magnitude at least this (a step of
+#: ≥ 0.2, about 51 levels of 255, between neighbours), widened by EDGE_BAND pixels. Near them
+#: x̂0 stays within x*'s own range over EDGE_RANGE pixels (:func:`recombine`).
+EDGE_THRESHOLD = 0.1
+EDGE_BAND = 3
+EDGE_RANGE = 6
 #: Guided-filter regulariser ε (variance, intensities in [0, 1]): windows whose grey variance is
 #: well above ε (an edge of contrast ≳ 2√ε = 0.2) are kept in the low-pass.
 GUIDED_EPS = 0.01
@@ -91,6 +97,21 @@ def guided_lowpass(x: torch.Tensor, sigma: float, eps: float = GUIDED_EPS) -> to
     a = cov_ix / (var_i + eps)
     b = mean_x - a * mean_i
     return (_box(a, radius) * guide + _box(b, radius)).to(x.dtype)
+
+
+def strong_edges(x: torch.Tensor, threshold: float = EDGE_THRESHOLD, band: int = EDGE_BAND) -> torch.Tensor:
+    """(B, 1, H, W) bool: pixels within ``band`` px (Chebyshev) of a strong edge of x's grey image.
+
+    A strong edge: central-difference gradient magnitude |∇g| ≥ ``threshold`` of the luma
+    g = 0.299 R + 0.587 G + 0.114 B (replicated borders).
+    """
+    luma = torch.tensor((0.299, 0.587, 0.114), dtype=x.dtype, device=x.device)
+    g = (x * luma.view(1, 3, 1, 1)).sum(1, keepdim=True) if x.shape[1] == 3 else x.mean(1, keepdim=True)
+    p = F.pad(g, (1, 1, 1, 1), mode="replicate")
+    dx = (p[..., 1:-1, 2:] - p[..., 1:-1, :-2]) / 2
+    dy = (p[..., 2:, 1:-1] - p[..., :-2, 1:-1]) / 2
+    edges = (dx.square() + dy.square() >= threshold**2).to(x.dtype)
+    return F.max_pool2d(edges, 2 * band + 1, stride=1, padding=band) > 0
 
 
 def local_range(x: torch.Tensor, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,6 +160,10 @@ def recombine(
     plain L(x*) + d − G_σ d would also remove x*'s own detail low-pass G_σ H(x*), which the
     guided split leaves around edges.) Without ``reference`` or ``sigma``: L(x*) + d.
 
+    Within :data:`EDGE_BAND` px of a strong edge of x* (:func:`strong_edges`), x̂0 is then
+    clamped to x*'s local range over :data:`EDGE_RANGE` px: transported detail there would be
+    a light or dark fringe (a halo) beyond both sides of the edge.
+
     ``"…+clamp"`` kinds then clamp the result to [lo − δ, hi + δ], with [lo, hi] the local range
     of x* over the (2⌈σ⌉+1)² window and δ half the local range of the decoded detail over the
     same window: texture keeps its own amplitude, while a detail lobe cannot push past the
@@ -151,6 +176,7 @@ def recombine(
     else:
         reference = reference.to(decoded)
         out = reference + project_change(decoded - GREY - (reference - low), sigma)
+        out = _clamp_at_edges(out, reference)
     if check_split(kind).endswith("+clamp"):
         if reference is None or not sigma:
             raise ValueError("a '+clamp' split needs the restoration (reference) and sigma")
@@ -160,6 +186,13 @@ def recombine(
         margin = (dhi - dlo) / 2
         out = torch.maximum(torch.minimum(out, hi + margin), lo - margin)
     return out
+
+
+def _clamp_at_edges(out: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    # Near a strong edge of x*, transported detail reads as a halo, a fringe brighter or darker
+    # than either side: there x̂0 stays within x*'s own range over EDGE_RANGE px.
+    lo, hi = local_range(reference, EDGE_RANGE)
+    return torch.where(strong_edges(reference), out.clamp(lo, hi), out)
 
 
 def describe(sigma: float | None, kind: str = "gaussian") -> str:
