@@ -7,6 +7,8 @@ r"""Judge DOT's realism on real restorers: colour, halos, spectrum, pixel patche
         [--splits 4] [--variant default] [--nfit 5] [--save-dir DIR]
     # tables (mean ± spread over splits) from several such JSON files:
     python benchmarks/realism.py table OUT1.json OUT2.json ...
+    # a page of 2× crops, one row per restorer (clean | x* | α = 0 | α = 0.5):
+    python benchmarks/realism.py crops --out page.png LABEL=CLEAN,STAR,A0,A05,STEM,TOP,LEFT ...
 
 ROOT is the cache :mod:`real_restorers` writes (``ROOT/clean/<set>``, ``ROOT/<restorer>/<set>``).
 
@@ -80,7 +82,7 @@ def judge(cleans, stars, outputs: dict[str, list]) -> dict:
     """Per-image and mean measures of x* and of each output list (same order as ``cleans``)."""
     result = {"images": len(cleans)}
     for label, images in {"xstar": stars, **outputs}.items():
-        rows = [judge_image(im, c, s) for im, c, s in zip(images, cleans, stars)]
+        rows = [judge_image(im, c, s) for im, c, s in zip(images, cleans, stars, strict=True)]
         result[label] = {m: float(np.mean([r[m] for r in rows])) for m in METRICS}
         result[label]["colour_max"] = max(r["colour"] for r in rows)
         result[label]["patch_fd"] = metrics.patch_fd(list(images), list(cleans))
@@ -160,8 +162,8 @@ def run_splits(args) -> None:
         test = test[: args.n_test] if args.n_test else test
         cleans = [io.read_image(clean_paths[i]) for i in test]
         stars = [io.read_image(star_paths[i]) for i in test]
-        a0 = [io.quantize(variants.alpha0(args.variant, stages, x, clean_paths[i].stem)) for x, i in zip(stars, test)]
-        a05 = [io.quantize(0.5 * x0 + 0.5 * x) for x0, x in zip(a0, stars)]
+        a0 = [io.quantize(variants.alpha0(args.variant, stages, x, clean_paths[i].stem)) for x, i in zip(stars, test, strict=True)]
+        a05 = [io.quantize(0.5 * x0 + 0.5 * x) for x0, x in zip(a0, stars, strict=True)]
         result = judge(cleans, stars, {"a0": a0, "a05": a05})
         result.update(split=s, set=args.set, restorer=args.restorer, variant=args.variant, nfit=args.nfit,
                       stems=[clean_paths[i].stem for i in test], seconds=time.perf_counter() - started)
@@ -170,7 +172,7 @@ def run_splits(args) -> None:
         print_summary(result)
         if args.save_dir:
             for label, images in (("alpha_0", a0), ("alpha_0.5", a05)):
-                for i, im in zip(test, images):
+                for i, im in zip(test, images, strict=True):
                     io.save_image(im, Path(args.save_dir) / label / f"{clean_paths[i].stem}.png")
         out.write_text(json.dumps(rows))
 
@@ -191,7 +193,7 @@ def table(args) -> None:
           "| halo x* → α=0 | spectrum x* → α=0 | patch FD x* → α=0 | splits |")
     print("|---|---|---|---|---|---|---|---|---|---:|")
     for (restorer, dataset, variant, nfit), g in groups.items():
-        col = lambda label, m: [r[label][m] for r in g]  # noqa: E731
+        col = lambda label, m, g=g: [r[label][m] for r in g]  # noqa: E731
         label = variant + ("" if nfit == 5 else f", {nfit}+{nfit}")
         print(f"| {restorer} | {dataset} | {label} "
               f"| {np.mean(col('xstar', 'psnr')):.2f} → {np.mean(col('a0', 'psnr')):.2f} "
@@ -201,6 +203,34 @@ def table(args) -> None:
               f"| {np.mean(col('xstar', 'halo')):.2f} → {_cell(col('a0', 'halo'), '.2f')} "
               f"| {np.mean(col('xstar', 'spectrum')):.3f} → {_cell(col('a0', 'spectrum'), '.3f')} "
               f"| {np.mean(col('xstar', 'patch_fd')):.4f} → {_cell(col('a0', 'patch_fd'), '.4f')} | {len(g)} |")
+
+
+def crops(args) -> None:
+    """One PNG row per (label, folder-set): clean | x* | α = 0 | α = 0.5 crops, enlarged 2× (nearest)."""
+    from PIL import Image, ImageDraw
+
+    rows = []
+    for spec in args.rows:  # LABEL=CLEAN_DIR,STAR_DIR,A0_DIR,A05_DIR,STEM,TOP,LEFT
+        label, _, rest = spec.partition("=")
+        *folders, stem, top, left = rest.split(",")
+        size, top, left = args.size, int(top), int(left)
+        tiles = []
+        for folder in folders:
+            image = Image.open(Path(folder) / f"{stem}.png").convert("RGB")
+            tiles.append(image.crop((left, top, left + size, top + size)).resize((2 * size, 2 * size), Image.NEAREST))
+        row = Image.new("RGB", (len(tiles) * (2 * size + 4) - 4, 2 * size + 18), "white")
+        draw = ImageDraw.Draw(row)
+        for i, (tile, name) in enumerate(zip(tiles, ("clean", "x*", "alpha = 0", "alpha = 0.5"), strict=False)):
+            row.paste(tile, (i * (2 * size + 4), 18))
+            draw.text((i * (2 * size + 4) + 4, 3), f"{label}: {name}" if i == 0 else name, fill="black")
+        rows.append(row)
+    page = Image.new("RGB", (max(r.width for r in rows), sum(r.height + 6 for r in rows)), "white")
+    y = 0
+    for row in rows:
+        page.paste(row, (0, y))
+        y += row.height + 6
+    page.save(args.out, optimize=True)
+    print(f"{args.out}: {Path(args.out).stat().st_size // 1024} KB")
 
 
 def main(argv=None) -> None:
@@ -226,8 +256,12 @@ def main(argv=None) -> None:
     s.add_argument("--n-test", type=int, default=None, help="test at most this many images of each block")
     t = sub.add_parser("table")
     t.add_argument("results", nargs="+")
+    c = sub.add_parser("crops")
+    c.add_argument("--out", required=True)
+    c.add_argument("--size", type=int, default=96, help="crop side in pixels (shown at 2×)")
+    c.add_argument("rows", nargs="+", help="LABEL=CLEAN_DIR,STAR_DIR,A0_DIR,A05_DIR,STEM,TOP,LEFT")
     args = parser.parse_args(argv)
-    {"judge": judge_folders, "splits": run_splits, "table": table}[args.command](args)
+    {"judge": judge_folders, "splits": run_splits, "table": table, "crops": crops}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -53,19 +53,26 @@ def make_dot(variant: str, codec: str = "taef2") -> DOT:
     return DOT(codec=codec)
 
 
-def _noise_transport(dot: DOT, ratio: float, seed: int = 0):
+def _noise_transport(dot: DOT, ratio: float, seed: int = 0, scale: float = 1.0):
     """The regularised stochastic map (eq. 19 on :func:`reachable_source`), position-seeded noise."""
     from dotrestore.ot import gaussian
     from dotrestore.ot.patches import transport_latent
 
     cov_s = gaussian.reachable_source(dot.cov_source_, dot.cov_target_, ratio)
     t0, noise_cov = gaussian.stochastic_transport_map(cov_s, dot.cov_target_, eps=dot.eps)
-    args = [t.float() for t in (t0, dot.mean_source_, dot.mean_target_, gaussian.sqrtm_psd(noise_cov))]
+    args = [t.float() for t in (t0, dot.mean_source_, dot.mean_target_, scale * gaussian.sqrtm_psd(noise_cov))]
 
     def move(z):
         a, ms, mt, noise = (t.to(z.device) for t in args)
         return transport_latent(z, a, ms, mt, dot.patch_size, dot.weighting, noise_sqrt=noise, noise_seed=seed)
     return move
+
+
+def transport_latent_weighted(dot: DOT, z: torch.Tensor) -> torch.Tensor:
+    from dotrestore.ot.patches import transport_latent
+
+    a, ms, mt = (t.float().to(z.device) for t in (dot.operator_, dot.mean_source_, dot.mean_target_))
+    return transport_latent(z, a, ms, mt, dot.patch_size, "gaussian")
 
 
 def alpha0(variant: str, stages: Stages, x_star: torch.Tensor, stem: str) -> torch.Tensor:
@@ -75,7 +82,12 @@ def alpha0(variant: str, stages: Stages, x_star: torch.Tensor, stem: str) -> tor
         return dot.transform(x_star, alpha=0.0)
     recombination, tag, transport = "cached", "T", None
     for token in variant.split("+"):
-        if token.startswith("noise"):
+        if token == "wgauss":  # overlapping patches averaged with Gaussian weights (σ = p/4)
+            tag = token
+            transport = lambda z: transport_latent_weighted(dot, z)  # noqa: E731
+        elif token.startswith("noisep"):  # noise std × p: overlap averaging of p² patches divides it by p
+            tag, transport = token, _noise_transport(dot, float(token[len("noisep"):]), scale=dot.patch_size)
+        elif token.startswith("noise"):
             tag, transport = token, _noise_transport(dot, float(token[len("noise"):]))
         elif token != "cached-default":
             recombination = token
