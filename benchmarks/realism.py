@@ -181,7 +181,7 @@ def run_splits(args) -> None:
 def _cell(values, fmt) -> str:
     values = np.asarray(values, dtype=float)
     spread = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{values.mean():{fmt}} ± {spread:{fmt}}"
+    return f"{values.mean():{fmt}} ± {spread:{fmt.lstrip('+')}}"
 
 
 def table(args) -> None:
