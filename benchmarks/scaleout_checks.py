@@ -38,7 +38,7 @@ if os.environ.get("AUDIT_DIR"):
         if event == "open" and isinstance(args[0], str) and args[0].endswith(".png"):
             log.write(os.path.basename(args[0]) + "\\n"); log.flush()
     sys.addaudithook(hook)
-from dotrestore.cli.commands import main
+from dotrestore.cli import main
 sys.exit(main(sys.argv[1:]))
 '''
 

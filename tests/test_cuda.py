@@ -68,14 +68,15 @@ def test_dot_fitted_on_cuda_equals_dot_fitted_on_cpu():
     torch.backends.cuda.matmul.allow_tf32 = False
     src, tgt, test = _images(3, 0), _images(3, 1), _images(2, 2)
     model = _tiny_kl()
-    cpu = DOT(codec=codec_from_diffusers(model, name="tiny")).fit(src, tgt)
-    gpu = DOT(codec=codec_from_diffusers(_tiny_kl(), name="tiny").to(CUDA), device="cuda").fit(src, tgt)
+    cpu = DOT(codec=codec_from_diffusers(model, name="tiny"), runtime={"device": "cpu"}).fit(src, tgt)
+    gpu = DOT(codec=codec_from_diffusers(_tiny_kl(), name="tiny").to(CUDA), runtime={"device": "cuda"}).fit(src, tgt)
     assert cpu.codec_.id == gpu.codec_.id
     assert torch.allclose(gpu.mean_source_.cpu(), cpu.mean_source_, atol=1e-4)
     assert torch.allclose(gpu.cov_target_.cpu(), cpu.cov_target_, atol=1e-4, rtol=1e-3)
     assert torch.allclose(gpu.operator_.cpu(), cpu.operator_, atol=1e-3, rtol=1e-3)
-    out_cpu = cpu.transform_alphas(test, [0.0, 0.5])
-    out_gpu = gpu.transform_alphas(test, [0.0, 0.5])
+    batch = torch.stack(test)
+    out_cpu = dict(cpu.iter_alphas(batch, [0.0, 0.5]))
+    out_gpu = dict(gpu.iter_alphas(batch.to(CUDA), [0.0, 0.5]))
     for a in (0.0, 0.5):
         for c, g in zip(out_cpu[a], out_gpu[a]):
             assert g.is_cuda
@@ -84,9 +85,10 @@ def test_dot_fitted_on_cuda_equals_dot_fitted_on_cpu():
 
 def test_operator_file_written_on_cuda_loads_on_cpu(tmp_path):
     # two instances of the same weights: a codec moves its module, so they must not share one
-    gpu = DOT(codec=codec_from_diffusers(_tiny_kl(), name="tiny").to(CUDA), device="cuda").fit(_images(2, 0), _images(2, 1))
+    gpu = DOT(codec=codec_from_diffusers(_tiny_kl(), name="tiny").to(CUDA), runtime={"device": "cuda"}).fit(
+        _images(2, 0), _images(2, 1))
     path = gpu.save(tmp_path / "op.safetensors")
-    cpu = DOT.load(path, codec=codec_from_diffusers(_tiny_kl(), name="tiny"))
+    cpu = DOT.load(path, codec=codec_from_diffusers(_tiny_kl(), name="tiny"), runtime={"device": "cpu"})
     assert torch.equal(cpu.operator_, gpu.operator_.cpu())
     x = _images(1, 3)[0]
     assert (cpu.transform(x).cpu() - gpu.transform(x).cpu()).abs().max() < 2e-3
@@ -96,7 +98,7 @@ def test_taef2_on_cuda_matches_cpu(taef2_dir, kodak24_dir):
     from dotrestore.data import list_images, read_image
 
     x = read_image(list_images(kodak24_dir)[0])[None]
-    cpu = load_codec(str(taef2_dir))
+    cpu = load_codec(str(taef2_dir), device="cpu")
     gpu = load_codec(str(taef2_dir), device="cuda")
     z_cpu, z_gpu = cpu.encode(x), gpu.encode(x.to(CUDA))
     assert z_gpu.is_cuda
@@ -112,10 +114,10 @@ def test_reduced_precision_codec_is_faithful_on_kodak(dtype, kodak24_dir, taef2_
     from dotrestore.data import read_image
 
     files = sorted(Path(kodak24_dir).glob("*.png"))
-    dot = DOT(codec=str(taef2_dir), device="cuda", shrinkage="oas").fit(files[:5], files[5:10])
+    dot = DOT(codec=str(taef2_dir), shrinkage="oas", runtime={"device": "cuda"}).fit(files[:5], files[5:10])
     images = torch.stack([read_image(f) for f in files[10:]]).to(CUDA)
     reference = dot.transform(images, alpha=0.0)
-    dot.set_codec_options(dtype=dtype)
+    dot.codec_.configure(dtype=dtype)
     assert dot.codec_.dtype == getattr(torch, dtype)
     out = dot.transform(images, alpha=0.0)
     assert out.dtype == torch.float32 and out.shape == reference.shape

@@ -152,6 +152,44 @@ def test_nlmeans_lowers_mse_on_noisy_smooth_image():
     assert ((blurred - clean) ** 2).mean() < 0.5 * mse_noisy
 
 
+def _bm3d_case(kodak24_dir):
+    pytest.importorskip("bm3d", reason="the optional bm3d package is not installed")
+    from dotrestore.io.images import center_crop, read_image
+
+    clean = center_crop(read_image(sorted(kodak24_dir.glob("*.png"))[0]), 64)
+    return clean, parse_degradation("noise:sigma=25")(clean, torch.Generator().manual_seed(0))
+
+
+def test_bm3d_denoises_a_real_photograph_better_than_nlmeans(kodak24_dir):
+    """One call (the bm3d package takes seconds even on a small image)."""
+    clean, noisy = _bm3d_case(kodak24_dir)
+    restorer = parse_restorer("bm3d:sigma=25")
+    assert str(restorer) == "bm3d:sigma=25" and str(parse_restorer("bm3d")) == "bm3d"
+    mse = lambda x: float(((x - clean) ** 2).mean())  # noqa: E731
+    denoised = restorer(noisy)
+    assert denoised.shape == clean.shape and denoised.dtype == torch.float32
+    assert mse(denoised) < 0.3 * mse(noisy)
+    assert mse(denoised) < 0.9 * mse(parse_restorer("nlmeans:sigma=25")(noisy))
+
+
+@pytest.mark.slow
+def test_bm3d_estimates_sigma_when_not_given(kodak24_dir):
+    clean, noisy = _bm3d_case(kodak24_dir)
+    mse = lambda x: float(((x - clean) ** 2).mean())  # noqa: E731
+    assert mse(parse_restorer("bm3d")(noisy)) < 0.3 * mse(noisy)
+
+
+def test_bm3d_without_its_package_names_the_install_command(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "bm3d", None)  # import bm3d now raises ImportError
+    with pytest.raises(InputError, match=r'pip install "dotrestore\[bm3d\]"') as info:
+        parse_restorer("bm3d:sigma=25")
+    assert info.value.path == "bm3d"
+    with pytest.raises(InputError, match="sigma='0' is invalid"):
+        parse_restorer("bm3d:sigma=0")
+
+
 def test_user_callable_from_file(tmp_path):
     model = tmp_path / "my_model.py"
     model.write_text(textwrap.dedent("""

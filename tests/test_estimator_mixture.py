@@ -11,8 +11,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from dotrestore import DOT
+from dotrestore.ot.split import EDGE_RANGE, GREY, guided_lowpass, local_range, lowpass, strong_edges
 from dotrestore.errors import InputError
-from dotrestore.ot.split import GREY, guided_lowpass
 
 
 def textured(n: int, size: int = 40, seed: int = 0) -> torch.Tensor:
@@ -89,7 +89,12 @@ def test_guided_split_formula():
     x = blurry(textured(1, seed=11))
     low = guided_lowpass(x, 3.0)
     z = dot.codec_.encode(x - low + GREY)
-    expected = (dot.codec_.decode(dot.transport(z), size=x.shape[-2:]) - GREY + low).clamp(0, 1)
+    # the transported change Δ = d − (x − L(x)) projected onto the detail band (Gaussian σ),
+    # then kept within x's local range next to x's strong edges
+    change = dot.codec_.decode(dot.transport(z), size=x.shape[-2:]) - GREY - (x - low)
+    out = x + change - lowpass(change, 3.0)
+    lo, hi = local_range(x, EDGE_RANGE)
+    expected = torch.where(strong_edges(x), out.clamp(lo, hi), out).clamp(0, 1)
     assert torch.allclose(dot.transform(x), expected, atol=1e-5)
 
 

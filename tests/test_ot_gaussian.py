@@ -292,3 +292,28 @@ def test_oas_shrinks_more_with_fewer_samples_and_helps_when_n_small():
     assert torch.linalg.eigvalsh(shrunk_few).min() > 0  # invertible again
     assert torch.linalg.norm(shrunk_few - true) < torch.linalg.norm(few - true)
     assert torch.trace(shrunk_few) == pytest.approx(float(torch.trace(few)))
+
+
+def test_reachable_source_drops_directions_the_source_barely_carries():
+    """Σs = diag(4, 0.001, 1), Σt = I: the second direction holds 0.1 % of the target's variance."""
+    from dotrestore.ot.gaussian import reachable_source, stochastic_transport_map
+
+    cov_s = torch.diag(torch.tensor([4.0, 0.001, 1.0], dtype=torch.float64))
+    cov_t = torch.eye(3, dtype=torch.float64)
+    assert reachable_source(cov_s, cov_t, 0.0) is cov_s
+    kept = reachable_source(cov_s, cov_t, 0.01)
+    assert torch.allclose(kept, torch.diag(torch.tensor([4.0, 0.0, 1.0], dtype=torch.float64)), atol=1e-12)
+    assert torch.allclose(reachable_source(cov_s, cov_t, 0.0005), cov_s, atol=1e-12)
+    t0, noise = stochastic_transport_map(kept, cov_t)
+    # the kept directions are mapped (gains 1/2 and 1), the dropped one is pure noise of the target's variance
+    assert torch.allclose(t0, torch.diag(torch.tensor([0.5, 0.0, 1.0], dtype=torch.float64)), atol=1e-9)
+    assert torch.allclose(noise, torch.diag(torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)), atol=1e-9)
+    # in a rotated basis and against a non-identity target: T0 Σs T0ᵀ + Σw = Σt still holds
+    g = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))
+    m = torch.randn(3, 3, generator=g, dtype=torch.float64)
+    cov_t = m @ m.T + 0.5 * torch.eye(3, dtype=torch.float64)
+    kept = reachable_source(q @ cov_s @ q.T, cov_t, 0.01)
+    assert torch.linalg.matrix_rank(kept).item() == 2
+    t0, noise = stochastic_transport_map(kept, cov_t)
+    assert torch.allclose(t0 @ kept @ t0.T + noise, cov_t, atol=1e-8)

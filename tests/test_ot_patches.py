@@ -12,6 +12,7 @@ from dotrestore.ot.patches import (
     extract_patches,
     overlap_add,
     patch_weights,
+    positional_normal,
     transport_latent,
     transport_latent_reference,
 )
@@ -172,3 +173,61 @@ def test_noise_variance_is_averaged_over_overlaps():
     assert interior.var().item() == pytest.approx(s**2 / p**2, rel=0.1)
     # Corners are covered by 4 patches only: larger variance there.
     assert out[:, :, 0, 0].var() > 1.5 * interior.var()
+
+
+# -- position-seeded noise -----------------------------------------------------------------------
+def test_positional_normal_is_standard_normal_and_independent_across_positions_and_channels():
+    eps = positional_normal(3, 16, 96, 96).double()
+    assert abs(float(eps.mean())) < 0.01 and float(eps.std()) == pytest.approx(1.0, abs=0.01)
+    flat = eps.reshape(-1)
+    # tails of a standard normal: P(|ε| > 2) = 0.0455, P(|ε| > 3) = 0.0027
+    assert float((flat.abs() > 2).double().mean()) == pytest.approx(0.0455, abs=0.003)
+    assert float((flat.abs() > 3).double().mean()) == pytest.approx(0.0027, abs=0.0008)
+    for a, b in ((eps[:, 1:], eps[:, :-1]), (eps[:, :, 1:], eps[:, :, :-1]), (eps[1:], eps[:-1])):
+        assert abs(float((a * b).mean())) < 0.01  # neighbours (rows, columns, channels) uncorrelated
+    assert abs(float((positional_normal(4, 16, 96, 96).double() * eps).mean())) < 0.01  # seeds differ
+    assert torch.equal(positional_normal(3, 16, 96, 96), eps.float())
+
+
+def test_positional_normal_of_a_crop_is_the_crop_of_the_whole_map():
+    whole = positional_normal(11, 5, 40, 50)
+    crop = positional_normal(11, 5, 17, 23, origin=(9, 20))
+    assert torch.equal(crop, whole[:, 9:26, 20:43])
+
+
+def test_position_seeded_noise_is_the_same_for_a_pixel_in_any_batch_and_crop():
+    """The same latent position gets the same noise whatever else is transported with it."""
+    c, p = 2, 3
+    d = c * p * p
+    zero = torch.zeros(d)
+    noise_sqrt = 0.5 * torch.eye(d)
+
+    def noise(z, origin=(0, 0)):  # A = 0: the output is the averaged noise alone
+        return transport_latent(z, torch.zeros(d, d), zero, zero, p, noise_sqrt=noise_sqrt, noise_seed=5,
+                                origin=origin)
+
+    z = random_latent(3, c, 30, 40, seed=1, dtype=torch.float32)
+    batch = noise(z)
+    assert float(batch.std()) > 0.1
+    assert torch.equal(noise(z[1:2])[0], batch[1])  # batch of 1 vs batch of 3
+    assert torch.equal(batch[0], batch[2])  # every image gets the draws of its positions
+    # a crop at (8, 10): interior pixels (all of whose patches lie inside the crop) agree exactly
+    crop = noise(z[:, :, 8:28, 10:35], origin=(8, 10))
+    assert torch.allclose(crop[:, :, 1:-1, 1:-1], batch[:, :, 9:27, 11:34], atol=1e-6)
+    assert torch.equal(noise(z), batch)  # and on every call
+    again = transport_latent(z, torch.zeros(d, d), zero, zero, p, noise_sqrt=noise_sqrt,
+                             generator=torch.Generator().manual_seed(5))
+    assert not torch.allclose(again[0], again[2])  # a stream generator draws per image instead
+
+
+def test_position_seeded_noise_matches_the_reference_form():
+    c, p = 3, 3
+    d = c * p * p
+    a, ms, mt = random_problem(c, p, seed=7)
+    z = random_latent(2, c, 6, 7, seed=8)
+    noise_sqrt = 0.3 * torch.randn(d, d, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    for weighting in ("uniform", "gaussian"):
+        fast = transport_latent(z, a, ms, mt, p, weighting, noise_sqrt=noise_sqrt, noise_seed=2, origin=(3, 4))
+        slow = transport_latent_reference(z, a, ms, mt, p, weighting, noise_sqrt=noise_sqrt, noise_seed=2,
+                                          origin=(3, 4))
+        assert torch.allclose(fast, slow, atol=1e-10)

@@ -103,8 +103,7 @@ def write_outputs(dot, plan: OutputPlan, *, interpolation: str = "pixel", operat
         with pipeline.ImageWriter() as writer:
             for batch in pipeline.batches(paths, read, sizes=sizes, batch_size=runtime.batch_size,
                                           workers=runtime.workers):
-                # One α at a time: a big photograph holds one output, not one per α; a fresh noise
-                # generator per batch, so an image's output does not depend on its rank.
+                # One α at a time: a big photograph holds one output, not one per α.
                 try:
                     for a, result in dot.iter_alphas(batch.images, plan.alphas, interpolation=interpolation):
                         if not bool(result.isfinite().all()):

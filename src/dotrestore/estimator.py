@@ -313,8 +313,13 @@ class DOT:
                                 for t in (self.operator_, self.mean_source_, self.mean_target_, noise))
         return self._cache
 
-    def transport(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """T(z): every overlapping latent patch of z (B, C, h, w) moved by the OT map, averaged back."""
+    def transport(self, z: torch.Tensor) -> torch.Tensor:
+        """T(z): every overlapping latent patch of z (B, C, h, w) moved by the OT map, averaged back.
+
+        The noise of a stochastic map (eq. 19) is drawn per latent position from ``seed``
+        (:func:`~dotrestore.ot.patches.positional_normal`): the same x* gives the same x̂0 in any
+        batch, on any process and in every frame of a video, so a static scene stays static.
+        """
         self._check_fitted()
         if self.mixture > 1:
             return self.mixture_.transport(z, self.patch_size, self.weighting)
@@ -332,19 +337,17 @@ class DOT:
             args = self._operator_on_device(z.device)
         operator, mean_s, mean_t, noise = args
         return transport_latent(z, operator, mean_s, mean_t, self.patch_size, weighting=self.weighting,
-                                noise_sqrt=noise, generator=generator)
+                                noise_sqrt=noise, noise_seed=self.seed)
 
     def iter_alphas(self, x: torch.Tensor, alphas: Sequence[float], interpolation: str = "pixel",
-                    z: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                    ) -> Iterator[tuple[float, torch.Tensor]]:
+                    z: torch.Tensor | None = None) -> Iterator[tuple[float, torch.Tensor]]:
         """Yield (α, x̂α) one α at a time for restorations x (B, 3, H, W), clipped to [0, 1].
 
         pixel interpolation: x̂α = (1 − α)·D(T(E(x*))) + α·x* (α = 1 returns x* itself); latent
         interpolation: x̂α = D((1 − α)·T(z) + α·z). x is encoded, transported and (pixel) decoded
         once; each x̂α is made when asked for, so a caller that writes and drops it holds one
         full-size output at a time. ``z = codec.encode(x)`` is reused for whole-image transport
-        when given (an evaluation needs E(x*) anyway). The noise of a stochastic map comes from
-        ``generator`` (default: a fresh one seeded with ``seed``).
+        when given (an evaluation needs E(x*) anyway).
         """
         self._check_fitted()
         interpolation = settings.check("interpolation", interpolation)
@@ -355,8 +358,7 @@ class DOT:
         z = codec.encode(encoded) if z is None or low is not None else z.to(codec.device)
         del encoded  # a full-size image no longer needed
         size = tuple(x.shape[-2:])
-        generator = generator if generator is not None else torch.Generator(codec.device).manual_seed(self.seed)
-        z_transported = self.transport(z, generator)
+        z_transported = self.transport(z)
 
         def decode(latent: torch.Tensor) -> torch.Tensor:
             # x̂0 is an image: clamped before blending, like a decoder's own output

@@ -144,6 +144,46 @@ class NLMeans(Restorer):
         return torch.stack(out).to(x.device)
 
 
+class BM3D(Restorer):
+    """BM3D (Dabov, Foi, Katkovnik & Egiazarian, IEEE TIP 2007), the ``bm3d`` package.
+
+    ``bm3d.bm3d_rgb(y, sigma_psd=σ/255)``: block matching in the opponent colour space's
+    luminance, collaborative hard thresholding then Wiener filtering of 3-D groups of similar
+    blocks. ``sigma`` is the white Gaussian noise level in 0-255 units, like ``noise:sigma``;
+    without it σ is estimated per image (:func:`estimate_sigma`).
+    The package is an optional dependency: ``pip install "dotrestore[bm3d]"``.
+    """
+
+    name = "bm3d"
+    params = (Param("sigma", float, lambda v: 0 < v <= 255, "in (0, 255], in 0-255 units", None, "estimated"),)
+
+    def __init__(self, **values):
+        super().__init__(**values)
+        _import_bm3d()  # fail at parse time, before any image is read
+
+    def restore(self, x, size):
+        bm3d = _import_bm3d()
+        out = []
+        for img in x:
+            array = img.permute(1, 2, 0).detach().cpu().double().numpy()
+            sigma = estimate_sigma(array) if self.sigma is None else self.sigma / 255.0
+            if sigma <= 0:  # a noise-free image: nothing to remove
+                out.append(img)
+                continue
+            denoised = bm3d.bm3d_rgb(array, sigma_psd=sigma)
+            out.append(torch.from_numpy(np.ascontiguousarray(denoised, dtype=np.float32)).permute(2, 0, 1))
+        return torch.stack(out).to(x.device)
+
+
+def _import_bm3d():
+    try:
+        import bm3d
+    except ImportError as err:
+        raise InputError("bm3d", 'restorer needs the "bm3d" package, which is not installed: '
+                         'pip install "dotrestore[bm3d]"') from err
+    return bm3d
+
+
 class UserRestorer(Restorer):
     """Wrap ``fn(x[B,3,h,w] in [0,1]) -> [B,3,H',W']``, a user's model; output checked.
 
@@ -183,7 +223,7 @@ class UserRestorer(Restorer):
 
 
 #: The named restorers, parsed from ``name:k=v`` specs by the shared :class:`SpecRegistry`.
-RESTORERS = SpecRegistry("restorer", (GaussianBlurRestorer, NLMeans, Bicubic, Identity))
+RESTORERS = SpecRegistry("restorer", (GaussianBlurRestorer, NLMeans, BM3D, Bicubic, Identity))
 _USER_HINT = "or 'module:function' / 'path/to/file.py:function' for your own model"
 
 
@@ -224,7 +264,8 @@ def parse_restorer(spec: str | Restorer | Callable) -> Restorer:
     """Build a restorer from a spec.
 
     ``gaussian-blur:sigma=S`` (S in pixels), ``nlmeans`` (``nlmeans:h=..,sigma=..`` in 0-255
-    units, ``patch_size``, ``patch_distance``), ``bicubic``, ``identity``, or a user callable
+    units, ``patch_size``, ``patch_distance``), ``bm3d:sigma=S`` (0-255 units; the optional
+    ``bm3d`` package), ``bicubic``, ``identity``, or a user callable
     ``module:function`` / ``path/to/file.py:function`` (also a Python callable directly).
     Bad specs raise InputError listing the valid names.
     """
@@ -245,5 +286,5 @@ def parse_restorer(spec: str | Restorer | Callable) -> Restorer:
     return UserRestorer(_load_callable(target, func), f"{target}:{func}")
 
 
-__all__ = ["Restorer", "Identity", "GaussianBlurRestorer", "Bicubic", "NLMeans", "UserRestorer",
+__all__ = ["Restorer", "Identity", "GaussianBlurRestorer", "Bicubic", "NLMeans", "BM3D", "UserRestorer",
            "RESTORERS", "parse_restorer"]

@@ -29,6 +29,7 @@ __all__ = [
     "is_singular",
     "transport_map",
     "stochastic_transport_map",
+    "reachable_source",
     "w2_squared",
     "shrink_covariance",
 ]
@@ -318,6 +319,26 @@ def stochastic_transport_map(
     noise_cov = cov_target - t0 @ cross.mT
     vals, vecs = torch.linalg.eigh(_sym(noise_cov))
     return t0, _rebuild(vecs, vals.clamp(min=0.0))
+
+
+def reachable_source(cov_source: torch.Tensor, cov_target: torch.Tensor, ratio: float) -> torch.Tensor:
+    r""":math:`\Sigma_s` without the directions a deterministic map can only amplify from almost nothing.
+
+    With :math:`\Sigma_s = \sum_i \lambda_i v_i v_i^\top`, direction :math:`v_i` is kept when
+    the source carries at least ``ratio`` of the target's variance along it,
+    :math:`\lambda_i \ge \rho\, v_i^\top\Sigma_t v_i`, and dropped (its eigenvalue set to 0)
+    otherwise. Given to :func:`stochastic_transport_map`, the dropped directions get no gain
+    (eq. 19's :math:`\Sigma_s^\dagger` is 0 there) and the part of :math:`\Sigma_t` the kept
+    ones cannot explain comes back as independent noise :math:`\Sigma_w`: grain instead of a
+    ×1/√ρ amplification of what little a restorer left (e.g. after ×4 super-resolution).
+    ``ratio`` = 0 keeps :math:`\Sigma_s` as it is.
+    """
+    if ratio <= 0:
+        return cov_source
+    vals, vecs = torch.linalg.eigh(_sym(cov_source))
+    target_var = torch.einsum("di,de,ei->i", vecs, cov_target, vecs)
+    keep = vals >= ratio * target_var
+    return _rebuild(vecs, torch.where(keep, vals, torch.zeros_like(vals)))
 
 
 def w2_squared(

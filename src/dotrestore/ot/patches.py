@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from .filters import gaussian_kernel1d
 
 
-__all__ = ["extract_patches", "transport_latent", "transport_latent_reference", "patch_weights", "overlap_add"]
+__all__ = ["extract_patches", "transport_latent", "transport_latent_reference", "patch_weights", "overlap_add",
+           "positional_normal"]
 
 WEIGHTINGS = ("uniform", "gaussian")
 #: Largest patch side accepted (fit, config, operator files): D = C·p² grows fast, and the
@@ -97,6 +98,65 @@ def _check(z, operator, mean_source, mean_target, patch_size, weighting, noise_s
     return p, d
 
 
+_MASK32 = 0xFFFFFFFF
+
+
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    # (x · c) mod 2³² for int64 x in [0, 2³²), in 16-bit halves of c so no product overflows int64
+    return (x * (c & 0xFFFF) + (((x * (c >> 16)) & 0xFFFF) << 16)) & _MASK32
+
+
+def _hash32(x: torch.Tensor) -> torch.Tensor:
+    # Wellons' "lowbias32" integer hash: a bijection of [0, 2³²) with low avalanche bias
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def positional_normal(
+    seed: int, channels: int, height: int, width: int, origin: tuple[int, int] = (0, 0),
+    dtype: torch.dtype = torch.float32, device=None,
+) -> torch.Tensor:
+    r"""Standard normal draws ε[c, y, x] (C, H, W) that depend only on (seed, c, y + y0, x + x0).
+
+    A counter-based generator: the key h = H(H(H(H(s) ⊕ c) ⊕ y) ⊕ x) of the absolute position
+    (H the 32-bit "lowbias32" hash, s the seed, (y0, x0) = ``origin`` the offset of this map in
+    a larger one) gives two uniforms u₁ = (h + ½)/2³², u₂ = (H(h ⊕ 0x9E3779B9) + ½)/2³², and
+    Box–Muller gives ε = √(−2 ln u₁)·cos(2π u₂). Unlike a stream generator, a value does not
+    depend on how many were drawn before it: the same latent position gets the same draw in
+    any batch, tile or crop and on every call, so a static scene in a video keeps its grain.
+    """
+    def coords(n, offset):
+        return (torch.arange(n, dtype=torch.int64, device=device) + int(offset)) & _MASK32
+
+    s = int(seed)
+    key = _hash32(torch.tensor((s & _MASK32) ^ _hash32(torch.tensor((s >> 32) & _MASK32)).item(),
+                               dtype=torch.int64, device=device))
+    key = _hash32(key ^ coords(channels, 0)).view(-1, 1, 1)
+    key = _hash32(key ^ coords(height, origin[0]).view(1, -1, 1))
+    key = _hash32(key ^ coords(width, origin[1]).view(1, 1, -1))
+    u1 = (key.to(torch.float64) + 0.5) / 2.0**32
+    u2 = (_hash32(key ^ 0x9E3779B9).to(torch.float64) + 0.5) / 2.0**32
+    return (torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * torch.pi * u2)).to(dtype)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_positional(seed, channels, height, width, origin, dtype, device) -> torch.Tensor:
+    # The draws depend on the shape only: frames of a video (or images of one size) reuse them.
+    # Read-only: never modified in place.
+    return positional_normal(seed, channels, height, width, origin, dtype, device)
+
+
+def _noise(b, d, h, w, generator, noise_seed, origin, dtype, device) -> torch.Tensor:
+    """(B, D, H·W) standard normal draws: position-seeded when ``noise_seed`` is given."""
+    if noise_seed is None:
+        return _standard_normal((b, d, h * w), generator, dtype, device)
+    eps = _cached_positional(int(noise_seed), d, h, w, (int(origin[0]), int(origin[1])), dtype, torch.device(device))
+    return eps.view(1, d, h * w).expand(b, d, h * w)
+
+
 def _standard_normal(shape, generator, dtype, device) -> torch.Tensor:
     # Draw where the generator lives so a CPU generator also seeds noise for a GPU latent.
     gen_device = generator.device if generator is not None else device
@@ -112,6 +172,8 @@ def transport_latent(
     weighting: str = "uniform",
     noise_sqrt: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    noise_seed: int | None = None,
+    origin: tuple[int, int] = (0, 0),
 ) -> torch.Tensor:
     r"""Transport every overlapping patch of ``z`` and average them back (convolution form).
 
@@ -121,7 +183,10 @@ def transport_latent(
     .. math:: T(x) = A(x - \mu_s) + \mu_t\ [+\ L\varepsilon],\quad \varepsilon\sim\mathcal N(0, I_D),
 
     with ε drawn independently per patch when ``noise_sqrt`` = L (e.g.
-    :math:`\Sigma_w^{1/2}` from :func:`dotrestore.gaussian.stochastic_transport_map`).
+    :math:`\Sigma_w^{1/2}` from :func:`dotrestore.gaussian.stochastic_transport_map`): from
+    ``generator`` (a stream: each call draws new noise), or, when ``noise_seed`` is given,
+    by :func:`positional_normal` at the patch centre's position (offset by ``origin``), the
+    same for every image of the batch and on every call.
     Each output pixel is the weighted average, over all transported patches covering it,
     of that patch's value at the pixel; weights from :func:`patch_weights` (``"gaussian"``:
     σ = p/4). Patches centred in the replicate padding are not used, so border pixels
@@ -142,6 +207,8 @@ def transport_latent(
     weighting : "uniform" | "gaussian"
     noise_sqrt : Tensor [D, D], optional
     generator : torch.Generator, optional, for the noise
+    noise_seed : int, optional, position-seeded noise instead (takes precedence over ``generator``)
+    origin : (int, int), the latent map's offset in a larger map, for position-seeded noise
 
     Returns
     -------
@@ -168,7 +235,7 @@ def transport_latent(
         l_mat = noise_sqrt.to(dtype=dt, device=dev)
         if wvec is not None:
             l_mat = l_mat * wvec[:, None]
-        eps = _standard_normal((b, d, h * w), generator, dt, dev)
+        eps = _noise(b, d, h, w, generator, noise_seed, origin, dt, dev)
         y = y.view(b, d, h * w).baddbmm_(l_mat.expand(b, d, d), eps).view(b, d, h, w)
     if p == 1:
         return y  # weights are 1 and each pixel is covered once
@@ -211,6 +278,8 @@ def transport_latent_reference(
     weighting: str = "uniform",
     noise_sqrt: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    noise_seed: int | None = None,
+    origin: tuple[int, int] = (0, 0),
 ) -> torch.Tensor:
     """Same result as :func:`transport_latent` by plain unfold → matmul → fold (for tests).
 
@@ -228,7 +297,7 @@ def transport_latent_reference(
     patches = F.unfold(zp, kernel_size=p)  # [B, D, H·W], one column per patch centre
     moved = a @ (patches - mu_s[:, None]) + mu_t[:, None]
     if noise_sqrt is not None:
-        eps = _standard_normal((b, d, h * w), generator, dt, dev)
+        eps = _noise(b, d, h, w, generator, noise_seed, origin, dt, dev)
         moved = moved + noise_sqrt.to(dtype=dt, device=dev) @ eps
     wts = patch_weights(p, weighting, dtype=dt, device=dev).reshape(-1).repeat(c)[:, None]
     size = (h + 2 * r, w + 2 * r)
