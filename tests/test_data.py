@@ -160,6 +160,7 @@ def _bm3d_case(kodak24_dir):
     return clean, parse_degradation("noise:sigma=25")(clean, torch.Generator().manual_seed(0))
 
 
+@pytest.mark.slow  # the bm3d package takes ~10 s per call, whatever the image size
 def test_bm3d_denoises_a_real_photograph_better_than_nlmeans(kodak24_dir):
     """One call (the bm3d package takes seconds even on a small image)."""
     clean, noisy = _bm3d_case(kodak24_dir)
