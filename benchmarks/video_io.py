@@ -1,8 +1,8 @@
 """Cost of video I/O per frame, against the codec work DOT does on the same frame, in one run.
 
-Frames are a slow pan over Kodak photographs (``--kodak DIR``, default ../shared/data/kodak24;
-smooth random fields when absent), ``--size`` 1920x1080, ``--frames`` 120. Measured, each as
-ms per frame and frames/s:
+Frames are a slow pan over Kodak photographs with sensor-like noise (``--kodak DIR``, default
+$DOTRESTORE_SHARED/data/kodak24 or ../shared/data/kodak24; smooth random fields when absent),
+``--size`` 1920x1080, ``--frames`` 120. Measured, each as wall and CPU ms per frame:
 
 - decode H.264 (mp4) and FFV1 (mkv) into float RGB tensors (:func:`dotrestore.io.video.read_frames`),
   and the share of that spent in FFmpeg's decoder alone; :func:`~dotrestore.io.video.probe`
@@ -25,6 +25,7 @@ runs with torch's default.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ from dotrestore.io.images import read_image, save_image
 from dotrestore.io.video import VideoWriter, import_av, probe, read_frames
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_KODAK = HERE.parents[1] / "shared" / "data" / "kodak24"
+DEFAULT_KODAK = Path(os.environ.get("DOTRESTORE_SHARED", HERE.parents[1] / "shared")) / "data" / "kodak24"
 PAN = 2  # pixels per frame
 
 
@@ -44,10 +45,12 @@ def panorama(height: int, width: int, kodak: Path) -> torch.Tensor:
     """A (3, height, width) picture to pan over: Kodak photographs side by side, scaled to height."""
     files = sorted(kodak.glob("kodim*.png"))[:4] if kodak.is_dir() else []
     if files:
-        tiles = [read_image(p) for p in files if read_image(p).shape[1] == 512]
-        strip = torch.cat(tiles, dim=2)[None]
-        scale = height / strip.shape[2]
-        strip = F.interpolate(strip, scale_factor=scale, mode="bicubic", align_corners=False)[0].clamp(0, 1)
+        tiles = []
+        for path in files:  # each photograph scaled to the frame height, aspect kept
+            image = read_image(path)[None]
+            size = (height, round(image.shape[3] * height / image.shape[2]))
+            tiles.append(F.interpolate(image, size=size, mode="bicubic", align_corners=False)[0].clamp(0, 1))
+        strip = torch.cat(tiles, dim=2)
         reps = -(-width // strip.shape[2])
         return torch.cat([strip] * reps, dim=2)[:, :height, :width].contiguous()
     g = torch.Generator().manual_seed(0)
@@ -189,6 +192,7 @@ def main() -> None:
     codec_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     pan = Pan(panorama(height, width + PAN * args.frames, args.kodak), width)
+    content = "Kodak photographs" if args.kodak.is_dir() else "smooth random fields (no Kodak folder)"
     with tempfile.TemporaryDirectory(dir=args.work) as work:
         work = Path(work)
         source = work / "source.mp4"
@@ -208,7 +212,8 @@ def main() -> None:
         results["read PNG -> tensor"], results["write tensor -> PNG"] = png_read, png_write
         sizes = {p.suffix if p.stem == "out" else p.stem: p.stat().st_size / args.frames / 1e6
                  for p in (source, work / "out.mkv", work / "out.mp4")}
-    print(f"video I/O at {width}x{height}, {args.frames} frames (torch threads {args.threads}, TAEF2 "
+    print(f"video I/O at {width}x{height}, {args.frames} frames of a pan over {content}")
+    print(f"  (torch threads {args.threads}, TAEF2 "
           f"{codec_threads}; source H.264 {sizes['source']:.3f}, FFV1 {sizes['.mkv']:.2f}, "
           f"H.264 {sizes['.mp4']:.3f} MB/frame)")
     for name, seconds in results.items():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import InputError
@@ -145,14 +146,13 @@ class VideoWriter:
         if image.shape != (3, self.height, self.width):
             raise ValueError(f"{self.path}: frames must be (3, {self.height}, {self.width}), "
                              f"got {tuple(image.shape)}")
-        if not bool(torch.isfinite(image).all()):
+        planar = image.detach().to("cpu", torch.float32).numpy()
+        if not np.isfinite(planar).all():
             raise ValueError(f"{self.path}: frame {self.frames_written} has non-finite values (NaN or inf)")
         high = self.info.bit_depth > 8
-        scale, dtype = (65535, torch.int32) if high else (255, torch.uint8)
-        levels = image.detach().float().clamp(0, 1).mul(scale).round().to(dtype)
-        array = levels.permute(1, 2, 0).contiguous().cpu().numpy()
-        if high:
-            array = array.astype("uint16")
+        # round(clamp(x, 0, 1) * 255) as save_image quantizes, in numpy (one thread, no torch pool)
+        levels = np.clip(planar.transpose(1, 2, 0), 0, 1) * np.float32(65535 if high else 255)
+        array = np.rint(levels, out=levels).astype(np.uint16 if high else np.uint8)
         rgb = self._av.VideoFrame.from_ndarray(array, format="rgb48le" if high else "rgb24")
         return self._reformatter.reformat(rgb, format=self.pixel_format, interpolation=self._flags,
                                           dst_colorspace=_SWS_MATRIX.get(self._colorspace, 5),
