@@ -248,11 +248,11 @@ def test_write_error_mid_apply_leaves_nothing(files, tmp_path, capsys, monkeypat
 
     real, calls = data.save_image, []
 
-    def failing(img, path):
+    def failing(img, path, write_file=None):
         calls.append(path)
         if len(calls) == 2:
             raise OSError(28, "No space left on device", str(path))
-        return real(img, path)
+        return real(img, path, write_file)
 
     monkeypatch.setattr("dotrestore.io.images.save_image", failing)
     code, err = run_cli(capsys, "apply", op, src, "-o", tmp_path / "out")
@@ -385,7 +385,6 @@ def test_library_internals_raise_value_errors_not_input_errors():
 
 def test_internal_error_is_one_line_exit_1_and_debug_shows_it(files, capsys, monkeypatch):
     _, _, op = files
-    import dotrestore.cli as cli
 
     def boom(args):
         raise RuntimeError("kaboom\nsecond line")
@@ -406,9 +405,9 @@ def _with_func(parser, command, func):
 
 
 def test_gaussian_kernel_is_shared():
-    from dotrestore.ot import filters, patches
     from dotrestore import metrics
     from dotrestore.data import degradations
+    from dotrestore.ot import filters, patches
 
     assert degradations.gaussian_blur is filters.gaussian_blur
     assert torch.allclose(metrics.functional._gaussian_window(11, 1.5, torch.float64, "cpu"),

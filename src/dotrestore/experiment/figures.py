@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from ..io.files import atomic_write
+
 _PANEL = 256      # longest side of a collage panel, pixels
 _CAPTION_H = 40   # caption strip below each panel
 
@@ -41,9 +43,9 @@ def pd_curve(rows: list[dict], stem: Path, panels=("latent_fd", "patch_fd")) -> 
     others = {r["method"]: r for r in rows if not is_dot(r["method"])}
     panels = [k for k in panels if all(r.get(k) is not None for r in rows)]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), constrained_layout=True, squeeze=False)
-    for ax, key in zip(axes[0], panels):
+    for ax, key in zip(axes[0], panels, strict=False):
         title = _TITLES.get(key, key)
-        for colour, (method, dot) in zip(_COLOURS, curves.items()):
+        for colour, (method, dot) in zip(_COLOURS, curves.items(), strict=False):
             xs, ys = [r["mse"] for r in dot], [r[key] for r in dot]
             label = "DOT x̂α" if method == "dot" else f"DOT {method[4:]} x̂α"
             ax.plot(xs, ys, "-o", color=colour, label=label, zorder=2)
@@ -71,8 +73,8 @@ def pd_curve(rows: list[dict], stem: Path, panels=("latent_fd", "patch_fd")) -> 
         ax.legend(fontsize=8)
     fig.suptitle("Perception–distortion trade-off (points labelled by α)")
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    fig.savefig(paths[0], dpi=120)
-    fig.savefig(paths[1])
+    atomic_write(paths[0], lambda handle: fig.savefig(handle, format="png", dpi=120))  # a full disk names the file
+    atomic_write(paths[1], lambda handle: fig.savefig(handle, format="svg"))
     plt.close(fig)
     return paths
 
@@ -132,8 +134,7 @@ def collage(item: dict, path: Path) -> Path:
         draw.text((x + 4, height + 20), caption, fill=(60, 60, 60), font=font)
         x += pic.width + gap
     path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
-    return path
+    return atomic_write(path, lambda handle: canvas.save(handle, format="PNG"))
 
 
 __all__ = ["pd_curve", "collage", "is_dot"]
