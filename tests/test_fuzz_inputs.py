@@ -161,8 +161,8 @@ class TestFullDisk:
 
     def test_experiment(self, photos, full_disk):
         code, err = run(*experiment_args(photos, full_disk.path / "ex", "--workers", "0"))
-        line = assert_one_line_error(code, err, full_disk.path, says="No space left on device")
-        assert "(unknown file)" not in line
+        line = assert_one_line_error(code, err, full_disk.path / "ex", says="No space left on device")
+        assert ".partial" not in line and any(ext in line for ext in (".png", ".yaml", ".safetensors", ".svg")), line
         assert entries(full_disk.path) == []
 
 

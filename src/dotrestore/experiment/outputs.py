@@ -99,6 +99,17 @@ class ExperimentOutput:
         os.rmdir(self.staging)
         self.folder.close(keep=True)
 
+    def renamed(self, exc: BaseException) -> BaseException:
+        """``exc``, or for an OSError about a staged file (a full disk) the same error naming the
+        file it stands for in --out."""
+        if isinstance(exc, OSError) and exc.filename and exc.errno:
+            try:
+                rel = Path(str(exc.filename)).relative_to(self.staging)
+            except ValueError:
+                return exc
+            return type(exc)(exc.errno, exc.strerror, str(self.folder.name / rel))
+        return exc
+
     def discard(self) -> None:
         """Remove the staging folder and the folders this run made (if empty); release --out."""
         try:

@@ -94,9 +94,12 @@ def run(config: ExperimentConfig, *, codec=None, notes=(), reserved=(), inputs=(
         parallel.barrier()
         if main:
             output.commit()
-    except BaseException:
+    except BaseException as exc:
         if main:
             output.discard()
+        shown = output.renamed(exc)
+        if shown is not exc:
+            raise shown from None
         raise
     result.out, result.report = out, out / "report.md"
     return result
