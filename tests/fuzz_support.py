@@ -185,7 +185,7 @@ def experiment_args(photos: Path, out: Path, *extra) -> list:
     """A small experiment (pixel codec, 2 + 2 fit images, 1 test image, --save-outputs)."""
     return ["experiment", "--clean", photos, "--degrade", "noise:sigma=10", "--restorer", "gaussian-blur:sigma=1",
             "--vae", "pixel", "--fit-source", "2", "--fit-target", "2", "--variants", "detail", "--save-outputs",
-            "--no-progress", "--out", out, *extra]
+            "--alphas", "0", "1", "--no-progress", "--out", out, *extra]
 
 
 RESTORERS = '''
@@ -221,3 +221,14 @@ def restorers(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "my_model.py"
     path.write_text(RESTORERS)
     return path
+
+
+def one_thread():
+    """In-process runs on one thread: small linear algebra on 2 busy cores is faster without the
+    thread pool (and the subprocesses run so too, see ``_torchrun.env``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -38,6 +38,7 @@ full_disk = pytest.fixture(fuzz_support.full_disk)
 photos = pytest.fixture(scope="module", name="photos")(fuzz_support.photos)
 restorers = pytest.fixture(scope="module", name="restorers")(fuzz_support.restorers)
 world = pytest.fixture(scope="module", name="world")(fuzz_support.world)
+one_thread = pytest.fixture(autouse=True)(fuzz_support.one_thread)
 
 
 def write_operator(path, header: dict, tensors: dict):

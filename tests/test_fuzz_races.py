@@ -33,6 +33,7 @@ from dotrestore.runtime import pipeline
 photos = pytest.fixture(scope="module", name="photos")(fuzz_support.photos)
 restorers = pytest.fixture(scope="module", name="restorers")(fuzz_support.restorers)
 world = pytest.fixture(scope="module", name="world")(fuzz_support.world)
+one_thread = pytest.fixture(autouse=True)(fuzz_support.one_thread)
 
 #: Called in the main process once per output image: the moment a run is writing.
 SUBMIT = "dotrestore.runtime.pipeline:ImageWriter.submit"
@@ -156,6 +157,14 @@ class TestRaces:
         assert code == 0, err
         assert_one_line_error(*second[0], out, says="another dotrestore run")
         assert (out / "report.md").is_file() and not leftovers(tmp_path)
+
+    def test_experiment_output_appearing_while_working_is_kept(self, photos, tmp_path, monkeypatch):
+        out = tmp_path / "ex"
+        self._during_first_write(monkeypatch, lambda: (out / "report.md").write_text("my notes"))
+        code, err = run(*experiment_args(photos, out, "--workers", "0"))
+        assert_one_line_error(code, err, out / "report.md", says="--overwrite")
+        assert [p.name for p in out.iterdir()] == ["report.md"] and (out / "report.md").read_text() == "my notes"
+        assert not leftovers(tmp_path)
 
     @pytest.mark.parametrize("command", ["apply", "fit"])
     def test_dot_dot_in_the_output_path_creates_nothing_else(self, world, tmp_path, monkeypatch, command):
