@@ -1,10 +1,13 @@
-"""Atomic file writes: the one way dotrestore creates an output file.
+"""Atomic file writes by path, and reading only regular files.
 
 A file is written to a hidden temporary file in the destination folder, flushed and
 fsync'ed, given the mode ``open()`` would give a new file (0o666 & ~umask; ``mkstemp``
 creates 0600, which would hide outputs from a group that shares the folder), then moved over
 the destination with ``os.replace``. Readers therefore see the old file or the complete new
-one, never a partial file, and an error leaves nothing behind.
+one, never a partial file, and an error leaves nothing behind; an ``OSError`` (a full disk)
+names the destination. The outputs a user asked for go through a folder handle instead
+(:mod:`.folder`, :mod:`.staged`); these path-based writes serve staging folders and scratch files.
+:func:`open_regular` opens an input without ever blocking on a FIFO.
 """
 
 from __future__ import annotations
