@@ -111,6 +111,26 @@ class TestRaces:
         assert_one_line_error(code, err, "restored0.png", says="one of the inputs")
         assert tree_digest(victim) == before
 
+    def test_experiment_out_swapped_for_a_symlink_to_the_inputs(self, photos, tmp_path, monkeypatch):
+        from dotrestore.experiment import runner
+
+        clean = shutil.copytree(photos, tmp_path / "clean")
+        before, out = tree_digest(clean), tmp_path / "ex"
+        out.mkdir()
+        real = runner.plan_inputs
+
+        def plan_then_swap(*args, **kwargs):  # right after the checks of --out
+            plan = real(*args, **kwargs)
+            out.rename(tmp_path / "moved")
+            out.symlink_to(clean, target_is_directory=True)
+            return plan
+
+        monkeypatch.setattr(runner, "plan_inputs", plan_then_swap)
+        code, err = run(*experiment_args(clean, out, "--workers", "0"))
+        assert_one_line_error(code, err, out)
+        assert tree_digest(clean) == before and not any((tmp_path / "moved").iterdir())
+        assert not leftovers(tmp_path)
+
     def _during_first_write(self, monkeypatch, act):
         real, done = pipeline.ImageWriter.submit, []
 
@@ -160,7 +180,8 @@ class TestRaces:
 
     def test_experiment_output_appearing_while_working_is_kept(self, photos, tmp_path, monkeypatch):
         out = tmp_path / "ex"
-        self._during_first_write(monkeypatch, lambda: (out / "report.md").write_text("my notes"))
+        self._during_first_write(monkeypatch, lambda: (out.mkdir(exist_ok=True),
+                                                       (out / "report.md").write_text("my notes")))
         code, err = run(*experiment_args(photos, out, "--workers", "0"))
         assert_one_line_error(code, err, out / "report.md", says="--overwrite")
         assert [p.name for p in out.iterdir()] == ["report.md"] and (out / "report.md").read_text() == "my notes"

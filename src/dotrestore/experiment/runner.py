@@ -80,13 +80,12 @@ def run(config: ExperimentConfig, *, codec=None, notes=(), reserved=(), inputs=(
     parallel.init(config.device)
     out = Path(config.out).expanduser().resolve()
     check_out(out, config.overwrite, reserved)  # before anything slow: a refused --out fails at once
-    protected = check_inputs_kept(out, config, inputs)
+    output = ExperimentOutput(out, check_inputs_kept(out, config, inputs), config.overwrite)  # --out as checked
     plan = plan_inputs(config, validate=_validate_shard)  # each rank decodes its share of the files
     main = parallel.is_main()
     if main:
         for note in plan.notes:
             logger.warning("%s", note)
-    output = ExperimentOutput(out, protected, config.overwrite)
     try:
         parallel.run_checked(output.open if main else lambda: None)  # --out locked before any rank writes
         staging = output.staging
