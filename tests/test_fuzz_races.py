@@ -187,16 +187,16 @@ class TestRaces:
         assert [p.name for p in out.iterdir()] == ["report.md"] and (out / "report.md").read_text() == "my notes"
         assert not leftovers(tmp_path)
 
-    @pytest.mark.parametrize("command", ["apply", "fit"])
-    def test_dot_dot_in_the_output_path_creates_nothing_else(self, world, tmp_path, monkeypatch, command):
+    @pytest.mark.parametrize("command", ["apply", "fit", "experiment"])
+    def test_dot_dot_in_the_output_path_creates_nothing_else(self, world, photos, tmp_path, monkeypatch, command):
         monkeypatch.chdir(tmp_path)
-        if command == "apply":
-            code, err = run("apply", world[1], world[0] / "restored", "-o", "x/../out")
-        else:
-            code, err = run("fit", "--source", world[0] / "restored", "--target", world[0] / "clean", "--vae", "pixel",
-                            "-o", "x/../op.safetensors")
+        argv = {"apply": ["apply", world[1], world[0] / "restored", "-o", "x/../out"],
+                "fit": ["fit", "--source", world[0] / "restored", "--target", world[0] / "clean", "--vae", "pixel",
+                        "-o", "x/../out"],
+                "experiment": experiment_args(photos, "x/../out", "--workers", "0")}[command]
+        code, err = run(*argv)
         assert code == 0, err
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["op.safetensors" if command == "fit" else "out"]
+        assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
 SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"]
