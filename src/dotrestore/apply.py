@@ -12,14 +12,17 @@ files with the same bits.
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ImageTooSmallError, InputError, OperatorFileError
-from .io.files import StagedFiles
+from .io.folder import FileId, file_id, file_ids
 from .io.guard import check_not_input, check_output_folder
 from .io.images import read_image, validate_images
+from .io.staged import STAGING_PREFIX, StagedFiles
 from .runtime import parallel, pipeline
 
 
@@ -40,12 +43,21 @@ def alpha_dirname(alpha: float) -> str:
 
 @dataclass
 class OutputPlan:
-    """Where every output goes: ``targets[α][i]`` is the PNG of ``inputs[i]`` at α."""
+    """Where every output goes: ``targets[α][i]`` is the PNG of ``inputs[i]`` at α.
+
+    ``folder`` is ``out`` resolved when it was checked and ``folder_id`` its (device, inode)
+    then (None: it did not exist); ``protected`` the identities of every file the run reads.
+    Writing holds the folder by these, not by its path (see :mod:`dotrestore.io.folder`).
+    """
 
     inputs: list[Path]
     out: Path
     alphas: list[float]
     targets: dict[float, list[Path]]
+    folder: Path | None = None
+    folder_id: FileId | None = None
+    protected: frozenset = field(default_factory=frozenset)
+    overwrite: bool = False
 
     @property
     def count(self) -> int:
@@ -68,6 +80,7 @@ def plan_outputs(inputs: Sequence[Path], out: str | Path, alphas: Sequence[float
         stems[path.stem] = path
     protected = inputs + [Path(p) for p in protected]
     out = check_output_folder(out, protected)
+    folder = Path(os.path.realpath(out))  # x/../out is out: nothing creates an x
     alphas = list(dict.fromkeys(float(a) for a in alphas))
     targets = {a: [(out if len(alphas) == 1 else out / alpha_dirname(a)) / f"{p.stem}.png" for p in inputs]
                for a in alphas}
@@ -78,7 +91,7 @@ def plan_outputs(inputs: Sequence[Path], out: str | Path, alphas: Sequence[float
                 raise InputError(target, "is a folder; it would be replaced by an output image")
             if target.exists() and not overwrite:
                 raise InputError(target, exists)
-    return OutputPlan(inputs, out, alphas, targets)
+    return OutputPlan(inputs, out, alphas, targets, folder, file_id(folder), file_ids(protected), overwrite)
 
 
 def write_outputs(dot, plan: OutputPlan, *, interpolation: str = "pixel", operator: str | Path = "operator",
@@ -110,7 +123,7 @@ def write_outputs(dot, plan: OutputPlan, *, interpolation: str = "pixel", operat
                             raise OperatorFileError(operator, f"gave non-finite values when transporting "
                                                     f"{batch.names[0]}: its statistics are unusable")
                         for j, k in enumerate(batch.positions):
-                            writer.submit(result[j], staged.path(plan.targets[a][mine[k]]))
+                            writer.submit(result[j], plan.targets[a][mine[k]], staged.write)
                         del result
                 except ImageTooSmallError as exc:  # zero-shot statistics of this very image
                     raise ImageTooSmallError(batch.names[0], exc.problem) from None
@@ -118,11 +131,34 @@ def write_outputs(dot, plan: OutputPlan, *, interpolation: str = "pixel", operat
                 if progress is not None:
                     progress(min(done, len(plan.inputs)))
 
-    with StagedFiles(plan.out) as staged:
+    staged = _staged_files(plan)
+    try:
+        # the folder held open before the slow work: rank 0 first (it makes the folder, removes it
+        # again on failure, and holds the lock), then the others
+        main = parallel.is_main()
+        parallel.run_checked(staged.open if main else _nothing)
+        parallel.run_checked(_nothing if main else staged.open)
         parallel.run_checked(transport_and_write, staged)
+        parallel.run_checked(staged.check)  # every rank's targets still free (or ours to replace)
         staged.commit()
-    parallel.barrier()
+        parallel.barrier()  # rank 0 holds the folder's lock until every rank has committed
+    finally:
+        staged.close()
     return plan.count
+
+
+def _nothing() -> None:
+    pass
+
+
+def _staged_files(plan: OutputPlan) -> StagedFiles:
+    """This process's staging folder in ``plan.folder``: one name per run and rank, so that a failure
+    on any rank sweeps them all (a rank killed by torchrun cannot clean up after itself)."""
+    run = parallel.gather_objects(secrets.token_hex(6))[0]  # rank 0's token, on every rank
+    sweep = f"{STAGING_PREFIX}{run}-"
+    return StagedFiles(plan.folder or os.path.realpath(plan.out), name=plan.out, expected=plan.folder_id,
+                       protected=plan.protected, overwrite=plan.overwrite, lock=parallel.is_main(),
+                       staging=f"{sweep}{parallel.rank()}", sweep=sweep)
 
 
 __all__ = ["alpha_dirname", "OutputPlan", "plan_outputs", "write_outputs"]

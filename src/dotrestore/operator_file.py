@@ -25,13 +25,13 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from . import settings
 from ._version import __version__
 from .codecs import load_codec
 from .errors import DotRestoreError, OperatorFileError
-from .io.files import atomic_path
+from .io.folder import write_file
 from .state import FORMAT, FORMAT_VERSION, FittedState, validate
 
 logger = logging.getLogger("dotrestore")
@@ -60,9 +60,11 @@ def operator_metadata(dot) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, meta
 
 
-def save_operator(dot, path: str | Path) -> Path:
-    """Write ``dot`` to ``path`` atomically (see :mod:`dotrestore.fileio`); the result is
-    checked against the same schema as files being read, so a written file always loads."""
+def save_operator(dot, path: str | Path, *, protected=(), overwrite: bool = True) -> Path:
+    """Write ``dot`` to ``path`` atomically (:func:`dotrestore.io.folder.write_file`: never over a
+    file whose identity is in ``protected``, over an existing file only with ``overwrite``; a
+    full disk names ``path``). The result is checked against the same schema as files being
+    read, so a written file always loads."""
     path = Path(path)
     tensors, meta = operator_metadata(dot)
     validate(json.loads(json.dumps(meta)), tensors, path)
@@ -74,10 +76,9 @@ def save_operator(dot, path: str | Path) -> Path:
         "patch_size": str(meta["patch_size"]),
         "dotrestore": json.dumps(meta),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=header)
-    return path
+    # serialised in memory (a few D×D matrices): safetensors' own file writer reports a full disk
+    # as a SafetensorError that names no file
+    return write_file(path, save(tensors, metadata=header), protected=protected, overwrite=overwrite)
 
 
 def read_operator_file(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:

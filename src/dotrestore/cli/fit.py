@@ -8,8 +8,10 @@ from pathlib import Path
 from .. import settings
 from ..codecs import spec_files
 from ..errors import InputError
+from ..io.folder import file_ids
 from ..io.guard import check_output_file
 from ..io.images import list_images
+from ..operator_file import save_operator
 from ..ot.split import describe
 from ..runtime import parallel
 from . import options
@@ -42,7 +44,8 @@ def run(args) -> int:
         raise InputError("--source", "fit needs the restored images (or --zero-shot)")
     source = list_images(args.source, runtime.max_pixels) if args.source and not args.zero_shot else None
     target = list_images(args.target, runtime.max_pixels)
-    output = check_output_file(Path(args.output), (source or []) + target + spec_files(args.codec), args.overwrite)
+    inputs = (source or []) + target + spec_files(args.codec)
+    output = check_output_file(Path(args.output), inputs, args.overwrite)
     method = {name: getattr(args, name) for name in ("codec", *settings.METHOD) if hasattr(args, name)}
     dot = DOT(**method, runtime=runtime)
     if dot.mixture > 1 and parallel.requested():
@@ -50,8 +53,8 @@ def run(args) -> int:
                          "merge across processes): run without torchrun")
     parallel.init(runtime.device)
     dot.fit(source, target)  # under torchrun: each process its share of the files, sums added exactly
-    if parallel.is_main():
-        dot.save(output)
+    if parallel.is_main():  # through the folder's handle: never over an input, nor over a file that appeared
+        save_operator(dot, output, protected=file_ids(inputs), overwrite=args.overwrite)
         _summary(dot, output, source is not None)
     parallel.barrier()  # every process exits after the file exists
     return 0

@@ -147,6 +147,7 @@ def load_diffusers_codec(
     path = Path(spec).expanduser()
     if is_diffusers_folder(path):
         path = path.resolve()
+        _check_regular_files(path)
         model = _from_pretrained(_model_class(path / "config.json"), str(path), where=path)
         return DiffusersCodec(model, name=path.name, spec=str(path), sample=sample, device=device)
     repo_id = HUB_ALIASES.get(spec, spec)
@@ -166,12 +167,35 @@ def _model_kind(model: nn.Module) -> str:
     raise TypeError(f"expected a diffusers AutoencoderKL or AutoencoderTiny, got {type(model).__name__}")
 
 
+#: Deepest nesting accepted in a codec's config.json: real configs nest 2 levels; a hostile file
+#: nested thousands deep would otherwise end in a RecursionError inside json or diffusers.
+MAX_CONFIG_DEPTH = 32
+
+
+def _depth(value, limit: int) -> int:
+    """Nesting depth of parsed JSON, counted without recursion (stops past ``limit``)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack and deepest <= limit:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def _model_class(config_path: Path):
+    if Path(config_path).exists() and not Path(config_path).is_file():
+        raise InputError(config_path, "is not a regular file (a FIFO, socket or device is never read)")
     try:
-        config = json.loads(Path(config_path).read_text())
+        config = json.loads(Path(config_path).read_text(encoding="utf-8"))
+        if _depth(config, MAX_CONFIG_DEPTH) > MAX_CONFIG_DEPTH:
+            raise InputError(config_path, f"not a diffusers model config (nested over {MAX_CONFIG_DEPTH} levels deep)")
         class_name = config["_class_name"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(config_path, f"not a diffusers model config ({exc})") from exc
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        detail = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise InputError(config_path, f"not a diffusers model config ({detail})") from None
     if class_name not in SUPPORTED_CLASSES:
         raise InputError(
             config_path, f"is a diffusers {class_name}; dotrestore supports {' and '.join(SUPPORTED_CLASSES)}"
@@ -189,8 +213,15 @@ def _memory_kwargs() -> dict:
 def _from_pretrained(cls, source: str, *, where, **kwargs):
     try:
         return cls.from_pretrained(source, **kwargs, **_memory_kwargs())
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise InputError(where, f"cannot load diffusers {cls.__name__} weights: {exc}") from exc
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:  # RecursionError is a RuntimeError
+        raise InputError(where, f"cannot load diffusers {cls.__name__} weights: {type(exc).__name__}: {exc}") from exc
+
+
+def _check_regular_files(folder: Path) -> None:
+    """InputError naming a file diffusers would read that is not a regular file (a FIFO would hang)."""
+    for entry in folder.iterdir():
+        if entry.suffix in (".json", ".safetensors", ".bin") and not entry.is_file() and not entry.is_dir():
+            raise InputError(entry, "is not a regular file (a FIFO, socket or device is never read)")
 
 
 def env_flag(name: str) -> bool:

@@ -170,7 +170,7 @@ def find_pair(path: str | Path) -> tuple[Path, Path, str]:
     """(encoder_path, decoder_path, name) from a folder holding one pair, or an ``*_encoder.pth`` path."""
     path = Path(path).expanduser()
     if path.is_dir():
-        encoders = sorted(path.glob("*_encoder.pth"))
+        encoders = sorted(p for p in path.glob("*_encoder.pth") if p.is_file())  # never a FIFO: it would hang
         if len(encoders) != 1:
             found = ", ".join(p.name for p in encoders) or "none"
             raise InputError(path, f"a TAESD folder must hold exactly one *_encoder.pth (found {found})")
@@ -189,7 +189,7 @@ def find_pair(path: str | Path) -> tuple[Path, Path, str]:
 def is_taesd_source(path: Path) -> bool:
     """True for a folder holding some ``*_encoder.pth`` or for an ``*_encoder.pth`` file."""
     if path.is_dir():
-        return any(path.glob("*_encoder.pth"))
+        return any(p.is_file() for p in path.glob("*_encoder.pth"))
     return path.is_file() and path.name.endswith("_encoder.pth")
 
 

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..io.images import resize_image
 from ..ot.filters import MAX_SIGMA
 from .degradations import gaussian_blur
-from ..io.images import resize_image
 from .specs import Param, SpecRegistry, format_value
 
 logger = logging.getLogger(__name__)
@@ -184,12 +184,18 @@ def _import_bm3d():
     return bm3d
 
 
+#: How far a user restorer's output may stray outside [0, 1] (rounding in its last layer) before
+#: it is refused rather than clamped: silently clamping ``x * 1000 - 500`` would report nonsense.
+RANGE_TOLERANCE = 1e-3
+
+
 class UserRestorer(Restorer):
     """Wrap ``fn(x[B,3,h,w] in [0,1]) -> [B,3,H',W']``, a user's model; output checked.
 
-    Runs under ``torch.no_grad``. A non-tensor, or a tensor that is not (B, 3, ·, ·) or not
-    finite, raises InputError naming the callable. An output whose size differs from ``size``
-    is resized to it (bicubic) with a logged notice.
+    Runs under ``torch.no_grad``. A non-tensor, a tensor that is not (B, 3, ·, ·), not
+    floating point (uint8), not finite, or outside [0, 1] by more than :data:`RANGE_TOLERANCE`
+    raises InputError naming the callable and what it returned. An output whose size differs
+    from ``size`` is resized to it (bicubic) with a logged notice.
     """
 
     resizes_input = False
@@ -204,15 +210,23 @@ class UserRestorer(Restorer):
             except InputError:
                 raise
             except Exception as err:
-                raise InputError(self.label, f"failed on an input of shape {tuple(x.shape)} ({type(err).__name__}: {err})") from err
+                raise InputError(self.label, f"failed on an input of shape {tuple(x.shape)} "
+                                 f"({type(err).__name__}: {err})") from err
         expected = f"expected a ({x.shape[0]}, 3, H, W) tensor for an input of shape {tuple(x.shape)}"
         if not isinstance(out, torch.Tensor):
             raise InputError(self.label, f"returned a {type(out).__name__}, {expected}")
         if out.dim() != 4 or out.shape[0] != x.shape[0] or out.shape[1] != 3:
             raise InputError(self.label, f"returned a tensor of shape {tuple(out.shape)}, {expected}")
+        if not out.is_floating_point():  # (x * 255).to(torch.uint8) would be clamped to a black-and-white image
+            raise InputError(self.label, f"returned a {str(out.dtype).replace('torch.', '')} tensor; expected "
+                             "floating-point values in [0, 1] (e.g. out.float() / 255)")
         out = out.detach().float().to(x.device)
         if not bool(torch.isfinite(out).all()):
             raise InputError(self.label, "returned non-finite values (NaN or inf)")
+        low, high = float(out.min()), float(out.max())
+        if low < -RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE:
+            raise InputError(self.label, f"returned values in [{low:.4g}, {high:.4g}]; expected images in [0, 1] "
+                             f"(a tolerance of {RANGE_TOLERANCE:g} is clamped, nothing more)")
         if tuple(out.shape[-2:]) != size:
             logger.warning("%s: returned %dx%d, resized to %dx%d", self.label, *out.shape[-2:], *size)
             out = resize_image(out.clamp(0, 1), size)

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
 from .. import settings
 from ..errors import InputError, SettingError
-from ..io.files import atomic_write
+from ..io.files import atomic_write, open_regular
 
 #: The α values of Adrai et al. (2023): extrapolation on both sides of [0, 1].
 DEFAULT_ALPHAS: tuple[float, ...] = settings.DEFAULT_ALPHAS
@@ -179,12 +180,14 @@ class ExperimentConfig:
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing file, bad YAML or a non-mapping raises InputError."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(path, "configuration file not found")
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with open_regular(path) as handle:  # a FIFO is refused, not waited on
+            values = yaml.safe_load(handle.read().decode("utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
-        raise InputError(path, f"not valid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(path, f"not valid YAML: {first}") from None
     if values is None:
         return {}
     if not isinstance(values, dict):

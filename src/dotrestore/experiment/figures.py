@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from ..io.files import atomic_write
+
 _PANEL = 256      # longest side of a collage panel, pixels
 _CAPTION_H = 40   # caption strip below each panel
 
@@ -106,8 +108,8 @@ def pd_curve(rows: list[dict], stem: Path, panels=("latent_fd", "patch_fd")) -> 
     fig.suptitle("Perception–distortion trade-off (points labelled by α; from the ring towards α = 0, "
                  "MSE rises while perception improves)")
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    fig.savefig(paths[0], dpi=120)
-    fig.savefig(paths[1])
+    atomic_write(paths[0], lambda handle: fig.savefig(handle, format="png", dpi=120))  # a full disk names the file
+    atomic_write(paths[1], lambda handle: fig.savefig(handle, format="svg"))
     plt.close(fig)
     return paths
 
@@ -167,8 +169,7 @@ def collage(item: dict, path: Path) -> Path:
         draw.text((x + 4, height + 20), caption, fill=(60, 60, 60), font=font)
         x += pic.width + gap
     path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
-    return path
+    return atomic_write(path, lambda handle: canvas.save(handle, format="PNG"))
 
 
 HERO_PANEL = 384    # least side of a before/after panel, pixels: small images are enlarged
@@ -243,7 +244,7 @@ def before_after(item: dict, folder: Path, name: str, method: str, alpha: float)
         draw.text((x + 6, height + 30), caption, fill=(60, 60, 60), font=small)
         x += pic.width + gap
     folder.mkdir(parents=True, exist_ok=True)
-    canvas.save(folder / name)
+    atomic_write(folder / name, lambda handle: canvas.save(handle, format="PNG"))  # a full disk names the file
     return {"path": name, "stem": item["stem"], "method": method, "alpha": alpha, "top": top, "left": left,
             "side": side, "height": h, "width": w, "scale": scale}
 

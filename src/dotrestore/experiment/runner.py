@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import platform
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,24 +31,18 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import data, metrics
-from ..runtime import parallel, pipeline
 from .._version import __version__
+from ..apply import alpha_dirname
 from ..io.images import header_size
-from ..errors import InputError
-from ..io.guard import check_not_input, check_not_inside, check_output_folder, check_writable_folder
+from ..runtime import parallel, pipeline
 from . import figures, report
 from .config import ExperimentConfig
 from .evaluation import Evaluation
 from .inputs import Plan, degraded_for_metrics, load_clean, make_triple, plan_inputs
-from ..apply import alpha_dirname
+from .outputs import ExperimentOutput, check_inputs_kept, check_out
 from .variants import Variant, fit_variants, variants_of
 
 logger = logging.getLogger(__name__)
-
-#: Everything a run writes at the top of --out; --overwrite removes these (and only these).
-OUTPUT_NAMES = ("results.csv", "results.json", "pd_curve.png", "pd_curve.svg", "collages", "outputs",
-                "operator.safetensors", "config.yaml", "report.md", "before_after.png")
-
 
 @dataclass
 class ExperimentResult:
@@ -87,70 +79,29 @@ def run(config: ExperimentConfig, *, codec=None, notes=(), reserved=(), inputs=(
     variants = variants_of(config)
     parallel.init(config.device)
     out = Path(config.out).expanduser().resolve()
-    _check_out(out, config.overwrite, reserved)  # before anything slow: a refused --out fails at once
-    _check_inputs_kept(out, config, inputs)
+    check_out(out, config.overwrite, reserved)  # before anything slow: a refused --out fails at once
+    output = ExperimentOutput(out, check_inputs_kept(out, config, inputs), config.overwrite)  # --out as checked
     plan = plan_inputs(config, validate=_validate_shard)  # each rank decodes its share of the files
     main = parallel.is_main()
     if main:
         for note in plan.notes:
             logger.warning("%s", note)
-    staging = out.parent / f".{out.name}.partial"
-    if main:
-        if staging.exists():
-            shutil.rmtree(staging)  # left over by an interrupted run of ours
-        staging.mkdir(parents=True)
-    parallel.barrier()  # staging exists before any rank writes --save-outputs there
     try:
+        parallel.run_checked(output.open if main else lambda: None)  # --out locked before any rank writes
+        staging = output.staging
         result = _run(config, variants, plan, staging, codec, list(notes) + plan.notes, started)
         parallel.barrier()
         if main:
-            _commit(staging, out)
-    except BaseException:
+            output.commit()
+    except BaseException as exc:
         if main:
-            shutil.rmtree(staging, ignore_errors=True)
+            output.discard()
+        shown = output.renamed(exc)
+        if shown is not exc:
+            raise shown from None
         raise
     result.out, result.report = out, out / "report.md"
     return result
-
-
-def _check_out(out: Path, overwrite: bool, reserved) -> None:
-    if out.exists() and not out.is_dir():
-        raise InputError(out, "--out exists and is not a folder")
-    if out.is_dir() and not overwrite:
-        existing = sorted(p.name for p in out.iterdir() if p.name not in set(reserved))
-        if existing:
-            shown = ", ".join(existing[:5]) + (" ..." if len(existing) > 5 else "")
-            raise InputError(out, f"--out folder is not empty ({shown}); pass --overwrite or choose another --out")
-
-
-def _check_inputs_kept(out: Path, config: ExperimentConfig, inputs) -> None:
-    """The shared output guard: --out (and the staging folder beside it) must be writable, and
-    no input may be one of the entries a run replaces in --out (whatever path leads there)."""
-    check_output_folder(out)
-    check_writable_folder(out.parent, out)  # the staging folder lives beside --out
-    given = [Path(p).expanduser() for p in (config.clean, config.test_clean, config.restored, *inputs) if p]
-    if Path(config.vae).expanduser().exists():
-        given.append(Path(config.vae).expanduser())
-    replaced = [out / name for name in OUTPUT_NAMES]
-    for path in given:
-        files = [p for p in path.iterdir() if p.is_file()] if path.is_dir() else [path]
-        for entry in replaced:
-            check_not_inside(entry, [path])  # an input folder inside outputs/, collages/ ...
-            check_not_input(entry, files)    # an input file that a run's output would replace
-
-
-def _commit(staging: Path, out: Path) -> None:
-    """Replace the previous run's outputs (only the names a run writes) with the staged ones."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name in OUTPUT_NAMES + tuple(p.name for p in out.glob("operator-*.safetensors")):
-        old = out / name
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old)
-        elif old.exists() or old.is_symlink():
-            old.unlink()
-    for entry in staging.iterdir():
-        os.replace(entry, out / entry.name)
-    staging.rmdir()
 
 
 def _choose_collage_alphas(alphas: list[float]) -> list[float]:

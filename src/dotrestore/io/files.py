@@ -1,20 +1,46 @@
-"""Atomic file writes: the one way dotrestore creates an output file.
+"""Atomic file writes by path, and reading only regular files.
 
 A file is written to a hidden temporary file in the destination folder, flushed and
 fsync'ed, given the mode ``open()`` would give a new file (0o666 & ~umask; ``mkstemp``
 creates 0600, which would hide outputs from a group that shares the folder), then moved over
 the destination with ``os.replace``. Readers therefore see the old file or the complete new
-one, never a partial file, and an error leaves nothing behind.
+one, never a partial file, and an error leaves nothing behind; an ``OSError`` (a full disk)
+names the destination. The outputs a user asked for go through a folder handle instead
+(:mod:`.folder`, :mod:`.staged`); these path-based writes serve staging folders and scratch files.
+:func:`open_regular` opens an input without ever blocking on a FIFO.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+from ..errors import InputError
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """``path`` opened for reading in binary mode; InputError naming it unless it is a regular file.
+
+    Opened without blocking and checked on the open handle: a FIFO (which would wait forever for
+    a writer), a socket or a device is refused at once, even one put in place after a check.
+    """
+    flags = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+             | getattr(os, "O_BINARY", 0))
+    fd = os.open(path, flags)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputError(path, "is not a regular file (a FIFO, socket or device is never read)")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def default_file_mode() -> int:
@@ -51,91 +77,55 @@ def commit(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def named(exc: OSError, path: str | os.PathLike) -> OSError:
+    """``exc`` naming ``path`` when it names no file, or names a temporary file of ours.
+
+    A full disk surfaces from a writer's ``write`` call without a file name; the message must
+    name the file being written.
+    """
+    if exc.filename is None or Path(str(exc.filename)).name.startswith("."):
+        return type(exc)(exc.errno, exc.strerror or str(exc), str(path)) if exc.errno else OSError(
+            errno.EIO, str(exc), str(path))
+    return exc
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed.
 
-    For writers that insist on a file name (safetensors' ``save_file``, matplotlib).
+    For writers that insist on a file name (matplotlib). An ``OSError`` names ``path``.
     """
     path = Path(path)
-    tmp = temporary_path(path)
+    try:
+        tmp = temporary_path(path)
+    except OSError as exc:
+        raise named(exc, path) from None
     try:
         yield tmp
         commit(tmp, path)
+    except OSError as exc:
+        raise named(exc, path) from None
     finally:
         tmp.unlink(missing_ok=True)
 
 
+def write_content(handle: BinaryIO, write: Callable[[BinaryIO], object] | bytes | str) -> None:
+    """Write ``write`` into ``handle``: bytes, str (as UTF-8) or a function given the handle."""
+    if callable(write):
+        write(handle)
+    else:
+        handle.write(write.encode("utf-8") if isinstance(write, str) else write)
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object] | bytes | str) -> Path:
     """Write ``path`` atomically; ``write`` is the content (bytes, or str as UTF-8) or a
-    function given the open binary handle. Parent folders must exist."""
+    function given the open binary handle. Parent folders must exist. An ``OSError`` (a full
+    disk) names ``path``."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
-            if callable(write):
-                write(handle)
-            else:
-                handle.write(write.encode("utf-8") if isinstance(write, str) else write)
+            write_content(handle, write)
     return Path(path)
 
 
-
-
-
-class StagedFiles:
-    """Several output files that appear together or not at all.
-
-    Files are written under a hidden folder inside ``root`` (same filesystem, so moving is a
-    rename) through :meth:`path`; :meth:`commit` moves them into place. Leaving the ``with``
-    block without committing (an error, an interrupt) removes the staging folder and the
-    folders this run created, so a failed run leaves nothing behind.
-    """
-
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
-        self._staged: list[tuple[Path, Path]] = []
-        self._created: list[Path] = []
-        self.staging: Path | None = None
-
-    def __enter__(self) -> "StagedFiles":
-        missing, p = [], Path(os.path.abspath(self.root))
-        while not os.path.lexists(p):
-            missing.append(p)
-            p = p.parent
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._created = missing  # deepest first
-        self.staging = Path(tempfile.mkdtemp(prefix=".dotrestore-staging-", dir=self.root))
-        return self
-
-    def path(self, final: str | os.PathLike) -> Path:
-        """Where to write the file that will end up at ``final`` (a path under ``root``)."""
-        final = Path(final)
-        staged = self.staging / final.relative_to(self.root)
-        staged.parent.mkdir(parents=True, exist_ok=True)
-        self._staged.append((staged, final))
-        return staged
-
-    def commit(self) -> None:
-        for staged, final in self._staged:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staged, final)
-        self._staged.clear()
-        self._remove_staging()
-        self._created = []
-
-    def _remove_staging(self) -> None:
-        import shutil
-
-        if self.staging is not None:
-            shutil.rmtree(self.staging, ignore_errors=True)
-            self.staging = None
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if self.staging is None:
-            return
-        self._remove_staging()
-        for folder in self._created:  # only folders this run made, and only if still empty
-            try:
-                folder.rmdir()
-            except OSError:
-                break
-__all__ = ["atomic_write", "atomic_path", "default_file_mode", "temporary_path", "commit", "StagedFiles"]
+__all__ = ["atomic_write", "atomic_path", "default_file_mode", "temporary_path", "commit", "named", "write_content",
+           "open_regular"]

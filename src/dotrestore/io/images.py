@@ -6,11 +6,13 @@ whatever Pillow reads; outputs are always 8-bit RGB PNG.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -19,7 +21,7 @@ from PIL import Image, ImageOps
 
 from .. import settings
 from ..errors import InputError
-from .files import atomic_write
+from .files import atomic_write, open_regular
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +44,16 @@ def check_max_pixels(max_pixels) -> int | None:
     return settings.check("max_pixels", max_pixels)
 
 
-def _open(path: Path) -> Image.Image:
-    # Our own limit (max_pixels, checked right after) replaces Pillow's bomb warning.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        return Image.open(path)
+@contextlib.contextmanager
+def _open(path: Path) -> Iterator[Image.Image]:
+    """The image at ``path``, lazily decoded; a FIFO or device is refused, never waited on."""
+    with open_regular(path) as handle:
+        # Our own limit (max_pixels, checked right after) replaces Pillow's bomb warning.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(handle)
+        with image:
+            yield image
 
 
 def _check_size(path: Path, image: Image.Image, max_pixels: int | None) -> None:
@@ -119,12 +126,20 @@ def _folder_images(folder: Path, extensions) -> list[Path]:
     if not files:
         raise InputError(folder, "folder holds no image file (none with an extension Pillow reads)")
     if skipped:
-        shown = ", ".join(p.name + ("/" if p.is_dir() else "") for p in skipped[:8])
+        shown = ", ".join(_skipped_name(p, extensions) for p in skipped[:8])
         more = f" and {len(skipped) - 8} more" if len(skipped) > 8 else ""
         what = "1 entry that is not an image file" if len(skipped) == 1 else \
             f"{len(skipped)} entries that are not image files"
         logger.info("%s: skipped %s: %s%s", folder, what, shown, more)
     return files
+
+
+def _skipped_name(path: Path, extensions) -> str:
+    if path.is_dir():
+        return path.name + "/"
+    if path.suffix.lower() in extensions and not path.name.startswith(".") and os.path.lexists(path):
+        return f"{path.name} (not a regular file)"  # a FIFO, socket, device or broken link
+    return path.name
 
 
 def _oriented_size(image: Image.Image) -> tuple[int, int]:
@@ -227,7 +242,8 @@ def center_crop(img: torch.Tensor, size: int, path: PathLike | None = None) -> t
     """Centre crop (…, H, W) to size × size; InputError (naming ``path``) when a side is smaller."""
     height, width = img.shape[-2:]
     if height < size or width < size:
-        raise InputError(path if path is not None else "image", f"is {height}x{width}, smaller than the {size}x{size} crop")
+        raise InputError(path if path is not None else "image",
+                         f"is {height}x{width}, smaller than the {size}x{size} crop")
     top, left = (height - size) // 2, (width - size) // 2
     return img[..., top:top + size, left:left + size].contiguous()
 
@@ -270,12 +286,10 @@ def quantize(img: torch.Tensor) -> torch.Tensor:
     return (_to_uint8(img) / 255).to(torch.float32)
 
 
-def save_image(img: torch.Tensor, path: PathLike) -> Path:
-    """Write (3, H, W) in [0, 1] as an 8-bit RGB PNG; returns the path.
+def png_writer(img: torch.Tensor, path: PathLike) -> Callable[[BinaryIO], None]:
+    """Check (3, H, W) ``img`` and quantize it (:func:`quantize`); returns ``write(handle)`` writing its PNG.
 
-    Values are clamped to [0, 1] and rounded (see :func:`quantize`); non-finite values are
-    refused. Parent folders are created. The PNG is written atomically with the umask's
-    default mode (:func:`dotrestore.fileio.atomic_write`), so no partial file is ever left.
+    InputError naming ``path`` for a non-PNG name, a wrong shape or non-finite values.
     """
     path = Path(path)
     if path.suffix.lower() != ".png":
@@ -287,9 +301,24 @@ def save_image(img: torch.Tensor, path: PathLike) -> Path:
     if not bool(torch.isfinite(img).all()):
         raise InputError(path, "image has non-finite values (NaN or inf); refusing to save")
     array = _to_uint8(img).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
     picture = Image.fromarray(np.ascontiguousarray(array), "RGB")
-    return atomic_write(path, lambda handle: picture.save(handle, format="PNG"))
+    return lambda handle: picture.save(handle, format="PNG")
+
+
+def save_image(img: torch.Tensor, path: PathLike, write_file: Callable | None = None) -> Path:
+    """Write (3, H, W) in [0, 1] as an 8-bit RGB PNG; returns the path.
+
+    Values are clamped to [0, 1] and rounded (see :func:`quantize`); non-finite values are
+    refused. By default parent folders are created and the PNG is written atomically with the
+    umask's default mode (:func:`dotrestore.io.files.atomic_write`), so no partial file is ever
+    left; ``write_file(path, write)`` replaces that (e.g. a staged folder's writer).
+    """
+    write = png_writer(img, path)
+    path = Path(path)
+    if write_file is not None:
+        return write_file(path, write)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, write)
 
 
 def pair_by_stem(restored: Sequence[PathLike], clean: Sequence[PathLike]) -> list[tuple[Path, Path]]:
@@ -318,5 +347,5 @@ def pair_by_stem(restored: Sequence[PathLike], clean: Sequence[PathLike]) -> lis
 __all__ = [
     "DEFAULT_MAX_PIXELS", "check_max_pixels", "image_extensions", "list_images", "validate_images", "header_size",
     "read_image", "load_images",
-    "resize_image", "center_crop", "quantize", "save_image", "pair_by_stem",
+    "resize_image", "center_crop", "quantize", "png_writer", "save_image", "pair_by_stem",
 ]

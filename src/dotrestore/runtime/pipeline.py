@@ -7,9 +7,9 @@ and the transport on the device. Items whose images have the same size are batch
 :class:`ImageWriter` writes PNGs on a small thread pool so the device never waits for zlib.
 
 Only a bounded number of items is in flight (``prefetch_factor`` per worker, the writer's
-queue), so memory does not grow with the number of images. An error a worker raises about an
-item (a :class:`~dotrestore.errors.DotRestoreError` or an ``OSError``) reaches the main process
-as the same exception, so a message reads the same with and without workers.
+queue), so memory does not grow with the number of images. Any error raised while loading an
+item reaches the main process as the same exception object, so a message reads the same with
+and without workers (``--workers 0``).
 
 :func:`image_batches` turns everything :class:`~dotrestore.DOT` accepts as images (tensors,
 lists of tensors or paths, folders, or an iterable of batches such as a DataLoader) into one
@@ -19,8 +19,10 @@ stream of :class:`Batch`.
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import threading
+import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,7 +32,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import DotRestoreError, InputError
+from ..errors import InputError
 from ..io import images as image_files
 from . import parallel
 
@@ -80,11 +82,42 @@ def size_batches(sizes: Sequence[tuple[int, int] | None], batch_size: int) -> li
 
 
 class _Failed:
-    """An error raised while loading an item in a worker, carried to the main process as data
-    (torch would re-create it from its message alone, losing the file it names)."""
+    """An error raised while loading an item, carried to the main process as data.
+
+    torch would re-create a worker's exception from its message alone (``type(message)``), which
+    loses the file an :class:`~dotrestore.errors.InputError` names and turns every error into a
+    multi-line "Caught ... in DataLoader worker process" text. The exception object itself
+    travels instead (every dotrestore error pickles with its subject), with the worker's
+    traceback as text for ``--debug``; an exception that does not survive pickling becomes a
+    RuntimeError naming its type and message.
+    """
 
     def __init__(self, error: BaseException):
+        self.traceback = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        try:
+            pickle.loads(pickle.dumps(error))
+        except Exception:  # noqa: BLE001 (any failure to travel)
+            error = RuntimeError(f"{type(error).__name__}: {error}")
         self.error = error
+
+    def __reduce__(self):
+        return _rebuilt, (self.error, self.traceback)
+
+    def raise_it(self):
+        raise self.error from _WorkerTraceback(self.traceback)
+
+
+def _rebuilt(error: BaseException, text: str) -> _Failed:
+    failed = _Failed.__new__(_Failed)
+    failed.error, failed.traceback = error, text
+    return failed
+
+
+class _WorkerTraceback(Exception):
+    """The traceback of an error raised in a loading worker (shown by ``--debug`` as its cause)."""
+
+    def __str__(self) -> str:
+        return "\n" + str(self.args[0])
 
 
 class _Items(Dataset):
@@ -98,7 +131,7 @@ class _Items(Dataset):
     def __getitem__(self, i: int):
         try:
             return i, self.load(self.items[i])
-        except (DotRestoreError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 (every error reaches the main process as itself)
             return i, _Failed(exc)
 
 
@@ -124,6 +157,15 @@ def _stack(values: list):
 def _worker_init(_: int) -> None:
     # Each worker is one of several busy processes: one thread each avoids oversubscription.
     torch.set_num_threads(1)
+    sys.excepthook = _quiet_when_main_is_gone  # multiprocessing's fd-sharing thread reports through it
+
+
+def _quiet_when_main_is_gone(exc_type, exc, tb) -> None:
+    """A worker's helper thread (the one handing tensors over) that loses its connection means the
+    main process stopped (Ctrl-C, SIGTERM): the main process reports that, not a traceback here."""
+    if issubclass(exc_type, (ConnectionError, EOFError)):
+        return
+    sys.__excepthook__(exc_type, exc, tb)
 
 
 def batches(items: Sequence, load: Callable, *, sizes: Sequence | None = None, batch_size: int = 1,
@@ -150,7 +192,7 @@ def batches(items: Sequence, load: Callable, *, sizes: Sequence | None = None, b
     loader = DataLoader(_Items(items, load), batch_sampler=plan, num_workers=workers, collate_fn=_collate, **extra)
     for positions, loaded in loader:
         if isinstance(loaded, _Failed):
-            raise loaded.error
+            loaded.raise_it()
         yield Batch(positions, loaded, [name(items[i]) for i in positions])
 
 
@@ -249,10 +291,11 @@ class ImageWriter:
         self._slots = threading.BoundedSemaphore(max_pending)
         self.written: list[Path] = []
 
-    def submit(self, image: torch.Tensor, path: str | Path) -> None:
+    def submit(self, image: torch.Tensor, path: str | Path, write_file: Callable | None = None) -> None:
+        """Queue ``image`` for ``path``; ``write_file(path, write)`` writes it (default: atomically by path)."""
         self._raise_failed()
         self._slots.acquire()
-        future = self._pool.submit(image_files.save_image, image.detach().cpu(), path)
+        future = self._pool.submit(image_files.save_image, image.detach().cpu(), path, write_file)
         future.add_done_callback(lambda _: self._slots.release())
         self._pending.append(future)
 

@@ -17,12 +17,13 @@ from pathlib import Path
 import torch
 
 from ..estimator import blend
+from ..io.files import open_regular
 
 
 def content_hash(path: str | Path) -> str:
     """sha256 of a file's bytes: the same picture uploaded twice (under any name) is one entry."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:  # an upload swapped for a FIFO is refused, not waited on
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
