@@ -78,30 +78,26 @@ def _window_sum(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:
     (a running sum, as with a cumulative sum, would grow with the image width).
     """
     length = x.shape[dim] - k + 1
-    out, partial, width, offset = None, x, 1, 0
+    pieces, partial, width, offset = [], x, 1, 0
     while True:
         if k & width:
-            piece = partial.narrow(dim, offset, length)
-            out = piece.clone() if out is None else out.add_(piece)
+            pieces.append(partial.narrow(dim, offset, length))
             offset += width
         if 2 * width > k:
-            return out
+            break
         n = partial.shape[dim] - width
         partial = partial.narrow(dim, 0, n) + partial.narrow(dim, width, n)
         width *= 2
+    out = pieces[0].clone() if len(pieces) == 1 else pieces[0] + pieces[1]
+    for piece in pieces[2:]:
+        out.add_(piece)
+    return out
 
 
 def _box_valid(x: torch.Tensor, radius: int) -> torch.Tensor:
     """Mean over the (2r+1)² windows lying inside (…, H, W): shape (…, H − 2r, W − 2r)."""
     k = 2 * radius + 1
     return _window_sum(_window_sum(x, k, -1), k, -2).div_(k * k)
-
-
-def _reflect(n: int, start: int, stop: int, device: torch.device) -> torch.Tensor:
-    """Indices start … stop − 1 of an axis of length n, mirrored into [0, n) as ``F.pad``'s
-    "reflect" mirrors (−m → m, n − 1 + m → n − 1 − m); needs −start, stop − n < n."""
-    index = torch.arange(start, stop, device=device).abs_()
-    return torch.where(index > n - 1, 2 * (n - 1) - index, index)
 
 
 def _guide_weights(channels: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -143,13 +139,15 @@ def guided_lowpass(x: torch.Tensor, sigma: float, eps: float = GUIDED_EPS) -> to
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     margin, channels = 2 * radius, x.shape[1]
     weights = _guide_weights(channels, dtype, x.device)
-    columns = _reflect(width, -margin, width + margin, x.device)
-    band = max(4 * radius, GUIDED_BAND_PIXELS // (width + 2 * margin))
+    bands = math.ceil(height / max(4 * radius, GUIDED_BAND_PIXELS // (width + 2 * margin)))
+    band = math.ceil(height / bands)
     out = torch.empty_like(x)
     for top in range(0, height, band):
         bottom = min(top + band, height)
-        rows = _reflect(height, top - margin, bottom + margin, x.device)
-        u = x.index_select(-2, rows).index_select(-1, columns).to(dtype).sub_(_CENTRE)
+        first, last = max(top - margin, 0), min(bottom + margin, height)
+        # the band and 2r rows around it: the image's own rows, mirrored beyond its borders
+        pad = (margin, margin, margin - (top - first), margin - (last - bottom))
+        u = F.pad(x[..., first:last, :], pad, mode="reflect").to(dtype).sub_(_CENTRE)
         guide = (u * weights).sum(1, keepdim=True)
         stack = torch.cat([u, guide * u], 1)
         del u
