@@ -6,10 +6,15 @@ Measured in one run, for one 512×512 image, with
 - a random-init AutoencoderKL with the sd-vae-ft-ema configuration and p = 5 (D = 100);
 on the CPU, and on CUDA when present. Also prints the transport step alone
 (``DOT.transport`` on the latent) ÷ encode+decode, which is what the subtraction
-estimates with less noise. Target: ≤ 1 %.
+estimates with less noise. Target: ≤ 1 % for the transport, ≤ 2 % for transport plus the
+default guided detail split.
 
     python benchmarks/transport_overhead.py [--repeats 7] [--taesd DIR] [--size 512]
                                             [--batch 1] [--devices cpu cuda] [--mixture K]
+                                            [--codecs taef2 kl] [--clock wall|cpu] [--threads N]
+
+``--clock cpu`` times the CPU work of this process (with ``--threads 1``: a measure that other
+programs sharing the machine barely disturb; CPU devices only).
 
 Also prints throughput (images per second through ``DOT.transform``) for the batch size.
 """
@@ -35,12 +40,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+CLOCK = time.perf_counter
+
+
 def _time(fn, device) -> float:
     _sync(device)
-    start = time.perf_counter()
+    start = CLOCK()
     fn()
     _sync(device)
-    return time.perf_counter() - start
+    return CLOCK() - start
 
 
 def _fitted(codec, patch_size: int, device, batch: int, mixture: int = 1) -> DOT:
@@ -97,17 +105,28 @@ def main() -> None:
                         help="Gaussian-mixture components (DOT(mixture=K)); default 1")
     parser.add_argument("--devices", nargs="+", default=None,
                         help="devices to measure (default: cpu, and cuda when present)")
+    parser.add_argument("--codecs", nargs="+", choices=("taef2", "kl"), default=("taef2", "kl"),
+                        help="codecs to measure (default both)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall-clock time (default) or this process's CPU time")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     names = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     devices = [torch.device(n) for n in names]
     rows = []
     for device in devices:
-        if args.taesd.exists():
+        if "taef2" in args.codecs and args.taesd.exists():
             rows.append(measure(f"TAEF2 p=3 K={args.mixture}", load_codec(str(args.taesd), device=device), 3, device,
                                 args.size, args.repeats, args.batch, args.mixture))
-        else:
+        elif "taef2" in args.codecs:
             print(f"skipping TAEF2: {args.taesd} not found (pass --taesd DIR)")
+        if "kl" not in args.codecs:
+            continue
         from diffusers import AutoencoderKL
 
         torch.manual_seed(0)
@@ -119,7 +138,7 @@ def main() -> None:
     if any(d.type == "cuda" for d in devices):
         print(f"\nCUDA device: {torch.cuda.get_device_name()}")
     print(f"\n{args.batch} image(s) of {args.size}x{args.size}, median of {args.repeats}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} CPU threads")
+          f"{torch.get_num_threads()} CPU threads, {args.clock} clock")
     print(f"{'codec':42s} {'device':6s} {'D':>4s} {'enc+dec s':>10s} {'transform s':>12s} "
           f"{'(transform-codec)/codec':>24s} {'transport/codec':>16s} {'images/s':>9s}")
     for r in rows:

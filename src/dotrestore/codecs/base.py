@@ -179,8 +179,8 @@ class Codec:
         self.device = device
         return self
 
-    def _tile_plan(self, height: int, width: int, role: str) -> tuple[int, int] | None:
-        """(tile, overlap) in pixels, multiples of ``downscale``, for a padded image; None: untiled."""
+    def _tile_plan(self, height: int, width: int, role: str) -> tuple[int, int, int] | None:
+        """(tile, overlap, context) in pixels, multiples of ``downscale``, for a padded image; None: untiled."""
         f = self.downscale
         if self.tile == "off":
             return None
@@ -197,11 +197,11 @@ class Codec:
         overlap = self.tile_overlap if self.tile_overlap is not None else min(tiling.DEFAULT_OVERLAP, tile // 4)
         # at most half a tile, so that a tile overlaps only its direct neighbours
         overlap = min(overlap, tile // 2) // f * f
-        return tile, overlap
+        return tile, overlap, tiling.tile_context(overlap, f)
 
-    def _stat_pixels(self, plan: tuple[int, int], role: str) -> int:
+    def _stat_pixels(self, plan: tuple[int, int, int], role: str) -> int:
         budget = tiling.device_budget(self.device, self.max_memory)
-        return tiling.stat_pixels(plan[0], plan[1], self.bytes_per_pixel(role), budget)
+        return tiling.stat_pixels(plan[0], plan[2], self.bytes_per_pixel(role), budget)
 
     def bytes_per_pixel(self, role: str) -> float:
         """Estimated working memory of ``_encode`` (role "encode") or ``_decode`` per image pixel."""
@@ -233,7 +233,8 @@ class Codec:
                 f = self.downscale
                 latents = tiling.tiled_codec_apply(
                     x, self._encode, self._modules(), plan[0], plan[1], 1 / f, f, self.latent_channels,
-                    self._stat_pixels(plan, "encode"), progress=self.progress, desc="encoding tiles")
+                    self._stat_pixels(plan, "encode"), progress=self.progress, desc="encoding tiles",
+                    context=plan[2])
         # a clone outside inference mode is an ordinary tensor callers may modify in place
         return latents.float().clone(memory_format=torch.contiguous_format)
 
@@ -263,6 +264,7 @@ class Codec:
                 images = tiling.tiled_codec_apply(
                     z, self._decode, self._modules(), plan[0] // f, plan[1] // f, f, 1, 3,
                     self._stat_pixels(plan, "decode") // f**2, progress=self.progress, desc="decoding tiles",
+                    context=plan[2] // f,
                 ).clamp_(0.0, 1.0)
             if size is not None:
                 images = images[..., : size[0], : size[1]]
