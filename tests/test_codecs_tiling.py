@@ -242,8 +242,7 @@ def _amplifying_fit(kodak24_dir, crop: int | None = None) -> DOT:
     files = sorted(Path(kodak24_dir).glob("*.png"))
     side = slice(None, crop)
     restored = [gaussian_blur(read_image(f)[None], 2.5)[0][..., side, side] for f in files[:3]]
-    dot = DOT(codec="taef2", device="cpu").fit(restored, [read_image(f)[..., side, side] for f in files[3:6]])
-    dot.codec_.progress = False
+    dot = DOT(codec="taef2", runtime={"device": "cpu", "progress": False}).fit(restored, [read_image(f)[..., side, side] for f in files[3:6]])
     return dot
 
 
@@ -252,8 +251,10 @@ def test_tiled_transform_of_a_photograph_crop_matches_untiled(kodak24_dir):
     border errors in the latents, amplified by the transport, left x̂0 at 37 dB from untiled."""
     dot = _amplifying_fit(kodak24_dir, crop=256)
     x = read_image(Path(kodak24_dir) / "kodim01.png")[None, :, :320, :320]  # tiles at 0, 96 and 192
-    untiled = dot.set_codec_options(tile="off").transform(x, alpha=0.0)
-    tiled = dot.set_codec_options(tile=128, tile_overlap=32).transform(x, alpha=0.0)
+    dot.codec_.configure(tile="off")
+    untiled = dot.transform(x, alpha=0.0)
+    dot.codec_.configure(tile=128, tile_overlap=32)
+    tiled = dot.transform(x, alpha=0.0)
     assert tiled.shape == untiled.shape == x.shape
     assert _psnr(tiled, untiled) >= 40.0
 
