@@ -17,7 +17,7 @@ from dotrestore.state import META_FIELDS
 
 def test_every_setting_parses_its_own_default_and_has_help():
     for name, setting in settings.SETTINGS.items():
-        assert setting.help and setting.group in ("method", "runtime", "experiment", "apply", "serve"), name
+        assert setting.help and setting.group in ("method", "runtime", "experiment", "apply", "video", "serve"), name
         if setting.default is not None:
             assert setting.parse(setting.default) == setting.default, name
 

@@ -10,10 +10,10 @@ from ..codecs import spec_files
 from ..errors import InputError
 from ..io.folder import file_ids
 from ..io.guard import check_output_file
-from ..io.images import list_images
 from ..operator_file import save_operator
 from ..ot.split import describe
 from ..runtime import parallel
+from ..runtime.frames import TrainingInputs
 from . import options
 
 log = logging.getLogger("dotrestore")
@@ -26,11 +26,13 @@ def register(sub) -> None:
         description="Encode restored and clean images, fit Gaussians to their overlapping latent patches and "
         "write the closed-form optimal transport operator. Source and target need not be paired.",
     )
-    p.add_argument("--source", nargs="+", metavar="PATH", help="restored images x* (files or folders)")
-    p.add_argument("--target", nargs="+", metavar="PATH", required=True, help="clean images (files or folders)")
+    p.add_argument("--source", nargs="+", metavar="PATH", help="restored images x* (files or folders) and video clips")
+    p.add_argument("--target", nargs="+", metavar="PATH", required=True,
+                   help="clean images (files or folders) and video clips")
     p.add_argument("-o", "--output", required=True, metavar="OP.safetensors", help="operator file to write")
     for name in ("codec", *settings.METHOD):
         options.add(p, name)
+    options.add(p, "frame_step")
     options.add_runtime(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file (never an input)")
     p.set_defaults(func=run)
@@ -42,9 +44,12 @@ def run(args) -> int:
     runtime = options.runtime(args)
     if not args.zero_shot and not args.source:
         raise InputError("--source", "fit needs the restored images (or --zero-shot)")
-    source = list_images(args.source, runtime.max_pixels) if args.source and not args.zero_shot else None
-    target = list_images(args.target, runtime.max_pixels)
-    inputs = (source or []) + target + spec_files(args.codec)
+    # images are listed and clips probed (checked) before any work
+    source = TrainingInputs.from_paths(args.source, runtime.max_pixels) if args.source and not args.zero_shot else None
+    target = TrainingInputs.from_paths(args.target, runtime.max_pixels)
+    if args.frame_step is not None and not target.videos and not (source and source.videos):
+        raise InputError("--frame-step", "applies to video inputs only")
+    inputs = (source.files if source else []) + target.files + spec_files(args.codec)
     output = check_output_file(Path(args.output), inputs, args.overwrite)
     method = {name: getattr(args, name) for name in ("codec", *settings.METHOD) if hasattr(args, name)}
     dot = DOT(**method, runtime=runtime)
@@ -52,7 +57,9 @@ def run(args) -> int:
         raise InputError("--mixture", "a mixture fits in one process only (EM needs the patches, not sums that "
                          "merge across processes): run without torchrun")
     parallel.init(runtime.device)
-    dot.fit(source, target)  # under torchrun: each process its share of the files, sums added exactly
+    # under torchrun: each process its share of the files and frames, sums added exactly
+    dot.fit(source and source.source(runtime, "source images", args.frame_step),
+            target.source(runtime, "target images", args.frame_step))
     if parallel.is_main():  # through the folder's handle: never over an input, nor over a file that appeared
         save_operator(dot, output, protected=file_ids(inputs), overwrite=args.overwrite)
         _summary(dot, output, source is not None)

@@ -70,13 +70,14 @@ def runtime(args) -> Runtime:
     return Runtime(**values)
 
 
-def progress_bar(total: int, desc: str, runtime: Runtime):
-    """A tqdm bar on the main process when progress is on and there is more than one item."""
+def progress_bar(total: int, desc: str, runtime: Runtime, unit: str = "img"):
+    """A tqdm bar on the main process when progress is on and there is more than one item
+    (items done / total and items per second)."""
     from tqdm.auto import tqdm
 
     from ..runtime import parallel
 
-    return tqdm(total=total, desc=desc, unit="img", leave=False,
+    return tqdm(total=total, desc=desc, unit=unit, leave=False,
                 disable=not runtime.progress or total < 2 or not parallel.is_main())
 
 

@@ -78,6 +78,26 @@ def _encoder_options(codec, crf: int | None, path: Path) -> dict[str, str]:
     return options
 
 
+def encoding(path: PathLike, info: VideoInfo, codec: str | None = None, crf: int | None = None,
+             size: tuple[int, int] | None = None):
+    """(muxer, encoder, encoder options, pixel format) of a clip written to ``path`` from ``info``'s frames.
+
+    Checks what :class:`VideoWriter` would refuse (the extension, an unknown or non-video
+    encoder, a ``crf`` the encoder does not take or out of range, an odd frame size for 4:2:0)
+    without creating anything: an InputError naming ``path``. Call it before slow work.
+    """
+    av, path = import_av(path), Path(path)
+    width, height = size or (info.width, info.height)
+    fmt, default_codec = output_format(path)
+    encoder = _encoder(av, codec or default_codec, path)
+    options = _encoder_options(encoder, crf, path)
+    pixel_format = _pixel_format(encoder, info.bit_depth)
+    if pixel_format.startswith("yuv420") and (width % 2 or height % 2):
+        raise InputError(path, f"{encoder.name} in {pixel_format} needs an even width and height, "
+                         f"not {width}x{height}: write .mkv (FFV1) instead")
+    return fmt, encoder, options, pixel_format
+
+
 class VideoWriter:
     """Encode frames into ``path`` with the timing, rotation, colour and sound of ``info``'s clip.
 
@@ -96,13 +116,7 @@ class VideoWriter:
         av = import_av(path)
         self.path, self.info, self.start = Path(path), info, start
         self.width, self.height = size or (info.width, info.height)
-        fmt, default_codec = output_format(self.path)
-        encoder = _encoder(av, codec or default_codec, self.path)
-        options = _encoder_options(encoder, crf, self.path)
-        self.pixel_format = _pixel_format(encoder, info.bit_depth)
-        if self.pixel_format.startswith("yuv420") and (self.width % 2 or self.height % 2):
-            raise InputError(self.path, f"{encoder.name} in {self.pixel_format} needs an even width and height, "
-                             f"not {self.width}x{self.height}: write .mkv (FFV1) instead")
+        fmt, encoder, options, self.pixel_format = encoding(self.path, info, codec, crf, size)
         self.frames_written, self._durations = 0, {}
         self._av, self._reformatter = av, av.video.reformatter.VideoReformatter()
         flags = av.video.reformatter.Interpolation  # accurate rounding: no bias through 4:2:0

@@ -117,7 +117,7 @@ _NUMBER = (numbers.Real,)
 _INT = (numbers.Integral,)
 _TEXT = (str, os.PathLike)
 _NONE = (type(None),)
-_M, _R, _E = "method", "runtime", "experiment"
+_M, _R, _E, _V = "method", "runtime", "experiment", "video"
 SETTINGS: dict[str, Setting] = {s.name: s for s in (
     # ---- the method: DOT's constructor, recorded in operator files
     Setting("codec", _M, "auto", codec_spec, "codec: auto (sd-vae-ft-ema when it is in the local Hugging Face "
@@ -199,6 +199,15 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             types=_NUMBER),
     Setting("interpolation", "apply", "pixel", choice(INTERPOLATIONS), "blend decoded images (pixel) or latents "
             "(latent, decodes every alpha)", types=(str,)),
+    # ---- video clips (apply and fit)
+    Setting("video_codec", _V, None, optional_text, "video encoder of the output clip, e.g. ffv1, libx264, libx265, "
+            "libvpx-vp9 (default: from the output's extension: .mkv FFV1, lossless; .mp4/.mov H.264; .webm VP9)",
+            "CODEC", types=(str, *_NONE)),
+    Setting("crf", _V, None, integer(0, 63, optional=True), "constant-quality level of a lossy video encoder, lower "
+            "is better (default: 18 for H.264, 20 for H.265, 31 for VP9; FFV1 is lossless and takes none)", "Q",
+            types=(*_INT, *_NONE)),
+    Setting("frame_step", _V, None, integer(1, optional=True), "fit reads every N-th frame of a video (default: the "
+            "smallest step that reads at most 300 frames of each clip)", "N", types=(*_INT, *_NONE)),
     Setting("host", "serve", "127.0.0.1", optional_text, "address to bind (127.0.0.1: this machine only)",
             types=(str,)),
     Setting("port", "serve", 7860, integer(1, 65535), "port", types=_INT),
