@@ -66,9 +66,9 @@ def fit_operator(codec_spec: str, kodak: Path, out: Path) -> Path:
 
 def run_apply(args: list[str], threads: int, stats: float | None = None) -> tuple[float, float, int]:
     """(seconds, peak RSS in GB, return code) of `dotrestore apply ARGS` in a subprocess."""
-    code = "import sys, torch; torch.set_num_threads(%d); " % threads
+    code = f"import sys, torch; torch.set_num_threads({threads}); "
     if stats is not None:
-        code += "import dotrestore.codecs.tiling as t; t.STAT_PASSES = %r; " % stats
+        code += f"import dotrestore.codecs.tiling as t; t.STAT_PASSES = {stats!r}; "
     code += "from dotrestore.cli import main; sys.exit(main(sys.argv[1:]))"
     start = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-c", code, "apply", *args])

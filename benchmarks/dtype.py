@@ -21,8 +21,7 @@ from pathlib import Path
 
 import torch
 
-from dotrestore import DOT, Runtime
-from dotrestore import settings
+from dotrestore import DOT, Runtime, settings
 from dotrestore.data import read_image
 from dotrestore.data.degradations import gaussian_blur
 

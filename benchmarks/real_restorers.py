@@ -98,9 +98,7 @@ def restore_set(root: Path, data: Path, restorer: str, dataset: str, threads: in
             io.save_image(x, clean)
         y = degrade(kind, x, index)
         io.save_image(y, root / "degraded" / kind / dataset / f"{path.stem}.png")
-        if restorer == "bm3d":
-            x_star = model(y)
-        elif restorer == "esrgan":
+        if restorer == "bm3d" or restorer == "esrgan":
             x_star = model(y)
         else:
             x_star = io.resize_image(y[None], tuple(x.shape[-2:]))[0].clamp(0, 1)

@@ -147,7 +147,8 @@ def run_splits(args) -> None:
             continue
         started = time.perf_counter()
         fit = variants.fit_name(args.variant)
-        cache = Path(args.cache) / args.restorer / args.set / f"{fit}-n{args.nfit}-of{len(clean_paths)}-split{s}" if args.cache else None
+        name = f"{fit}-n{args.nfit}-of{len(clean_paths)}-split{s}"
+        cache = Path(args.cache) / args.restorer / args.set / name if args.cache else None
         dot = variants.make_dot(args.variant, codec=args.codec)
         operator = cache / "operator.safetensors" if cache else None
         if operator is not None and operator.exists():
@@ -162,7 +163,8 @@ def run_splits(args) -> None:
         test = test[: args.n_test] if args.n_test else test
         cleans = [io.read_image(clean_paths[i]) for i in test]
         stars = [io.read_image(star_paths[i]) for i in test]
-        a0 = [io.quantize(variants.alpha0(args.variant, stages, x, clean_paths[i].stem)) for x, i in zip(stars, test, strict=True)]
+        a0 = [io.quantize(variants.alpha0(args.variant, stages, x, clean_paths[i].stem))
+              for x, i in zip(stars, test, strict=True)]
         a05 = [io.quantize(0.5 * x0 + 0.5 * x) for x0, x in zip(a0, stars, strict=True)]
         result = judge(cleans, stars, {"a0": a0, "a05": a05})
         result.update(split=s, set=args.set, restorer=args.restorer, variant=args.variant, nfit=args.nfit,

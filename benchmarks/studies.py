@@ -34,13 +34,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dotrestore.ot import split as detail, gaussian
 from dotrestore import metrics
-from dotrestore.metrics import perception
 from dotrestore.codecs import load_codec
-from dotrestore.io import images as io
 from dotrestore.data.degradations import parse_degradation
 from dotrestore.data.restorers import parse_restorer
+from dotrestore.io import images as io
+from dotrestore.metrics import perception
+from dotrestore.ot import gaussian
+from dotrestore.ot import split as detail
 from dotrestore.ot.mixture import MixtureTransport
 from dotrestore.ot.patches import extract_patches, transport_latent
 
@@ -265,12 +266,12 @@ def report(rows: list[dict]) -> str:
                       "| spectrum α=0 / 0.5 (x*) | halo ×1000 α=0 / 0.5 (x*) | splits |",
                       "|---|---:|---:|---:|---:|---:|---:|"]
             for g in groups.values():
-                m = lambda f: float(np.mean([f(r) for r in g]))  # noqa: E731
+                m = lambda f: float(np.mean([f(r) for r in g]))  # noqa: E731, B023 - used at once
                 ratio = [m(lambda r, a=a: r[f"{a}_latent_fd"] / r["xstar_latent_fd"]) for a in ("a0", "a05")]
                 dpsnr = [m(lambda r, a=a: r[f"{a}_psnr"] - r["xstar_psnr"]) for a in ("a0", "a05")]
                 cells = [f"{ratio[0]:.2f} / {ratio[1]:.2f}", f"{dpsnr[0]:+.1f} / {dpsnr[1]:+.1f}"]
                 for name, scale, fmt in (("patch_fd", 1, ".3f"), ("spectrum", 1, ".3f"), ("halo", 1000, ".2f")):
-                    v = [m(lambda r, a=a: r[f"{a}_{name}"]) * scale for a in ("a0", "a05", "xstar")]
+                    v = [m(lambda r, a=a, name=name: r[f"{a}_{name}"]) * scale for a in ("a0", "a05", "xstar")]
                     cells.append(f"{v[0]:{fmt}} / {v[1]:{fmt}} ({v[2]:{fmt}})")
                 lines.append(f"| {_label(g[0])} | " + " | ".join(cells) + f" | {len(g)} |")
             lines.append("")
@@ -312,7 +313,7 @@ def overhead(args) -> None:
             "K=1": timed(lambda: transport_latent(z, a, mu_s, mu_t, p)) / base}
     for k in (2, 4, 8):
         mix = MixtureTransport.fit(src.to(device), tgt.to(device), k, max_iter=5, seed=0)
-        rows[f"K={k}"] = timed(lambda: mix.transport(z, p)) / base
+        rows[f"K={k}"] = timed(lambda mix=mix: mix.transport(z, p)) / base
         rows[f"K={k} pairs"] = len(mix.pairs)
     print(json.dumps(rows))
     if args.out:

@@ -34,9 +34,9 @@ from pathlib import Path
 import torch
 
 from dotrestore import DOT, Runtime, data
-from dotrestore.runtime import parallel, pipeline
 from dotrestore.codecs import codec_from_diffusers, load_codec, sd_vae_config
 from dotrestore.data.degradations import gaussian_blur
+from dotrestore.runtime import parallel, pipeline
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_TAESD = HERE.parents[1] / "shared" / "weights" / "taef2"

@@ -42,9 +42,9 @@ def taef2_dir(shared_dir) -> Path:
 @pytest.fixture()
 def files(tmp_path):
     """(restored folder, clean folder, operator fitted on them with the pixel codec, whole images)."""
-    from support import write_images
-
     from dotrestore.cli import main
+
+    from support import write_images
 
     src = write_images(tmp_path / "restored", 3, seed=0)
     tgt = write_images(tmp_path / "clean", 3, seed=1)

@@ -18,8 +18,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _torchrun import env
 from PIL import Image
+
+from _torchrun import env
 
 HOOKED = Path(__file__).resolve().parent / "_hooked.py"
 STAGING = (".dotrestore-staging-", ".partial", ".tmp")

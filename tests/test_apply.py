@@ -6,11 +6,12 @@ import os
 
 import pytest
 import torch
-from support import write_images
 
 from dotrestore import DOT, data
 from dotrestore.apply import alpha_dirname, plan_outputs, write_outputs
 from dotrestore.errors import InputError
+
+from support import write_images
 
 
 def test_alpha_dirname_has_one_name_per_alpha():

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+
 from support import write_images
 
 av = pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
 
-import _torchrun  # noqa: E402
 from video_clips import all_frames, as_levels, audio_packets, frame_pairs, make_clip, picture, relative_times  # noqa: E402
 
 from dotrestore import DOT, data  # noqa: E402
@@ -25,6 +25,8 @@ from dotrestore.errors import InputError  # noqa: E402
 from dotrestore.io.video import probe, read_frames  # noqa: E402
 from dotrestore.metrics import flicker_ratio, temporal_change  # noqa: E402
 from dotrestore.runtime.frames import TrainingInputs, frame_batches, prefetched  # noqa: E402
+
+import _torchrun  # noqa: E402
 
 MOVING = 10  # the clip's disc moves for this many frames, then the picture stands still
 

@@ -242,8 +242,8 @@ def _amplifying_fit(kodak24_dir, crop: int | None = None) -> DOT:
     files = sorted(Path(kodak24_dir).glob("*.png"))
     side = slice(None, crop)
     restored = [gaussian_blur(read_image(f)[None], 2.5)[0][..., side, side] for f in files[:3]]
-    dot = DOT(codec="taef2", runtime={"device": "cpu", "progress": False}).fit(restored, [read_image(f)[..., side, side] for f in files[3:6]])
-    return dot
+    clean = [read_image(f)[..., side, side] for f in files[3:6]]
+    return DOT(codec="taef2", runtime={"device": "cpu", "progress": False}).fit(restored, clean)
 
 
 def test_tiled_transform_of_a_photograph_crop_matches_untiled(kodak24_dir):

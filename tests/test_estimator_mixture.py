@@ -11,8 +11,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from dotrestore import DOT
-from dotrestore.ot.split import EDGE_RANGE, GREY, guided_lowpass, local_range, lowpass, strong_edges
 from dotrestore.errors import InputError
+from dotrestore.ot.split import EDGE_RANGE, GREY, guided_lowpass, local_range, lowpass, strong_edges
 
 
 def textured(n: int, size: int = 40, seed: int = 0) -> torch.Tensor:

@@ -76,7 +76,8 @@ def test_run_writes_every_output(tiny_run):
     assert "<svg" in (out / "pd_curve.svg").read_text()[:2000]
     assert sorted(p.name for p in (out / "collages").iterdir()) == ["img06.png", "img07.png"]
     for alpha in (-0.5, 0.0, 0.5, 1.0):
-        assert sorted(p.name for p in (out / "outputs" / alpha_dirname(alpha)).iterdir()) == ["img06.png", "img07.png", "img08.png"]
+        names = sorted(p.name for p in (out / "outputs" / alpha_dirname(alpha)).iterdir())
+        assert names == ["img06.png", "img07.png", "img08.png"]
     assert not any(p.name.endswith(".partial") for p in out.parent.iterdir())
 
 

@@ -29,11 +29,12 @@ from hypothesis import strategies as st
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
-from support import png_declaring, run_cli, write_images
 
 from dotrestore.cli import main
 from dotrestore.errors import InputError
 from dotrestore.state import META_FIELDS, TENSORS
+
+from support import png_declaring, run_cli, write_images
 
 FUZZ = settings(max_examples=30, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -283,9 +284,8 @@ def test_hostile_image_in_apply(world, tmp_path, kind):
     stem = path.stem
     check_outcome(code, err, path, out, [out / f"{stem}.png"])
     if code == 0:
-        with Image.open(out / f"{stem}.png") as image:
-            with Image.open(path) as original:
-                assert image.size == original.size
+        with Image.open(out / f"{stem}.png") as image, Image.open(path) as original:
+            assert image.size == original.size
     assert tree_digest(folder) == before
 
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from support import write_images
 
 from dotrestore import DOT
 from dotrestore.data import (
@@ -21,6 +20,8 @@ from dotrestore.data import (
     validate_images,
 )
 from dotrestore.errors import InputError
+
+from support import write_images
 
 
 def _rgb(path, h=8, w=12, seed=0):

@@ -8,9 +8,10 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from support import rewrite, run_cli
 
 from dotrestore import DOT
+
+from support import rewrite, run_cli
 
 # ---------------------------------------------------------------------- helpers
 BAD_META = {

@@ -73,7 +73,8 @@ def test_one_component_is_the_gaussian_map_on_latents():
     c, p = 2, 3
     d = c * p * p
     src = gaussian.Moments(d).update(torch.randn(500, d, generator=g, dtype=torch.float64) * 0.5 + 1)
-    tgt = gaussian.Moments(d).update(torch.randn(500, d, generator=g, dtype=torch.float64) @ torch.randn(d, d, generator=g, dtype=torch.float64) / 4)
+    samples = torch.randn(500, d, generator=g, dtype=torch.float64)
+    tgt = gaussian.Moments(d).update(samples @ torch.randn(d, d, generator=g, dtype=torch.float64) / 4)
     s = GaussianMixture(torch.ones(1, dtype=torch.float64), src.mean[None], src.covariance[None])
     t = GaussianMixture(torch.ones(1, dtype=torch.float64), tgt.mean[None], tgt.covariance[None])
     mt = MixtureTransport(s, t)

@@ -109,7 +109,7 @@ def test_apply_two_processes_bit_exact_each_written_once(images, tmp_path):
 def test_corrupt_file_on_second_rank_stops_all(images, tmp_path):
     folder = tmp_path / "inputs"
     folder.mkdir()
-    for k, path in enumerate(sorted((images / "test").iterdir())):
+    for path in sorted((images / "test").iterdir()):
         (folder / path.name).write_bytes(path.read_bytes())
     bad = sorted(folder.iterdir())[1]  # position 1: rank 1's first file
     bad.write_bytes(bad.read_bytes()[:200])

@@ -79,8 +79,7 @@ def test_image_writer_writes_and_surfaces_errors(tmp_path):
             writer.submit(torch.rand(3, 8, 8), tmp_path / "ok" / f"{k}.png")
     assert len(list((tmp_path / "ok").iterdir())) == 5
     (tmp_path / "file").write_text("not a folder")
-    with pytest.raises(Exception):
-        with pipeline.ImageWriter() as writer:
-            writer.submit(torch.rand(3, 8, 8), tmp_path / "file" / "x.png")
+    with pytest.raises(Exception), pipeline.ImageWriter() as writer:
+        writer.submit(torch.rand(3, 8, 8), tmp_path / "file" / "x.png")
 
 

@@ -6,7 +6,6 @@ import zipfile
 
 import pytest
 import torch
-from serve_support import make_workspace
 
 from dotrestore import DOT, cli, data
 from dotrestore.errors import InputError, NotFittedError, OperatorFileError
@@ -14,6 +13,8 @@ from dotrestore.serve import Explorer
 from dotrestore.serve.cache import Entry, TransportCache, blend
 from dotrestore.serve.jobs import batch_apply, collect_images, fit_operator, parse_alphas
 from dotrestore.serve.session import alpha_grid, check_image_file
+
+from serve_support import make_workspace
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serve_support import free_port, make_workspace
 
 from dotrestore import cli, data
+
+from serve_support import free_port, make_workspace
 
 pytest.importorskip("gradio", reason="gradio is not installed (pip install 'dotrestore[ui]')")
 pytestmark = pytest.mark.slow  # a server start, a fit and a browser: about a minute on 2 cores
@@ -37,7 +38,7 @@ def start_server(ws, *args: str):
     """``dotrestore serve ARGS --port P`` as a subprocess; returns (process, url) once the page answers."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    log = open(ws["root"] / f"server-{port}.log", "w")
+    log = open(ws["root"] / f"server-{port}.log", "w")  # noqa: SIM115 - the server's stdout while it runs
     ws["log"] = ws["root"] / f"server-{port}.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     process = subprocess.Popen([sys.executable, "-m", "dotrestore", "serve", *args, "--port", str(port)],

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from support import write_images
 
 from dotrestore import DOT
 from dotrestore.errors import OperatorFileError
 from dotrestore.state import FittedState, validate
+
+from support import write_images
 
 
 # ---------------------------------------------------------------------- helpers

@@ -9,7 +9,6 @@ import torch
 
 av = pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
 
-import _torchrun  # noqa: E402
 from video_clips import make_clip  # noqa: E402
 
 from dotrestore import data  # noqa: E402
@@ -18,6 +17,8 @@ from dotrestore.data.degradations import parse_degradation  # noqa: E402
 from dotrestore.data.restorers import parse_restorer  # noqa: E402
 from dotrestore.io.video import read_frames  # noqa: E402
 from dotrestore.metrics import flicker_ratio, temporal_change  # noqa: E402
+
+import _torchrun  # noqa: E402
 
 PAN, STILL, SIZE = 16, 8, 256
 

@@ -110,12 +110,11 @@ def test_frames_over_max_pixels_are_refused_from_the_header(clips, tmp_path):
 def test_an_error_while_writing_leaves_nothing(clips, tmp_path, interrupt):
     info = probe(clips["mp4"])
     (tmp_path / "old.mkv").write_bytes(b"kept")
-    with pytest.raises(type(interrupt)):
-        with VideoWriter(tmp_path / "old.mkv", info) as writer:
-            for item in read_frames(info):
-                writer.write(item.frame)
-                if item.index == 12:
-                    raise interrupt
+    with pytest.raises(type(interrupt)), VideoWriter(tmp_path / "old.mkv", info) as writer:
+        for item in read_frames(info):
+            writer.write(item.frame)
+            if item.index == 12:
+                raise interrupt
     assert leftovers(tmp_path) == ["old.mkv"] and (tmp_path / "old.mkv").read_bytes() == b"kept"
 
 

@@ -9,8 +9,7 @@ perception–distortion trade-off at test time without retraining.
 from . import _moved, log
 from ._version import __version__
 from .codecs import Codec, load_codec
-from .errors import (CodecUnavailableError, DotRestoreError, InputError, NotFittedError, OperatorFileError,
-                     SettingError)
+from .errors import CodecUnavailableError, DotRestoreError, InputError, NotFittedError, OperatorFileError, SettingError
 from .estimator import DOT
 from .runtime import Runtime
 

@@ -106,7 +106,7 @@ class FittedState:
 
     @classmethod
     def from_state_dict(cls, tensors: Mapping[str, torch.Tensor], meta: Mapping,
-                        eps: float = gaussian.EPS) -> "FittedState":
+                        eps: float = gaussian.EPS) -> FittedState:
         """Rebuild from :meth:`state_dict` output (validate it first with :func:`validate`)."""
         used = meta.get("shrinkage_used")
         state = cls()

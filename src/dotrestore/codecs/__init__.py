@@ -48,7 +48,8 @@ __all__ = [
 ]
 
 ACCEPTED_SPECS = (
-    "'auto' (sd-vae-ft-ema when cached, else the bundled TAEF2); 'taef2' (bundled); 'pixel'; 'sd-vae-ft-ema' or 'sd-vae-ft-mse'; a Hugging Face hub id 'owner/name' of a diffusers "
+    "'auto' (sd-vae-ft-ema when cached, else the bundled TAEF2); 'taef2' (bundled); 'pixel'; "
+    "'sd-vae-ft-ema' or 'sd-vae-ft-mse'; a Hugging Face hub id 'owner/name' of a diffusers "
     "AutoencoderKL/AutoencoderTiny; a local diffusers folder (with config.json); a folder holding one "
     "*_encoder.pth + *_decoder.pth pair (TAESD family, e.g. taef2); or the path of such an *_encoder.pth"
 )
@@ -96,7 +97,8 @@ def load_codec(
     ``"auto"`` (the default everywhere: ``sd-vae-ft-ema`` when it is in the local Hugging Face
     cache, otherwise the bundled TAEF2; never downloads, never pixel; the returned codec's
     ``spec`` is the concrete one, see :mod:`dotrestore.codecs.bundled`); ``"taef2"`` (the TAEF2
-    weights shipped with the package); ``"pixel"``; ``"sd-vae-ft-ema"`` / ``"sd-vae-ft-mse"`` (stabilityai hub models); an existing
+    weights shipped with the package); ``"pixel"``; ``"sd-vae-ft-ema"`` / ``"sd-vae-ft-mse"``
+    (stabilityai hub models); an existing
     local path (diffusers folder with ``config.json``, TAESD folder, ``*_encoder.pth``); an
     ``"owner/name"`` hub id. Hub models come from the local cache, or are downloaded only when
     allowed and reachable; otherwise :class:`~dotrestore.errors.CodecUnavailableError`.

@@ -84,7 +84,7 @@ def _parametrised_layer(entry: dict[str, Tensor], index: int, path: Path, stride
     keys = set(entry)
     if "conv.0.weight" in keys:
         if not (_BLOCK_KEYS <= keys <= _BLOCK_KEYS | _SKIP_KEYS | _POOL_KEYS) or (
-            _POOL_KEYS & keys and not _POOL_KEYS <= keys
+            _POOL_KEYS & keys and not keys >= _POOL_KEYS
         ):
             raise InputError(path, f"unsupported TAESD block at index {index}: keys {sorted(keys)}")
         weight = entry["conv.0.weight"]

@@ -196,7 +196,7 @@ def tiled_group_norm_stats(
     for target in tqdm(order, desc="GroupNorm statistics", unit="layer", leave=False, disable=not progress):
         sums = _Sums()
 
-        def accumulate(norm, h):
+        def accumulate(norm, h, target=target, sums=sums):
             if norm is not target:
                 return frozen_forward(norm, h)
             sums.add(norm, h)

@@ -3,7 +3,6 @@
 Images are float32 tensors in [0, 1] of shape (3, H, W); lists of them where sizes differ.
 """
 
-from .degradations import DEGRADATIONS, Compose, Degradation, parse_degradation
 from ..io.images import (
     DEFAULT_MAX_PIXELS,
     center_crop,
@@ -17,6 +16,7 @@ from ..io.images import (
     save_image,
     validate_images,
 )
+from .degradations import DEGRADATIONS, Compose, Degradation, parse_degradation
 from .restorers import RESTORERS, Restorer, UserRestorer, parse_restorer
 
 __all__ = [

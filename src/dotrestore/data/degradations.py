@@ -14,9 +14,10 @@ import torch
 from PIL import Image
 
 from ..errors import InputError
-from ..ot.filters import MAX_SIGMA, gaussian_blur, gaussian_kernel1d  # noqa: F401  (re-exported)
 from ..io.images import quantize, resize_image
+from ..ot.filters import MAX_SIGMA, gaussian_blur, gaussian_kernel1d  # noqa: F401  (re-exported)
 from .specs import Param, SpecRegistry, format_value
+
 
 class Degradation:
     """A degradation ``deg(img, generator=None) -> img`` on (3, H, W) or (B, 3, H, W) in [0, 1]."""

@@ -86,7 +86,8 @@ class SpecRegistry(Mapping):
             key, eq, value = item.partition("=")
             if not eq:  # positional shorthand, e.g. noise:50
                 if len(params) != 1 or given:
-                    raise InputError(f"{what} spec", f"{what} {name!r}: write parameters as key=value in {part!r}; {self.catalogue()}")
+                    raise InputError(f"{what} spec", f"{what} {name!r}: write parameters as key=value in {part!r}; "
+                                     f"{self.catalogue()}")
                 key, value = params[0].name, item
             key = key.strip().lower()
             if key not in by_name:
@@ -111,7 +112,8 @@ class SpecRegistry(Mapping):
             except (ValueError, OverflowError):
                 number = None
             if number is None or not math.isfinite(number) or not param.check(number):
-                raise InputError(f"{what} spec", f"{what} {name!r}: {param.name}={text!r} is invalid, expected {param.kind.__name__} {param.rule}")
+                raise InputError(f"{what} spec", f"{what} {name!r}: {param.name}={text!r} is invalid, "
+                                 f"expected {param.kind.__name__} {param.rule}")
             values[param.name] = number
         return cls, values
 

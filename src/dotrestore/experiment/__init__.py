@@ -6,14 +6,13 @@
 >>> result.report  # exp/report.md
 """
 
-from .config import DEFAULT_ALPHAS, ExperimentConfig
 from ..apply import alpha_dirname
-from .runner import ExperimentResult, run
+from .config import DEFAULT_ALPHAS, ExperimentConfig
 
 # Imported eagerly (it is cheap: scikit-image's photographs are read only when it runs) so
 # that the function, not the submodule of the same name, is the package's ``demo``: a lazy
 # import would rebind ``experiment.demo`` to the module on first use.
 from .demo import demo  # noqa: E402  (after run: demo.py imports it)
-
+from .runner import ExperimentResult, run
 
 __all__ = ["ExperimentConfig", "ExperimentResult", "run", "demo", "alpha_dirname", "DEFAULT_ALPHAS"]

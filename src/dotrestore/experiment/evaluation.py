@@ -13,8 +13,8 @@ import logging
 import torch
 
 from .. import metrics
-from ..runtime import parallel
 from ..metrics import PatchMoments, PerImageMean, frechet_distance
+from ..runtime import parallel
 
 logger = logging.getLogger(__name__)
 

@@ -69,7 +69,8 @@ def plan_inputs(config: ExperimentConfig, validate=data.validate_images) -> Plan
         # One pairing over both clean folders, so a stem may live in only one of them.
         restored_of = {c.resolve(): r for r, c in data.pair_by_stem(restored_paths, clean_paths + test_paths)}
         for items in (pool, tests):
-            kept = [Item(it.clean, restored_of[it.clean.resolve()], it.index) for it in items if it.clean.resolve() in restored_of]
+            kept = [Item(it.clean, restored_of[it.clean.resolve()], it.index)
+                    for it in items if it.clean.resolve() in restored_of]
             if len(kept) < len(items):
                 notes.append(f"{len(items) - len(kept)} clean image(s) without a restored version of the same stem were not used")
             items[:] = kept

@@ -121,9 +121,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object] | 
     """Write ``path`` atomically; ``write`` is the content (bytes, or str as UTF-8) or a
     function given the open binary handle. Parent folders must exist. An ``OSError`` (a full
     disk) names ``path``."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            write_content(handle, write)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        write_content(handle, write)
     return Path(path)
 
 

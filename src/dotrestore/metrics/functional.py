@@ -317,7 +317,8 @@ def perceptual_metrics(
 
     Returns ``(values, reasons)``: ``values[name]`` is a float, or ``None`` when the metric
     was skipped, in which case ``reasons[name]`` says why (see :func:`perceptual_availability`).
-    Uses torchmetrics when installed; see :func:`perceptual_availability` for downloads. FID on a few dozen images is strongly biased (2048-D features):
+    Uses torchmetrics when installed; see :func:`perceptual_availability` for downloads. FID on a
+    few dozen images is strongly biased (2048-D features):
     compare values across methods on the same sets, not with published numbers.
     """
     values: dict[str, float | None] = {}

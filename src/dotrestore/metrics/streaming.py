@@ -23,8 +23,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ..runtime import parallel
 from ..ot.gaussian import Moments
+from ..runtime import parallel
 from . import functional
 
 logger = logging.getLogger(__name__)
@@ -36,13 +36,13 @@ class Metric:
 
     _state_names: tuple[str, ...] = ()
 
-    def merge(self, other: "Metric") -> "Metric":
+    def merge(self, other: Metric) -> Metric:
         """Add ``other``'s state into this one: as if this object had seen ``other``'s images too."""
         for name in self._state_names:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         return self
 
-    def sync(self) -> "Metric":
+    def sync(self) -> Metric:
         """Replace the state by its sum over all processes (no-op in one process). Collective."""
         for name in self._state_names:
             setattr(self, name, parallel.all_reduce_sum(getattr(self, name)))
@@ -92,12 +92,12 @@ class PatchMoments(Metric):
     def update(self, tensors: Tensor) -> None:
         self.moments = functional.patch_moments(tensors, self.patch_size, self.stride, moments=self.moments)
 
-    def merge(self, other: "PatchMoments") -> "PatchMoments":
+    def merge(self, other: PatchMoments) -> PatchMoments:
         if other.moments is not None:
             self.moments = other.moments if self.moments is None else self.moments.merge(other.moments)
         return self
 
-    def sync(self) -> "PatchMoments":
+    def sync(self) -> PatchMoments:
         # Every rank must take part, also one that saw nothing: the dimension is agreed on first.
         dims = parallel.gather_objects(None if self.moments is None else self.moments.dim)
         dim = next((d for d in dims if d is not None), None)
@@ -153,11 +153,11 @@ class _FeatureSetDistance:
         with torch.no_grad():
             self.metric.update(_prep(images, self.device), real=real)
 
-    def merge(self, other: "_FeatureSetDistance") -> "_FeatureSetDistance":
+    def merge(self, other: _FeatureSetDistance) -> _FeatureSetDistance:
         self.metric.merge_state(other.metric)
         return self
 
-    def compute(self, reference: "_FeatureSetDistance | None" = None) -> float:
+    def compute(self, reference: _FeatureSetDistance | None = None) -> float:
         if reference is not None:
             for name in self._real_states:
                 value = getattr(reference.metric, name)
@@ -200,7 +200,7 @@ class KID(_FeatureSetDistance):
                                          subsets=1, **_tm_kwargs())
         super().__init__(metric.to(device))
 
-    def compute(self, reference: "_FeatureSetDistance | None" = None) -> float:
+    def compute(self, reference: _FeatureSetDistance | None = None) -> float:
         if self.subset_size is None:  # the whole (synchronised) sets: known only now
             real = (reference if reference is not None else self).metric
             self.metric.subset_size = min(_total_rows(self.metric.fake_features), _total_rows(real.real_features))
@@ -225,7 +225,7 @@ class LPIPS:
         with torch.no_grad():
             self.metric.update(_prep(images, self.device), _prep(cleans, self.device))
 
-    def merge(self, other: "LPIPS") -> "LPIPS":
+    def merge(self, other: LPIPS) -> LPIPS:
         self.metric.merge_state(other.metric)
         return self
 

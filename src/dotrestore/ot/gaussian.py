@@ -19,7 +19,6 @@ import torch
 
 from .moments import Moments
 
-
 __all__ = [
     "EPS",
     "Moments",

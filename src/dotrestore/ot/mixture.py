@@ -73,7 +73,7 @@ class GaussianMixture:
         return {f"{prefix}weights": self.weights, f"{prefix}means": self.means, f"{prefix}covariances": self.covariances}
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor], prefix: str = "") -> "GaussianMixture":
+    def from_state_dict(cls, state: dict[str, torch.Tensor], prefix: str = "") -> GaussianMixture:
         w, m, c = (state[f"{prefix}{k}"].to(torch.float64) for k in ("weights", "means", "covariances"))
         k, d = m.shape
         if w.shape != (k,) or c.shape != (k, d, d):
@@ -181,7 +181,8 @@ def mixture_ot_plan(source: GaussianMixture, target: GaussianMixture) -> tuple[t
     cols = torch.zeros(l_, k, l_, dtype=torch.float64)
     cols[torch.arange(l_), :, torch.arange(l_)] = 1.0
     a_eq = torch.cat([rows.reshape(k, -1), cols.reshape(l_, -1)]).numpy()
-    b_eq = torch.cat([source.weights.cpu(), target.weights.cpu() * source.weights.sum().cpu() / target.weights.sum().cpu()]).numpy()
+    scale = source.weights.sum().cpu() / target.weights.sum().cpu()
+    b_eq = torch.cat([source.weights.cpu(), target.weights.cpu() * scale]).numpy()
     result = linprog(cost.reshape(-1).numpy(), A_eq=a_eq, b_eq=b_eq, bounds=(0, None), method="highs-ds")
     if result.status != 0:
         raise ValueError(f"the component coupling LP failed: {result.message}")
@@ -216,7 +217,7 @@ class MixtureTransport:
         self._cache = None
 
     @classmethod
-    def fit(cls, source_samples: torch.Tensor, target_samples: torch.Tensor, n_components: int, **kwargs) -> "MixtureTransport":
+    def fit(cls, source_samples: torch.Tensor, target_samples: torch.Tensor, n_components: int, **kwargs) -> MixtureTransport:
         """EM on each sample set (:func:`fit_gmm`, same keyword arguments), then the MW2 coupling."""
         return cls(fit_gmm(source_samples, n_components, **kwargs), fit_gmm(target_samples, n_components, **kwargs))
 
@@ -250,7 +251,7 @@ class MixtureTransport:
         return {k: v.detach().to("cpu", torch.float64).contiguous() for k, v in state.items()}
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor], eps: float = gaussian.EPS) -> "MixtureTransport":
+    def from_state_dict(cls, state: dict[str, torch.Tensor], eps: float = gaussian.EPS) -> MixtureTransport:
         source = GaussianMixture.from_state_dict(state, "source.")
         target = GaussianMixture.from_state_dict(state, "target.")
         plan = state["plan"].to(torch.float64)
@@ -297,7 +298,7 @@ class MixtureTransport:
         post = torch.softmax(log_post, 1)
         out = None
         for m, (i, _) in enumerate(self.pairs):
-            term = F.conv2d(zp, maps[m], bias[m]).mul_((post[:, i : i + 1] * pair_w[m]))
+            term = F.conv2d(zp, maps[m], bias[m]).mul_(post[:, i : i + 1] * pair_w[m])
             out = term if out is None else out.add_(term)
         if weighting != "uniform":
             out = out * patch_weights(p, weighting, dtype=z.dtype, device=z.device).reshape(-1).repeat(c)[None, :, None, None]
@@ -324,7 +325,7 @@ class PatchReservoir:
         self.samples: torch.Tensor | None = None
         self.seen = 0
 
-    def update(self, rows: torch.Tensor) -> "PatchReservoir":
+    def update(self, rows: torch.Tensor) -> PatchReservoir:
         rows = rows.detach().to("cpu", torch.float32)
         keys = torch.rand(rows.shape[0], generator=self.generator)
         self.seen += rows.shape[0]

@@ -65,13 +65,13 @@ class Moments:
             raise ValueError(f"{name} must have shape ({self.dim},), got {tuple(v.shape)}")
         return v
 
-    def to(self, device) -> "Moments":
+    def to(self, device) -> Moments:
         """Move the state to ``device`` (in place) and return self."""
         for name in ("count", "shift", "sum", "outer"):
             setattr(self, name, getattr(self, name).to(device))
         return self
 
-    def update(self, samples: torch.Tensor) -> "Moments":
+    def update(self, samples: torch.Tensor) -> Moments:
         """Add the rows of ``samples`` [N, D] (cast to float64) to the state; returns self."""
         if samples.ndim != 2 or samples.shape[1] != self.dim:
             raise ValueError(f"samples must have shape (N, {self.dim}), got {tuple(samples.shape)}")
@@ -89,7 +89,7 @@ class Moments:
         self.outer += x.T @ x
         return self
 
-    def merge(self, other: "Moments") -> "Moments":
+    def merge(self, other: Moments) -> Moments:
         r"""Add another state into this one (exact for different shifts); returns self.
 
         With :math:`\delta = s_o - s`, the other's sums re-centred on :math:`s` are
@@ -138,7 +138,7 @@ class Moments:
         return {"count": self.count, "shift": self.shift, "sum": self.sum, "outer": self.outer}
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "Moments":
+    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> Moments:
         """Rebuild from :meth:`state_dict` (copies the tensors, as float64)."""
         missing = {"count", "shift", "sum", "outer"} - set(state)
         if missing:

@@ -22,7 +22,6 @@ import torch.nn.functional as F
 
 from .filters import gaussian_kernel1d
 
-
 __all__ = ["extract_patches", "transport_latent", "transport_latent_reference", "patch_weights", "overlap_add",
            "positional_normal"]
 
