@@ -148,6 +148,7 @@ def _two_scenes(height: int, width: int) -> torch.Tensor:
     return x
 
 
+@pytest.mark.slow  # tens of seconds on 2 cores
 def test_deep_codecs_take_group_norm_statistics_on_a_sample_of_tiles_within_the_cost_bound():
     codec = codec_from_diffusers(_tiny_kl(), "tiny")  # 10 GroupNorms: exact costs about 5 passes
     x = _two_scenes(128, 128)
@@ -246,6 +247,7 @@ def _amplifying_fit(kodak24_dir, crop: int | None = None) -> DOT:
     return DOT(codec="taef2", runtime={"device": "cpu", "progress": False}).fit(restored, clean)
 
 
+@pytest.mark.slow  # tens of seconds on 2 cores
 def test_tiled_transform_of_a_photograph_crop_matches_untiled(kodak24_dir):
     """Regression: with 128-pixel tiles and 32 pixels of overlap (and so, of context) the tiles'
     border errors in the latents, amplified by the transport, left x̂0 at 37 dB from untiled."""

@@ -155,6 +155,7 @@ def test_run_is_deterministic_and_refuses_non_empty_out(tiny_run, clean_dir):
     assert not (out / "outputs").exists() and not (out / "collages").exists()  # stale results replaced
 
 
+@pytest.mark.slow  # tens of seconds on 2 cores
 def test_restored_folder_has_no_degraded_row(clean_dir, tmp_path):
     restored = tmp_path / "restored"
     restored.mkdir()

@@ -123,6 +123,7 @@ def _levels_shift(image: torch.Tensor, reference: torch.Tensor) -> tuple[float, 
     return float(diff.mean(dim=(-2, -1)).abs().max()) * 255, float(lowpass(diff[None], 8.0).square().mean().sqrt()) * 255
 
 
+@pytest.mark.slow  # tens of seconds on 2 cores
 def test_lowpass_of_alpha0_is_the_restorations_on_real_photographs(kodak24_dir):
     """Bundled TAEF2, guided split, unpaired 3 + 3 Kodak crops, x* = a Gaussian blur (σ = 1.5 px).
 
