@@ -57,6 +57,9 @@ EDGE_RANGE = 6
 #: Guided-filter regulariser ε (variance, intensities in [0, 1]): windows whose grey variance is
 #: well above ε (an edge of contrast ≳ 2√ε = 0.2) are kept in the low-pass.
 GUIDED_EPS = 0.01
+#: :func:`recombine` works on bands of rows of about this many pixels: whole, its temporaries
+#: are about a dozen full-size copies (3.5 GB for a 24-megapixel photograph)
+BAND_PIXELS = 1 << 20
 
 
 def check_split(kind: str) -> str:
@@ -277,6 +280,34 @@ def recombine(
     """
     if low is None:
         return decoded
+    if reference is None or not sigma:
+        return _recombine(decoded, low, kind, reference, sigma)
+    height, width = decoded.shape[-2:]
+    margin = _recombine_margin(sigma)
+    rows = max(4 * margin, BAND_PIXELS // max(1, width))
+    if height <= rows + 2 * margin:
+        return _recombine(decoded, low, kind, reference, sigma)
+    # Every step is local (within ``margin`` rows), so bands of rows with that margin give the
+    # whole-image result while their temporaries (about a dozen copies) stay band-sized.
+    out = torch.empty_like(decoded)
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        first, last = max(0, top - margin), min(height, bottom + margin)
+        band = _recombine(decoded[..., first:last, :], low[..., first:last, :], kind,
+                          reference[..., first:last, :], sigma)
+        out[..., top:bottom, :] = band[..., top - first:bottom - first, :]
+    return out
+
+
+def _recombine_margin(sigma: float) -> int:
+    """Rows of context :func:`_recombine` needs: its widest window (the Gaussian's 3σ, the edge
+    clamp's range and band, the ``+clamp`` range)."""
+    return max(math.ceil(3 * sigma), EDGE_RANGE, EDGE_BAND + 1, math.ceil(sigma)) + 1
+
+
+def _recombine(decoded: torch.Tensor, low: torch.Tensor, kind: str, reference: torch.Tensor | None,
+               sigma: float | None) -> torch.Tensor:
+    """:func:`recombine` on one block of rows (or the whole image)."""
     if reference is None or not sigma:
         out = decoded - GREY + low
     else:
