@@ -208,7 +208,9 @@ def test_tiled_apply_is_faithful_and_has_no_seams(kodak_fit):
                         border[lo:hi, :] = True
                     else:
                         border[:, lo:hi] = True
-        assert float(diff[border].mean()) <= 1.5 * float(diff[~border].mean())
+        # (or below a quarter of an 8-bit level: with 64 px of context the two differ by ~0.03 level
+        # everywhere, and a ratio of such small numbers says nothing about a visible seam)
+        assert float(diff[border].mean()) <= max(1.5 * float(diff[~border].mean()), 0.25 / 255)
 
 
 @pytest.mark.slow
@@ -224,7 +226,9 @@ def test_cli_apply_with_forced_tiles_matches_tile_off(kodak_fit, tmp_path):
         a, b = read_image(tmp_path / "off" / sub / "a.png"), read_image(tmp_path / "tiled" / sub / "a.png")
         assert a.shape == tests[0][0].shape
         assert _psnr(a, b) >= 38.0  # after 8-bit rounding of both
-    assert main(["apply", str(op), str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--tile", "huge"]) == 2
+    with pytest.raises(SystemExit) as refused:  # argparse refuses the flag itself: usage and exit 2
+        main(["apply", str(op), str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--tile", "huge"])
+    assert refused.value.code == 2 and not (tmp_path / "x").exists()
 
 
 # ---------------------------------------------------------------------- faithful through a transport
