@@ -5,8 +5,9 @@ Measured in one run, for one 512×512 image, with
   found (``--taesd DIR``, default ../shared/weights/taef2);
 - a random-init AutoencoderKL with the sd-vae-ft-ema configuration and p = 5 (D = 100);
 on the CPU, and on CUDA when present. Also prints the transport step alone
-(``DOT.transport`` on the latent) ÷ encode+decode, which is what the subtraction
-estimates with less noise. Target: ≤ 1 % for the transport, ≤ 2 % for transport plus the
+(``DOT.transport`` on the latent) ÷ encode+decode, and transport plus the detail split and
+recombination (``ot.split.split`` + ``ot.split.recombine``) ÷ encode+decode, timed directly:
+what the subtraction estimates with less noise. Target: ≤ 1 % for the transport, ≤ 2 % for transport plus the
 default guided detail split.
 
     python benchmarks/transport_overhead.py [--repeats 7] [--taesd DIR] [--size 512]
@@ -30,6 +31,7 @@ import torch
 
 from dotrestore import DOT, Runtime
 from dotrestore.codecs import codec_from_diffusers, load_codec, sd_vae_config
+from dotrestore.ot import split as detail
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_TAESD = HERE.parents[1] / "shared" / "weights" / "taef2"
@@ -78,19 +80,27 @@ def measure(name: str, codec, patch_size: int, device: torch.device, size: int, 
     def transport():
         dot.transport(z)
 
-    for fn in (codec_only, transform, transport):  # warm-up (allocations, cuDNN autotune)
+    decoded = codec.decode(z, size=(size, size))
+
+    def split():  # the detail split of x* and the recombination of x̂0, as transform runs them
+        _, low = detail.split(image, dot.lowpass_sigma, dot.split)
+        detail.recombine(decoded, low, dot.split, reference=image, sigma=dot.lowpass_sigma)
+
+    for fn in (codec_only, transform, transport, split):  # warm-up (allocations, cuDNN autotune)
         fn()
-    runs = {"codec": [], "transform": [], "transport": []}
-    for _ in range(repeats):  # interleaved, so drift hits all three alike
+    runs = {"codec": [], "transform": [], "transport": [], "split": []}
+    for _ in range(repeats):  # interleaved, so drift hits all alike
         runs["codec"].append(_time(codec_only, device))
         runs["transform"].append(_time(transform, device))
         runs["transport"].append(_time(transport, device))
+        runs["split"].append(_time(split, device))
     med = {k: statistics.median(v) for k, v in runs.items()}
     return {
         "name": name, "device": str(device), "D": dot.dim_, "codec_s": med["codec"],
         "transform_s": med["transform"], "transport_s": med["transport"],
         "overhead": (med["transform"] - med["codec"]) / med["codec"],
         "transport_ratio": med["transport"] / med["codec"],
+        "split_ratio": (med["transport"] + med["split"]) / med["codec"],
         "images_per_s": batch / med["transform"],
     }
 
@@ -140,10 +150,11 @@ def main() -> None:
     print(f"\n{args.batch} image(s) of {args.size}x{args.size}, median of {args.repeats}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads, {args.clock} clock")
     print(f"{'codec':42s} {'device':6s} {'D':>4s} {'enc+dec s':>10s} {'transform s':>12s} "
-          f"{'(transform-codec)/codec':>24s} {'transport/codec':>16s} {'images/s':>9s}")
+          f"{'(transform-codec)/codec':>24s} {'transport/codec':>16s} {'+split/codec':>13s} {'images/s':>9s}")
     for r in rows:
         print(f"{r['name']:42s} {r['device']:6s} {r['D']:4d} {r['codec_s']:10.4f} {r['transform_s']:12.4f} "
-              f"{100 * r['overhead']:23.2f}% {100 * r['transport_ratio']:15.2f}% {r['images_per_s']:9.2f}")
+              f"{100 * r['overhead']:23.2f}% {100 * r['transport_ratio']:15.2f}% {100 * r['split_ratio']:12.2f}% "
+              f"{r['images_per_s']:9.2f}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 
@@ -18,3 +19,14 @@ def test_gaussian_kernel_is_shared():
     assert torch.allclose(patches.patch_weights(3, "gaussian", torch.float64), torch.outer(g, g))
 
 
+
+
+@pytest.mark.parametrize("sigma", [0.5, 2.0, 4.0, 20.0])
+def test_cpu_shifted_sums_equal_the_depthwise_convolution(monkeypatch, sigma):
+    """On the CPU the blur sums shifted views; it is the convolution's result to float rounding."""
+    from dotrestore.ot import filters
+
+    x = torch.rand(2, 3, 70, 90, generator=torch.Generator().manual_seed(1))
+    fast = filters.gaussian_blur(x, sigma)
+    monkeypatch.setattr(filters, "_SHIFTED_SUMS_RADIUS", -1)  # the convolution path
+    assert (fast - filters.gaussian_blur(x, sigma)).abs().max() <= 1e-6
