@@ -30,7 +30,10 @@ class StderrHandler(logging.StreamHandler):
 class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         level = "" if record.levelno <= logging.INFO else f"{record.levelname.lower()}: "
-        return f"dotrestore: {level}{record.getMessage()}"
+        text = f"dotrestore: {level}{record.getMessage()}"
+        if record.exc_info:  # an internal error logged with its traceback keeps it
+            text += "\n" + self.formatException(record.exc_info)
+        return text
 
 
 def install_default_handler(force: bool = False) -> None:

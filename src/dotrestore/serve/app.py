@@ -84,7 +84,12 @@ def _batch_tab() -> SimpleNamespace:
 def _wire_explore(ex: Explorer, e: SimpleNamespace, state, operator_info) -> None:
     shown = [e.compare, e.output, e.status]
     measures = (partial(h.measures, ex), [state, e.alpha, e.latent], [e.scores, e.curve])
-    e.gallery.select(partial(h.on_gallery, ex), [state, e.alpha, e.latent], [state, *shown],
+    def on_gallery(evt: gr.SelectData, state, alpha, latent, progress=gr.Progress()):
+        # a function of its own, not a partial: Gradio finds the SelectData parameter by its type
+        # hint, which it cannot read through functools.partial (evt would be None)
+        return h.on_gallery(ex, evt, state, alpha, latent, progress)
+
+    e.gallery.select(on_gallery, [state, e.alpha, e.latent], [state, *shown],
                      api_name=False).then(*measures, api_name=False)
     e.upload.upload(partial(h.on_upload, ex), [e.upload, state, e.alpha, e.latent], [state, *shown, e.upload],
                     api_name=False).then(*measures, api_name=False)
