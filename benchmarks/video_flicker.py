@@ -99,9 +99,9 @@ def make_frames(args, width: int, height: int) -> tuple[list[torch.Tensor], list
     return clean, restored
 
 
-def measure(args, work: Path) -> None:
+def make_inputs(args, work: Path) -> None:
+    """The clip, its frames as PNGs, one batch of them, and clean frames to fit to."""
     width, height = (int(v) for v in args.size.lower().split("x"))
-    started = time.perf_counter()
     clean, restored = make_frames(args, width, height)
     clip = work / "restored.mkv"
     write_clip(clip, restored)
@@ -111,6 +111,15 @@ def measure(args, work: Path) -> None:
         data.save_image(restored[t], work / "batch" / f"frame{t:04d}.png")
     for t in range(0, len(clean), args.fit_step):
         data.save_image(clean[t], work / "clean" / f"frame{t:04d}.png")
+
+
+def measure(args, work: Path) -> None:
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    started = time.perf_counter()
+    # made in a process of its own: a child's peak RSS (wait4) counts its parent's at fork, and
+    # this process would otherwise hold every frame of the clip
+    subprocess.run([sys.executable, __file__, *sys.argv[1:], "--make-inputs", work], check=True)
+    clip = work / "restored.mkv"
     print(f"made the clip in {time.perf_counter() - started:.0f} s")
     common = ["--device", "cpu", "--no-progress", "--batch-size", args.batch_size]
     op = work / "op.safetensors"
@@ -122,6 +131,7 @@ def measure(args, work: Path) -> None:
             "batch": run_cli(["apply", op, work / "batch", "-o", work / "out-batch", *apply])}
     outputs = [f.frame for f in read_frames(work / "out.mkv")]
     inputs = [f.frame for f in read_frames(clip)]
+    clean, restored = make_frames(args, width, height)
     assert all(torch.equal(a, b) for a, b in zip(inputs, restored)), "the FFV1 clip is not lossless"
     png_first = data.read_image(work / "out-png" / "frame0000.png")
     pan = flicker_ratio(outputs[:args.frames], inputs[:args.frames])
@@ -152,7 +162,11 @@ def main() -> None:
     parser.add_argument("--fit-step", type=int, default=12, help="fit from every N-th frame")
     parser.add_argument("--kodak", type=Path, default=DEFAULT_KODAK)
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--make-inputs", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.make_inputs:
+        make_inputs(args, args.make_inputs)
+        return
     with tempfile.TemporaryDirectory(dir=args.work) as work:
         measure(args, Path(work))
 
