@@ -1,6 +1,6 @@
 """The one Gaussian kernel of dotrestore, and the separable blur built on it.
 
-Used by the blur degradation and restorer, the detail split L_σ (:mod:`dotrestore.detail`),
+Used by the blur degradation and restorer, the detail split L_σ (:mod:`dotrestore.ot.split`),
 the SSIM window and the gaussian patch weighting, so that all of them mean the same filter:
 
 .. math:: g_\\sigma(t) = \\exp\\!\\big(-t^2 / (2\\sigma^2)\\big), \\quad t = -r, \\dots, r,
