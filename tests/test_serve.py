@@ -229,3 +229,22 @@ def test_explorer_shows_x_stars_own_numbers_beside_alphas(ws, explorer):
     text, figure = handlers.measures(explorer, state, 0.0, False)
     own = explorer.scores(entry, entry.x_star)
     assert f"**x\\* (α = 1):** PSNR {own['psnr']:.2f} dB" in text and "**α = 0:** PSNR" in text and figure is not None
+
+
+def test_event_data_reaches_every_handler_that_asks_for_it(ws, tmp_path):
+    """A handler with an ``evt`` parameter gets Gradio's event data only when Gradio can read the
+    parameter's type hint (not through functools.partial): otherwise evt is None and a click fails."""
+    pytest.importorskip("gradio", reason="gradio is not installed (pip install 'dotrestore[ui]')")
+    import inspect
+
+    import gradio as gr
+    from gradio.utils import get_type_hints
+
+    from dotrestore.serve import build_app
+
+    app = build_app(Explorer(ws["operator"], images=ws["images"], work_dir=tmp_path))
+    asking = [block.fn for block in app.fns.values() if block.fn is not None
+              and "evt" in inspect.signature(block.fn).parameters]
+    assert asking  # the gallery's select
+    for fn in asking:
+        assert issubclass(get_type_hints(fn).get("evt", type(None)), gr.EventData), fn
