@@ -8,7 +8,7 @@ encoder and ``crf``; no output is the input whatever path leads there; nothing i
 without ``overwrite``; the folder is writable).
 
 :func:`write_video` streams the frames through the same engine as images: batches of
-``runtime.batch_size`` frames, decoded ahead on a background thread
+``runtime.batch_size`` frames, the next batch decoded on a background thread
 (:func:`~dotrestore.runtime.frames.frame_batches`), encoded, transported and decoded once by
 :meth:`DOT.iter_alphas <dotrestore.DOT.iter_alphas>`, each x̂α encoded into its clip in order.
 Memory holds a few batches, never the clip. The outputs keep the input's time stamps, frame

@@ -1,7 +1,7 @@
 """Video frames as batches for the engine that runs images: fitting and applying read clips here.
 
 A clip is decoded by one reader, in order (a decoder is sequential: frames depend on the ones
-before them), on a background thread that stays at most a few batches ahead of the codec, so
+before them), on a background thread that stays one batch ahead of the codec, so
 decoding overlaps the encode → transport → decode of the previous batch and memory holds a
 bounded number of frames whatever the clip's length. Frames come as
 :class:`~dotrestore.runtime.pipeline.Batch` es of consecutive frames: ``positions`` are frame
@@ -94,7 +94,7 @@ def prefetched(make: Callable[[], Iterator], depth: int = 2) -> Iterator:
 
 
 def frame_batches(info: VideoInfo, start: int = 0, stop: int | None = None, *, step: int = 1, batch_size: int = 1,
-                  threads: int | None = None, prefetch: int = 2) -> Iterator[Batch]:
+                  threads: int | None = None, prefetch: int = 1) -> Iterator[Batch]:
     """Batches of at most ``batch_size`` frames ``start, start + step, ... < stop`` of a probed
     clip, in order, decoded ``prefetch`` batches ahead on a background thread."""
     threads = decoder_threads() if threads is None else threads
