@@ -280,7 +280,9 @@ class TestWorkers:
         args[args.index("gaussian-blur:sigma=1")] = spec
         result = hooked(SUBMIT, {}, *args, torchrun=True)
         ranks = [line for line in result.stderr.splitlines() if ": error: " in line]
-        assert len(ranks) == 2 and all(spec in line and "uint8" in line for line in ranks), result.stderr[-3000:]
+        # one line per rank (each written in one piece, so two ranks' lines never run together)
+        assert len(ranks) == 2 and all(line.count(": error: ") == 1 and spec in line and "uint8" in line
+                                       for line in ranks), result.stderr[-3000:]
         assert "Caught" not in result.stderr and not out.exists() and not leftovers(tmp_path)
 
 

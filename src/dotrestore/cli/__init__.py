@@ -60,16 +60,23 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             message = user_message(_as_flag(exc))
             if message is None:  # a bug: one line, never a bare traceback unless asked for
-                print(f"{command}: internal error: {type(exc).__name__}: "
-                      f"{' '.join(str(exc).split()) or '(no message)'} "
-                      "(please report this; rerun with --debug for the traceback)", file=sys.stderr)
+                _say(f"{command}: internal error: {type(exc).__name__}: "
+                     f"{' '.join(str(exc).split()) or '(no message)'} "
+                     "(please report this; rerun with --debug for the traceback)")
                 return 1
-            print(f"{command}: error: {message}", file=sys.stderr)
+            _say(f"{command}: error: {message}")
             if parallel.active():  # every rank agreed on this error: leave together, now
                 parallel.exit_now(2)
             return 2
         finally:
             parallel.finish()
+
+
+def _say(line: str) -> None:
+    # one write of the whole line: under torchrun every rank shares stderr, and print's two
+    # writes (text, then newline) let two ranks' lines run together
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 class Terminated(KeyboardInterrupt):
@@ -106,7 +113,7 @@ def terminations_interrupt():
 
 def _interrupted(command: str, signum: int) -> int:
     name = signal.Signals(signum).name
-    print(f"{command}: interrupted ({name})", file=sys.stderr)
+    _say(f"{command}: interrupted ({name})")
     code = 128 + int(signum)
     if parallel.active():  # no orderly teardown: the other processes may be gone already
         parallel.exit_now(code)
