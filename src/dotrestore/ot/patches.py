@@ -106,7 +106,8 @@ def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
 
 
 def _hash32(x: torch.Tensor) -> torch.Tensor:
-    # Wellons' "lowbias32" integer hash: a bijection of [0, 2³²) with low avalanche bias
+    # C. Wellons' 32-bit xorshift-multiply integer hash (constants from his hash-prospector
+    # search): a bijection of [0, 2³²) whose output bits each flip with probability ~½
     x = x ^ (x >> 16)
     x = _mul32(x, 0x7FEB352D)
     x = x ^ (x >> 15)
@@ -121,7 +122,7 @@ def positional_normal(
     r"""Standard normal draws ε[c, y, x] (C, H, W) that depend only on (seed, c, y + y0, x + x0).
 
     A counter-based generator: the key h = H(H(H(H(s) ⊕ c) ⊕ y) ⊕ x) of the absolute position
-    (H the 32-bit "lowbias32" hash, s the seed, (y0, x0) = ``origin`` the offset of this map in
+    (H a 32-bit integer hash, :func:`_hash32`; s the seed; (y0, x0) = ``origin`` the offset of this map in
     a larger one) gives two uniforms u₁ = (h + ½)/2³², u₂ = (H(h ⊕ 0x9E3779B9) + ½)/2³², and
     Box–Muller gives ε = √(−2 ln u₁)·cos(2π u₂). Unlike a stream generator, a value does not
     depend on how many were drawn before it: the same latent position gets the same draw in
