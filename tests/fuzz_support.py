@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
-import hashlib
 import io
 import os
 import signal
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+import support
 from _torchrun import env
 
 HOOKED = Path(__file__).resolve().parent / "_hooked.py"
@@ -47,10 +47,7 @@ def deadline(seconds: int):
 
 def tree_digest(root: Path) -> dict[str, str]:
     """Every entry under ``root`` (files by content, folders and others by name)."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "-"
-    return out
+    return support.tree_digest(root, folders=True)
 
 
 def leftovers(root: Path) -> list[str]:

@@ -25,9 +25,10 @@ def write_images(folder: Path, n: int, seed: int, size=(24, 28)) -> Path:
     return folder
 
 
-def tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+def tree_digest(root: Path, folders: bool = False) -> dict[str, str]:
+    """Every file under ``root`` by content (and, with ``folders``, every other entry by name)."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "-"
+            for p in sorted(root.rglob("*")) if folders or p.is_file()}
 
 
 def rewrite(src: Path, dst: Path, meta=None, tensors=None, sync_header: bool = True) -> Path:
@@ -68,60 +69,3 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
     err = capsys.readouterr().err
     assert "Traceback" not in err
     return code, err
-
-
-# ---------------------------------------------------------------------- 1. never write over an input
-
-
-
-
-# ---------------------------------------------------------------------- 2, 3, 8. operator schema
-
-
-
-
-
-
-
-
-
-
-# ---------------------------------------------------------------------- typed state
-
-
-
-
-# ---------------------------------------------------------------------- 4. unwritable outputs
-
-
-
-
-
-
-# ---------------------------------------------------------------------- 5. α checked up front
-
-
-# ---------------------------------------------------------------------- 6. devices
-
-
-
-
-# ---------------------------------------------------------------------- 7. size limit
-
-
-
-
-# ---------------------------------------------------------------------- 8. too small, named
-
-
-
-
-# ---------------------------------------------------------------------- 9. file modes
-
-
-# ---------------------------------------------------------------------- 10. experiment.demo / --help
-
-
-
-
-# ---------------------------------------------------------------------- error types and --debug

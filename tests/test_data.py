@@ -7,7 +7,6 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from dotrestore.data import (
     parse_degradation,
@@ -15,12 +14,6 @@ from dotrestore.data import (
     quantize,
 )
 from dotrestore.errors import InputError
-
-
-def _rgb(path, h=8, w=12, seed=0):
-    array = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    Image.fromarray(array, "RGB").save(path)
-    return array
 
 
 def _smooth(h=128, w=128):

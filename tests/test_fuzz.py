@@ -8,8 +8,6 @@ Runs in-process (``cli.main``) for speed, plus a few subprocess runs for the rea
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import io
 import json
 import math
@@ -24,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fuzz_support import run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -34,27 +33,11 @@ from dotrestore.cli import main
 from dotrestore.errors import InputError
 from dotrestore.state import META_FIELDS, TENSORS
 
-from support import png_declaring, run_cli, write_images
+from support import png_declaring, run_cli, tree_digest, write_images
 
 FUZZ = settings(max_examples=30, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 SIZE = (20, 24)
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def run(*argv) -> tuple[int, str]:
-    """cli.main in-process; (exit status, stderr). argparse exits count as their status."""
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:
-            code = exc.code
-    return code, err.getvalue()
 
 
 def check_outcome(code: int, err: str, named: Path, out: Path | None, expected_outputs=()):

@@ -141,12 +141,18 @@ def test_invalid_arguments():
 
 
 # -- noise ---------------------------------------------------------------------------------------
-def test_noise_reproducible_and_matches_reference():
+def noise_problem():
+    """(c, p, D, A, μs, μt, z, noise √) of a small stochastic-map problem (eq. 19)."""
     c, p = 3, 3
     d = c * p * p
     a, ms, mt = random_problem(c, p, seed=7)
     z = random_latent(2, c, 6, 7, seed=8)
     noise_sqrt = 0.3 * torch.randn(d, d, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    return c, p, d, a, ms, mt, z, noise_sqrt
+
+
+def test_noise_reproducible_and_matches_reference():
+    c, p, d, a, ms, mt, z, noise_sqrt = noise_problem()
 
     def run(fn, seed, weighting="uniform"):
         return fn(z, a, ms, mt, p, weighting, noise_sqrt=noise_sqrt, generator=torch.Generator().manual_seed(seed))
@@ -221,11 +227,7 @@ def test_position_seeded_noise_is_the_same_for_a_pixel_in_any_batch_and_crop():
 
 
 def test_position_seeded_noise_matches_the_reference_form():
-    c, p = 3, 3
-    d = c * p * p
-    a, ms, mt = random_problem(c, p, seed=7)
-    z = random_latent(2, c, 6, 7, seed=8)
-    noise_sqrt = 0.3 * torch.randn(d, d, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    c, p, d, a, ms, mt, z, noise_sqrt = noise_problem()
     for weighting in ("uniform", "gaussian"):
         fast = transport_latent(z, a, ms, mt, p, weighting, noise_sqrt=noise_sqrt, noise_seed=2, origin=(3, 4))
         slow = transport_latent_reference(z, a, ms, mt, p, weighting, noise_sqrt=noise_sqrt, noise_seed=2,

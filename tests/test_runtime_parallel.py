@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from dotrestore import data
 from dotrestore.data.degradations import gaussian_blur
@@ -75,15 +74,9 @@ def _fit_args(images: Path, out: Path) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_fit_two_processes_equal_one(images, tmp_path):
-    one = _torchrun.one(_fit_args(images, tmp_path / "one.safetensors"))
-    two = _torchrun.two(_fit_args(images, tmp_path / "two.safetensors"))
-    assert one.returncode == 0 and two.returncode == 0, (one.stderr + two.stderr)[-3000:]
+    _, two = _torchrun.one_and_two(lambda name: _fit_args(images, tmp_path / f"{name}.safetensors"))
     assert two.stdout.count("wrote ") == 1  # rank 0 writes and reports
-    a, b = load_file(tmp_path / "one.safetensors"), load_file(tmp_path / "two.safetensors")
-    assert a.keys() == b.keys()
-    for key in a:
-        scale = a[key].double().abs().max().clamp_min(1e-300)
-        assert float((a[key].double() - b[key].double()).abs().max() / scale) <= 1e-9, key
+    _torchrun.assert_same_operator(tmp_path / "one.safetensors", tmp_path / "two.safetensors")
 
 
 @pytest.mark.slow
@@ -173,14 +166,10 @@ def test_fit_taef2_two_processes_equal_one(cbsd68_dir, taef2_dir, tmp_path):
             if role == "source":
                 img = gaussian_blur(img[None], 1.5)[0]
             data.save_image(img, tmp_path / role / path.name)
-    args = lambda out: _cli("fit", "--source", tmp_path / "source", "--target", tmp_path / "target", "-o", out,  # noqa: E731
-                            "--vae", taef2_dir, "--device", "cpu", "--workers", "0")
-    one, two = _torchrun.one(args(tmp_path / "one.safetensors")), _torchrun.two(args(tmp_path / "two.safetensors"))
-    assert one.returncode == 0 and two.returncode == 0, (one.stderr + two.stderr)[-3000:]
-    a, b = load_file(tmp_path / "one.safetensors"), load_file(tmp_path / "two.safetensors")
-    for key in a:
-        scale = a[key].double().abs().max().clamp_min(1e-300)
-        assert float((a[key].double() - b[key].double()).abs().max() / scale) <= 1e-9, key
+    _torchrun.one_and_two(lambda name: _cli("fit", "--source", tmp_path / "source", "--target", tmp_path / "target",
+                                            "-o", tmp_path / f"{name}.safetensors", "--vae", taef2_dir,
+                                            "--device", "cpu", "--workers", "0"))
+    _torchrun.assert_same_operator(tmp_path / "one.safetensors", tmp_path / "two.safetensors")
 
 
 @pytest.mark.slow

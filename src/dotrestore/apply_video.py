@@ -27,14 +27,14 @@ anywhere leaves nothing.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .apply import alpha_dirname
 from .errors import ImageTooSmallError, InputError, OperatorFileError
-from .io.files import commit
+from .io.files import commit, temporary_path
+from .io.folder import make_folders
 from .io.guard import check_output_file
 from .io.video import VideoInfo, VideoWriter, concat_segments, encoding, probe, segment_ranges
 from .runtime import parallel
@@ -86,19 +86,8 @@ def plan_video(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, alph
 
 
 def _staged_path(final: Path, kind: str) -> Path:
-    """A new hidden file beside ``final`` with its extension (the muxer follows it)."""
-    fd, name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".{kind}{final.suffix}", dir=final.parent)
-    os.close(fd)
-    return Path(name)
-
-
-def _missing_folders(folder: Path) -> list[Path]:
-    """``folder`` and its ancestors that do not exist yet, deepest first."""
-    missing, path = [], Path(os.path.abspath(folder))
-    while not os.path.lexists(path):
-        missing.append(path)
-        path = path.parent
-    return missing
+    """A new hidden file beside ``final`` ending in ``.<kind><final's extension>`` (the muxer follows it)."""
+    return temporary_path(final, suffix=f".{kind}{final.suffix}")
 
 
 def _transport_range(dot, plan: VideoPlan, frames: tuple[int, int], parts: dict[float, Path], *, copy_streams: bool,
@@ -159,7 +148,7 @@ def write_video(dot, plan: VideoPlan, *, interpolation: str = "pixel", operator:
     """
     world = parallel.world_size()
     frames = segment_ranges(plan.frame_count, world)[parallel.rank()]
-    created = list(dict.fromkeys(f for t in plan.targets.values() for f in _missing_folders(t.parent)))
+    created: list[Path] = []
     parts: dict[float, Path] = {}
     staged: dict[float, Path] = {}
     done, finished = 0, False
@@ -171,8 +160,8 @@ def write_video(dot, plan: VideoPlan, *, interpolation: str = "pixel", operator:
             progress(min(done * world, plan.frame_count))
 
     def encode() -> dict[float, str]:
-        for target in plan.targets.values():
-            target.parent.mkdir(parents=True, exist_ok=True)
+        for target in plan.targets.values():  # the folders this process makes, removed again on failure
+            created.extend(make_folders(os.path.realpath(target.parent)))
         if frames[0] == frames[1]:
             return {}  # more processes than frames: this rank writes nothing
         parts.update({a: _staged_path(t, "part" if world > 1 else "new") for a, t in plan.targets.items()})

@@ -29,7 +29,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from . import settings
 from .codecs import Codec, load_codec
@@ -175,10 +174,6 @@ class DOT:
                 self.__dict__[name] = value
         self._cache = None
 
-    def _progress(self, total: int | None, desc: str):
-        return tqdm(total=total, desc=desc, unit="img", leave=False,
-                    disable=not self.runtime.progress or not parallel.is_main() or total == 1)
-
     def _encode(self, images: torch.Tensor) -> torch.Tensor:
         """Latents of (B, 3, H, W) images as DOT models them (of the detail images with a low-pass)."""
         codec = self._prepare()
@@ -230,7 +225,7 @@ class DOT:
         def accumulate() -> None:
             nonlocal count
             stream, _, total = pipeline.image_batches(images, f"{role} images", self.runtime, shard=True)
-            with self._progress(total, f"encoding {role}") as bar:
+            with self.runtime.progress_bar(total, f"encoding {role}") as bar:
                 for batch in stream:
                     for name, z in zip(batch.names, self._encode(batch.images)):
                         patches = self._patches(z[None], name, batch.images.shape[-2:])
@@ -385,7 +380,7 @@ class DOT:
         alpha = settings.check("alpha", alpha)
         stream, kind, total = pipeline.image_batches(images, "images to transform", self.runtime)
         outputs: list[torch.Tensor] = []
-        with self._progress(total, "transporting") as bar:
+        with self.runtime.progress_bar(total, "transporting") as bar:
             for batch in stream:
                 outputs.extend(dict(self.iter_alphas(batch.images, [alpha], interpolation))[alpha])
                 bar.update(len(batch))

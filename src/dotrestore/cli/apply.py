@@ -55,7 +55,7 @@ def run(args) -> int:
                                  protected=[args.operator, *spec_files(args.codec)], overwrite=args.overwrite)
     parallel.init(runtime.device)
     dot = DOT.load(args.operator, codec=args.codec, runtime=runtime)
-    with options.progress_bar(len(inputs), "applying", runtime) as bar:
+    with runtime.progress_bar(len(inputs), "applying") as bar:
         count = applying.write_outputs(dot, plan, interpolation=args.interpolation, operator=args.operator,
                                        progress=lambda done: bar.update(done - bar.n))
     if parallel.is_main():
@@ -72,7 +72,7 @@ def _run_video(args, runtime) -> int:
                                   protected=[args.operator, *spec_files(args.codec)])
     parallel.init(runtime.device)
     dot = DOT.load(args.operator, codec=args.codec, runtime=runtime)
-    with options.progress_bar(plan.frame_count, "applying", runtime, unit="frame") as bar:
+    with runtime.progress_bar(plan.frame_count, "applying", unit="frame") as bar:
         frames = apply_video.write_video(dot, plan, interpolation=args.interpolation, operator=args.operator,
                                          progress=lambda done: bar.update(done - bar.n))
     if parallel.is_main():

@@ -70,15 +70,4 @@ def runtime(args) -> Runtime:
     return Runtime(**values)
 
 
-def progress_bar(total: int, desc: str, runtime: Runtime, unit: str = "img"):
-    """A tqdm bar on the main process when progress is on and there is more than one item
-    (items done / total and items per second)."""
-    from tqdm.auto import tqdm
-
-    from ..runtime import parallel
-
-    return tqdm(total=total, desc=desc, unit=unit, leave=False,
-                disable=not runtime.progress or total < 2 or not parallel.is_main())
-
-
-__all__ = ["setting_type", "add", "add_runtime", "runtime", "progress_bar", "RUNTIME_OPTIONS"]
+__all__ = ["setting_type", "add", "add_runtime", "runtime", "RUNTIME_OPTIONS"]

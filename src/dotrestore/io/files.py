@@ -57,10 +57,10 @@ def default_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def temporary_path(path: str | os.PathLike) -> Path:
-    """A new, empty hidden file beside ``path`` (``.NAME.XXXX.tmp``) for staging its content."""
+def temporary_path(path: str | os.PathLike, suffix: str = ".tmp") -> Path:
+    """A new, empty hidden file beside ``path`` (``.NAME.XXXX.tmp``, or ``suffix``) for staging its content."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     return Path(tmp)
 

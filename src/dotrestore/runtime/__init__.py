@@ -75,5 +75,15 @@ class Runtime:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def progress_bar(self, total: int | None, desc: str, unit: str = "img"):
+        """A tqdm bar (items done / total, items per second) on the main process, when progress
+        is on and there is more than one item (``total`` None: a stream of unknown length)."""
+        from tqdm.auto import tqdm
+
+        from . import parallel
+
+        return tqdm(total=total, desc=desc, unit=unit, leave=False,
+                    disable=not self.progress or not parallel.is_main() or (total is not None and total < 2))
+
 
 __all__ = ["Runtime", "local_device"]
