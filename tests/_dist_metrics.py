@@ -50,6 +50,10 @@ def main() -> None:
         moments.update(fake[i])
     mean.sync()
     moments.sync()
+    first = (mean.compute(), moments.compute().covariance.clone())
+    mean.sync()  # idempotent: a second sync sums the local state again, never the summed one
+    moments.sync()
+    assert mean.compute() == first[0] and torch.equal(moments.compute().covariance, first[1])
     out = {"fid": fid.compute(fid_ref), "kid": kid.compute(kid_ref), "mse": mean.compute(),
            "cov": moments.compute().covariance.sum().item(), "world": parallel.world_size()}
     if parallel.is_main():

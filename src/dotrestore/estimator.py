@@ -211,7 +211,7 @@ class DOT:
         Under torchrun every process calls this together (it is collective, like a
         torchmetrics ``compute``): files and folders are split between the processes (rank r
         takes files r, r + W, ...), tensors and streams are each process's own share, and the
-        float64 sums of every process are added exactly (:func:`~dotrestore.runtime.parallel.all_reduce_moments`).
+        float64 sums of every process are added exactly (:meth:`~dotrestore.ot.moments.Moments.sync`).
         A bad file on any process stops every process with the message naming it.
         """
         if role not in ROLES:
@@ -238,7 +238,7 @@ class DOT:
         parallel.run_checked(accumulate)
         role_state = self.state_.role(role)
         role_state.moments = role_state.moments or gaussian.Moments(self.dim_)
-        role_state.moments.merge(parallel.all_reduce_moments(moments))
+        role_state.moments.merge(moments.sync(parallel))
         role_state.n_images += int(parallel.all_reduce_sum(torch.tensor(float(count), dtype=torch.float64)))
         self._refit()
         return self

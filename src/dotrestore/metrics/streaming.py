@@ -8,7 +8,7 @@ the same value as one process that saw them all. Nothing keeps an image to the e
   (MSE, PSNR, SSIM and whatever :data:`dotrestore.metrics.PER_IMAGE_METRICS` lists);
   state: float64 ``total`` and ``count``.
 - :class:`PatchMoments` — the Gaussian of overlapping p×p patches (latent_fd, patch_fd);
-  state: a float64 :class:`~dotrestore.gaussian.Moments`, summed around a common shift.
+  state: a float64 :class:`~dotrestore.ot.moments.Moments`, summed around a common shift.
 - :class:`FID`, :class:`KID`, :class:`LPIPS` — torchmetrics objects (extra
   ``dotrestore[metrics]``) synchronised through :mod:`dotrestore.parallel`; FID and KID
   accept any feature network (``feature=``), which is how the tests run them offline.
@@ -23,30 +23,23 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ..ot.gaussian import Moments
+from ..ot.moments import Moments
+from ..ot.statistics import Statistics
 from ..runtime import parallel
 from . import functional
 
 logger = logging.getLogger(__name__)
 
 
-class Metric:
-    """Base: subclasses define ``update`` and ``compute``; ``merge`` adds another object's state
-    (torchmetrics' ``merge_state``), ``sync`` sums the state over processes."""
-
-    _state_names: tuple[str, ...] = ()
-
-    def merge(self, other: Metric) -> Metric:
-        """Add ``other``'s state into this one: as if this object had seen ``other``'s images too."""
-        for name in self._state_names:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        return self
+class Metric(Statistics):
+    """Base: a :class:`~dotrestore.ot.statistics.Statistics` whose ``sync`` goes through
+    :mod:`~dotrestore.runtime.parallel`; subclasses define ``update`` and ``compute``. ``merge``
+    adds another object's state (torchmetrics' ``merge_state``), ``sync`` shows the sum over
+    processes (idempotent, collective), ``reset`` empties the state."""
 
     def sync(self) -> Metric:
-        """Replace the state by its sum over all processes (no-op in one process). Collective."""
-        for name in self._state_names:
-            setattr(self, name, parallel.all_reduce_sum(getattr(self, name)))
-        return self
+        """Show the state summed over all processes (no-op in one process). Collective."""
+        return super().sync(parallel)
 
 
 class PerImageMean(Metric):
@@ -56,19 +49,19 @@ class PerImageMean(Metric):
     (PSNR of identical images) propagate to the mean, as a plain mean would.
     """
 
-    _state_names = ("total", "count")
-
     def __init__(self, name: str, fn: Callable[[Tensor, Tensor], float]):
+        super().__init__()
         self.name = name
         self.fn = fn
-        self.total = torch.zeros((), dtype=torch.float64)
-        self.count = torch.zeros((), dtype=torch.float64)
+        self.add_state("total", torch.zeros((), dtype=torch.float64))
+        self.add_state("count", torch.zeros((), dtype=torch.float64))
 
     def update(self, images: Tensor, cleans: Tensor) -> list[float]:
         """Add the pairs; returns each pair's value (for per-image rows)."""
         if images.ndim == 3:
             images, cleans = images[None], cleans[None]
         values = [float(self.fn(i, c)) for i, c in zip(images, cleans)]
+        self._local_state()
         self.total += sum(values)
         self.count += len(values)
         return values
@@ -85,6 +78,7 @@ class PatchMoments(Metric):
     """
 
     def __init__(self, patch_size: int, stride: int = 1):
+        super().__init__()
         self.patch_size = int(patch_size)
         self.stride = int(stride)
         self.moments: Moments | None = None
@@ -105,7 +99,11 @@ class PatchMoments(Metric):
             return self
         if self.moments is None:
             self.moments = Moments(dim)
-        self.moments = parallel.all_reduce_moments(self.moments)
+        self.moments.sync(parallel)
+        return self
+
+    def reset(self) -> PatchMoments:
+        self.moments = None
         return self
 
     def compute(self) -> Moments:

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import torch
 
+from .statistics import Communicator, Statistics
+
 __all__ = ["Moments"]
 
 
-class Moments:
+class Moments(Statistics):
     r"""Streaming first and second moments of D-dimensional samples, in float64.
 
-    The state is four plain tensors, so that per-process states can be summed with an
-    all-reduce (``count``, ``sum`` and ``outer`` add up once every process uses the same
-    ``shift``; pass ``shift`` explicitly, e.g. a broadcast one, when doing that):
+    A :class:`~.statistics.Statistics`: the state is four plain tensors, and per-process
+    states add up once they share one ``shift`` (:meth:`sync` re-centres every process on
+    the first process's shift before summing; :meth:`reset` empties the accumulator):
 
     - ``count`` : 0-d, the number of samples :math:`n`;
     - ``shift`` : [D], a fixed vector :math:`s` (by default the first batch's mean);
@@ -46,18 +48,20 @@ class Moments:
     def __init__(self, dim: int, shift: torch.Tensor | None = None, device=None):
         if int(dim) < 1:
             raise ValueError(f"Moments needs dim >= 1, got {dim}")
+        super().__init__()
         self.dim = int(dim)
         self._device_fixed = device is not None
         device = torch.device("cpu") if device is None else torch.device(device)
         f64 = dict(dtype=torch.float64, device=device)
-        self.count = torch.zeros((), **f64)
-        self.sum = torch.zeros(self.dim, **f64)
-        self.outer = torch.zeros(self.dim, self.dim, **f64)
+        self.add_state("count", torch.zeros((), **f64))
+        self.add_state("sum", torch.zeros(self.dim, **f64))
+        self.add_state("outer", torch.zeros(self.dim, self.dim, **f64))
+        self.add_state("shift", torch.zeros(self.dim, **f64), reduce=None)
+        self._shift_given = shift is not None
         self._shift_fixed = shift is not None
-        if shift is None:
-            self.shift = torch.zeros(self.dim, **f64)
-        else:
+        if shift is not None:
             self.shift = self._check_vector(shift, "shift").to(**f64).clone()
+            self._defaults["shift"] = self.shift.clone()
 
     # -- accumulation -------------------------------------------------------------------
     def _check_vector(self, v: torch.Tensor, name: str) -> torch.Tensor:
@@ -67,8 +71,16 @@ class Moments:
 
     def to(self, device) -> Moments:
         """Move the state to ``device`` (in place) and return self."""
-        for name in ("count", "shift", "sum", "outer"):
+        for name in self.state_names:
             setattr(self, name, getattr(self, name).to(device))
+        if self._local is not None:
+            self._local = {k: v.to(device) for k, v in self._local.items()}
+        return self
+
+    def reset(self) -> Moments:
+        """Empty the accumulator: no samples, and a shift chosen again unless one was given."""
+        super().reset()
+        self._shift_fixed = self._shift_given
         return self
 
     def update(self, samples: torch.Tensor) -> Moments:
@@ -77,6 +89,7 @@ class Moments:
             raise ValueError(f"samples must have shape (N, {self.dim}), got {tuple(samples.shape)}")
         if samples.shape[0] == 0:
             return self
+        self._local_state()
         if self.count.item() == 0 and not self._device_fixed:
             self.to(samples.device)
         x = samples.to(device=self.sum.device, dtype=torch.float64)
@@ -89,17 +102,25 @@ class Moments:
         self.outer += x.T @ x
         return self
 
-    def merge(self, other: Moments) -> Moments:
-        r"""Add another state into this one (exact for different shifts); returns self.
+    @staticmethod
+    def _recentred(count, shift, sum_, outer, new_shift):
+        r"""(sum, outer) of a state re-centred from ``shift`` to ``new_shift``.
 
-        With :math:`\delta = s_o - s`, the other's sums re-centred on :math:`s` are
-        :math:`S_o + n_o\delta` and
-        :math:`O_o + S_o\delta^\top + \delta S_o^\top + n_o\delta\delta^\top`.
+        With :math:`\delta = s - s'`, the sums around :math:`s'` are :math:`S + n\delta` and
+        :math:`O + S\delta^\top + \delta S^\top + n\delta\delta^\top`.
         """
+        delta = shift - new_shift
+        s_sum = sum_ + count * delta
+        s_outer = outer + torch.outer(sum_, delta) + torch.outer(delta, sum_) + count * torch.outer(delta, delta)
+        return s_sum, s_outer
+
+    def merge(self, other: Moments) -> Moments:
+        """Add another state into this one (exact for different shifts); returns self."""
         if other.dim != self.dim:
             raise ValueError(f"cannot merge Moments of dim {other.dim} into dim {self.dim}")
         if other.count.item() == 0:
             return self
+        self._local_state()
         dev = self.sum.device
         o_count, o_shift, o_sum, o_outer = (
             t.to(dev) for t in (other.count, other.shift, other.sum, other.outer)
@@ -107,13 +128,24 @@ class Moments:
         if self.count.item() == 0 and not self._shift_fixed:
             self.shift = o_shift.clone()
             self._shift_fixed = True
-        delta = o_shift - self.shift
-        s_sum = o_sum + o_count * delta
-        s_outer = o_outer + torch.outer(o_sum, delta) + torch.outer(delta, o_sum) + o_count * torch.outer(delta, delta)
-        self.count += o_count
-        self.sum += s_sum
-        self.outer += s_outer
+        s_sum, s_outer = self._recentred(o_count, o_shift, o_sum, o_outer, self.shift)
+        self.count = self.count + o_count
+        self.sum = self.sum + s_sum
+        self.outer = self.outer + s_outer
         return self
+
+    def _reduce(self, local: dict[str, torch.Tensor], comm: Communicator) -> dict[str, torch.Tensor]:
+        r"""Re-centre on the first process's shift :math:`s_0` (broadcast), then sum.
+
+        :math:`S = \sum_r S_r`, :math:`O = \sum_r O_r` around :math:`s_0`; a process with no
+        samples contributes zeros, so the result is the exact state of the union up to
+        float64 rounding.
+        """
+        shift = comm.broadcast(local["shift"], src=0)
+        count = local["count"]
+        s_sum, s_outer = self._recentred(count, local["shift"], local["sum"], local["outer"], shift)
+        return {"count": comm.all_reduce_sum(count), "sum": comm.all_reduce_sum(s_sum),
+                "outer": comm.all_reduce_sum(s_outer), "shift": shift}
 
     # -- results ------------------------------------------------------------------------
     @property

@@ -13,10 +13,10 @@ and W, rank 0 gets the first file, and the shards of images of similar sizes sta
 
 What the processes exchange:
 
-- :func:`all_reduce_moments`: float64 patch moments, re-centred on one shift common to all
-  ranks (rank 0's, broadcast) before their sums are added, so the merged state is the exact
-  sum up to float64 rounding of a single-process run around the same shift;
-- :func:`all_reduce_sum`: sums of metric states (float64 tensors);
+- :func:`all_reduce_sum` and :func:`broadcast`: plain tensors. This module is the
+  communicator that statistics take in ``sync(parallel)`` (:mod:`dotrestore.ot.statistics`):
+  patch moments re-centre on rank 0's shift and add their float64 sums, metric states add up;
+  nothing here knows what the tensors mean;
 - :func:`gather_objects`: per-image rows, in rank order;
 - :func:`agree_on_error`: after validation every rank learns whether any rank failed and why,
   so all of them stop with the same message (the CLI exits with status 2).
@@ -35,7 +35,6 @@ from collections.abc import Sequence
 import torch
 
 from ..errors import DotRestoreError
-from ..ot.gaussian import Moments
 from .devices import local_device
 
 #: Seconds a collective waits for the other ranks before failing.
@@ -146,25 +145,6 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     t = tensor.detach().to(_comm_device()).clone()
     _dist().all_reduce(t, op=_dist().ReduceOp.SUM)
     return t.to(tensor.device)
-
-
-def all_reduce_moments(moments: Moments) -> Moments:
-    r"""The moments of the union of every rank's samples, identical on every rank.
-
-    Each rank re-centres its state on rank 0's shift :math:`s_0` (broadcast) with the exact
-    formulas of :meth:`Moments.merge`; then ``count``, ``sum`` and ``outer`` add up:
-    :math:`S = \sum_r S_r`, :math:`O = \sum_r O_r`. A rank with no samples contributes zeros.
-    """
-    if not active():
-        return moments
-    device = moments.sum.device
-    shift = broadcast(moments.shift.to(torch.float64), src=0)
-    common = Moments(moments.dim, shift=shift, device=device).merge(moments)
-    merged = Moments(moments.dim, shift=shift, device=device)
-    merged.count = all_reduce_sum(common.count)
-    merged.sum = all_reduce_sum(common.sum)
-    merged.outer = all_reduce_sum(common.outer)
-    return merged
 
 
 def gather_objects(obj) -> list:
