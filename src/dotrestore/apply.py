@@ -21,7 +21,7 @@ from pathlib import Path
 from .errors import ImageTooSmallError, InputError, OperatorFileError
 from .io.folder import FileId, file_id, file_ids
 from .io.guard import check_not_input, check_output_folder
-from .io.images import read_image, validate_images
+from .io.images import check_images, read_image
 from .io.staged import STAGING_PREFIX, StagedFiles
 from .runtime import parallel, pipeline
 
@@ -106,7 +106,7 @@ def write_outputs(dot, plan: OutputPlan, *, interpolation: str = "pixel", operat
     mine = parallel.shard(list(range(len(plan.inputs))))
     paths = [plan.inputs[i] for i in mine]
     # a rank may have no inputs at all; the sizes batch the others
-    sizes = parallel.run_checked(lambda: validate_images(paths, runtime.max_pixels) if paths else [])
+    sizes = [r.size for r in parallel.run_checked(check_images, paths, runtime.max_pixels)]
 
     def read(path):
         return read_image(path, runtime.max_pixels)

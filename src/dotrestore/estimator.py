@@ -398,7 +398,7 @@ class DOT:
 
     @classmethod
     def load(cls, path: str | Path, codec: str | Codec | None = None, runtime: Runtime | dict | None = None) -> DOT:
-        """Read an operator file; the codec is the one it records unless ``codec`` is given.
+        """Read an operator file (or take an ``OperatorFile`` read); the codec is the one it records unless ``codec`` is given.
 
         A codec whose weights differ from the recorded ones is refused (the statistics live in
         that codec's latent space). Nothing is unpickled.

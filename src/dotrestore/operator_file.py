@@ -21,16 +21,17 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save
+from safetensors.torch import load, save
 
 from . import settings
 from ._version import __version__
 from .codecs import load_codec
 from .errors import DotRestoreError, OperatorFileError
+from .io.files import open_regular
 from .io.folder import write_file
 from .state import FORMAT, FORMAT_VERSION, FittedState, validate
 
@@ -81,8 +82,17 @@ def save_operator(dot, path: str | Path, *, protected=(), overwrite: bool = True
     return write_file(path, save(tensors, metadata=header), protected=protected, overwrite=overwrite)
 
 
-def read_operator_file(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Validated (metadata, tensors) of an operator file; OperatorFileError naming it otherwise.
+@dataclass(frozen=True)
+class OperatorFile:
+    """An operator file read and validated once: :meth:`DOT.load <dotrestore.DOT.load>` builds from it."""
+
+    path: Path
+    meta: dict
+    tensors: dict[str, torch.Tensor]
+
+
+def read_operator(path: str | Path) -> OperatorFile:
+    """The validated :class:`OperatorFile` at ``path`` (opened once); OperatorFileError naming it otherwise.
 
     Every metadata field and every tensor is checked by :func:`dotrestore.state.validate`.
     """
@@ -91,10 +101,11 @@ def read_operator_file(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]
         raise OperatorFileError(path, "does not exist")
     if not path.is_file():
         raise OperatorFileError(path, "is not a file")
+    with open_regular(path) as handle:  # a few D×D matrices: read whole, parsed from memory
+        data = handle.read()
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            header = f.metadata() or {}
-            tensors = {key: f.get_tensor(key) for key in f.keys()}
+        header = _safetensors_metadata(data)
+        tensors = load(data)
     except Exception as exc:  # safetensors raises several types for bad headers
         raise OperatorFileError(path, f"is not a dotrestore operator file (not safetensors: {exc})") from None
     if header.get("format") != FORMAT or "dotrestore" not in header:
@@ -108,8 +119,27 @@ def read_operator_file(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]
         if key in header and header[key] != str(meta[key]):
             raise OperatorFileError(path, f"header {key} = {header[key]!r} disagrees with its metadata "
                                     f"({meta[key]!r})")
-    tensors = {name: t.to(torch.float64) for name, t in tensors.items()}
-    return meta, tensors
+    return OperatorFile(path, meta, {name: t.to(torch.float64) for name, t in tensors.items()})
+
+
+def read_operator_file(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Validated (metadata, tensors) of an operator file (:func:`read_operator`)."""
+    operator = read_operator(path)
+    return operator.meta, operator.tensors
+
+
+def _safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The str → str ``__metadata__`` of a safetensors file's header (8-byte length, then JSON)."""
+    if len(data) < 8:
+        raise ValueError("file shorter than a safetensors header")
+    length = int.from_bytes(data[:8], "little")
+    if length > len(data) - 8:
+        raise ValueError(f"header of {length} bytes in a file of {len(data)}")
+    header = json.loads(data[8:8 + length])
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    if meta is not None and not (isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())):
+        raise ValueError("__metadata__ is not a str -> str map")
+    return meta or {}
 
 
 def _refuse_constant(name: str):
@@ -137,9 +167,11 @@ def _bundled_with_id(codec_id: str, device):
     return bundled
 
 
-def load_operator(cls, path: str | Path, codec=None, runtime=None):
-    """Build a fitted ``cls`` (DOT) from an operator file; refuses a codec of another id."""
-    meta, tensors = read_operator_file(path)
+def load_operator(cls, source: str | Path | OperatorFile, codec=None, runtime=None):
+    """Build a fitted ``cls`` (DOT) from an operator file (a path, or one :func:`read_operator` read
+    already); refuses a codec of another id."""
+    operator = source if isinstance(source, OperatorFile) else read_operator(source)
+    path, meta, tensors = operator.path, operator.meta, operator.tensors
     params = {name: meta[name] for name in _PARAMS if name in meta}
     params.setdefault("lowpass_sigma", 0.0)  # version 1: statistics of whole images
     params.setdefault("split", "gaussian")  # versions 1-2: the Gaussian low-pass

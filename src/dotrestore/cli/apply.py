@@ -10,7 +10,7 @@ from ..codecs import spec_files
 from ..errors import InputError
 from ..io.images import list_images
 from ..io.video import is_video
-from ..operator_file import read_operator_file
+from ..operator_file import read_operator
 from ..runtime import parallel
 from . import options
 
@@ -44,17 +44,17 @@ def run(args) -> int:
     from ..estimator import DOT
 
     runtime = options.runtime(args)
-    read_operator_file(args.operator)  # the file's header first: fast, and before any image work
+    operator = read_operator(args.operator)  # read once, before any image work; DOT is built from it
     if any(is_video(p) and not Path(p).is_dir() for p in args.inputs):
-        return _run_video(args, runtime)
+        return _run_video(args, runtime, operator)
     for name in ("video_codec", "crf"):
         if getattr(args, name) is not None:
             raise InputError(settings.SETTINGS[name].option, "applies to video inputs only")
-    inputs = list_images(args.inputs, runtime.max_pixels)
+    inputs = list_images(args.inputs, runtime.max_pixels, headers=False)  # opened by write_outputs, each rank its share
     plan = applying.plan_outputs(inputs, args.output, args.alpha or [0.0],
                                  protected=[args.operator, *spec_files(args.codec)], overwrite=args.overwrite)
     parallel.init(runtime.device)
-    dot = DOT.load(args.operator, codec=args.codec, runtime=runtime)
+    dot = DOT.load(operator, codec=args.codec, runtime=runtime)
     with runtime.progress_bar(len(inputs), "applying") as bar:
         count = applying.write_outputs(dot, plan, interpolation=args.interpolation, operator=args.operator,
                                        progress=lambda done: bar.update(done - bar.n))
@@ -64,14 +64,14 @@ def run(args) -> int:
     return 0
 
 
-def _run_video(args, runtime) -> int:
+def _run_video(args, runtime, operator) -> int:
     from ..estimator import DOT
 
     plan = apply_video.plan_video(args.inputs, args.output, args.alpha or [0.0], max_pixels=runtime.max_pixels,
                                   codec=args.video_codec, crf=args.crf, overwrite=args.overwrite,
                                   protected=[args.operator, *spec_files(args.codec)])
     parallel.init(runtime.device)
-    dot = DOT.load(args.operator, codec=args.codec, runtime=runtime)
+    dot = DOT.load(operator, codec=args.codec, runtime=runtime)
     with runtime.progress_bar(plan.frame_count, "applying", unit="frame") as bar:
         frames = apply_video.write_video(dot, plan, interpolation=args.interpolation, operator=args.operator,
                                          progress=lambda done: bar.update(done - bar.n))

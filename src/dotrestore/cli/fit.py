@@ -57,6 +57,8 @@ def run(args) -> int:
         raise InputError("--mixture", "a mixture fits in one process only (EM needs the patches, not sums that "
                          "merge across processes): run without torchrun")
     parallel.init(runtime.device)
+    # each process opens and checks its own share of the images, once, before any encoding
+    source, target = source and source.checked(runtime.max_pixels), target.checked(runtime.max_pixels)
     # under torchrun: each process its share of the files and frames, sums added exactly
     dot.fit(source and source.source(runtime, "source images", args.frame_step),
             target.source(runtime, "target images", args.frame_step))

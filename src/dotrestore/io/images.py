@@ -11,6 +11,7 @@ import logging
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,6 +23,7 @@ from PIL import Image, ImageOps
 from .. import settings
 from ..errors import InputError
 from .files import atomic_write, open_regular
+from .folder import FileId
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ def _as_path_list(paths: Paths) -> list[Path]:
     return [Path(p) for p in paths]
 
 
-def list_images(paths: Paths, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> list[Path]:
+def list_images(paths: Paths, max_pixels: int | None = DEFAULT_MAX_PIXELS, *, headers: bool = True) -> list[Path]:
     """Expand files and folders into the list of image files they name.
 
     Folders are expanded non-recursively to their files whose extension Pillow reads, sorted by
@@ -85,7 +87,8 @@ def list_images(paths: Paths, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> li
 
     Raises InputError naming the path when it does not exist, when a folder holds no image, or
     when an explicit file has an extension Pillow does not read or is not an image, or when an
-    explicit file's header declares more than ``max_pixels`` pixels.
+    explicit file's header declares more than ``max_pixels`` pixels. With ``headers=False``
+    no file is opened (names and file types only): :func:`check_images` checks what is read.
     """
     max_pixels = settings.check("max_pixels", max_pixels)
     given = _as_path_list(paths)
@@ -103,6 +106,9 @@ def list_images(paths: Paths, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> li
             raise InputError(path, "is not a regular file")
         if path.suffix.lower() not in extensions:
             raise InputError(path, f"not an image file (extension {path.suffix or '(none)'!r} is not one Pillow reads)")
+        if not headers:
+            found.append(path)
+            continue
         try:  # header only: cheap; full decoding is validate_images' job
             with _open(path) as image:
                 _check_size(path, image, max_pixels)
@@ -155,6 +161,51 @@ def header_size(path: PathLike) -> tuple[int, int]:
         return _oriented_size(image)
 
 
+@dataclass(frozen=True)
+class ImageFile:
+    """An image input listed and checked once; later stages use it instead of the bare path.
+
+    ``identity`` is the (st_dev, st_ino) of the file that was decoded (no output may replace
+    it), ``size`` its (H, W) after EXIF orientation (it batches images of one size).
+    """
+
+    path: Path
+    identity: FileId
+    size: tuple[int, int]
+    kind: str = "image"
+
+
+def check_image(path: PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageFile:
+    """Open ``path`` once and decode it fully, so a corrupt file fails before long work.
+
+    InputError naming the file when it cannot be decoded (truncated, garbage, empty) or declares
+    more than ``max_pixels`` pixels (checked from the header, before decoding).
+    """
+    path = Path(path)
+    try:
+        with open_regular(path) as handle:
+            st = os.fstat(handle.fileno())
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(handle)
+            with image:
+                _check_size(path, image, max_pixels)
+                image.load()
+                size = _oriented_size(image)
+    except InputError:
+        raise
+    except FileNotFoundError:
+        raise InputError(path, "does not exist") from None
+    except Exception as err:
+        raise InputError(path, f"cannot be decoded ({type(err).__name__}: {err})") from None
+    return ImageFile(path, (st.st_dev, st.st_ino), size)
+
+
+def check_images(paths: Sequence[PathLike], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> list[ImageFile]:
+    """:func:`check_image` of each of ``paths`` (already listed: nothing is expanded), in order."""
+    return [check_image(path, max_pixels) for path in paths]
+
+
 def validate_images(paths: Paths, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> list[tuple[int, int]]:
     """Fully decode every image of ``list_images(paths)`` so a corrupt file fails before long work.
 
@@ -162,18 +213,8 @@ def validate_images(paths: Paths, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
     Raises InputError naming the first file that cannot be decoded (truncated, garbage, empty)
     or that declares more than ``max_pixels`` pixels (checked from the header, before decoding).
     """
-    sizes = []
-    for path in list_images(paths, max_pixels):
-        try:
-            with _open(path) as image:
-                _check_size(path, image, max_pixels)
-                image.load()
-                sizes.append(_oriented_size(image))
-        except InputError:
-            raise
-        except Exception as err:
-            raise InputError(path, f"cannot be decoded ({type(err).__name__}: {err})") from None
-    return sizes
+    max_pixels = settings.check("max_pixels", max_pixels)
+    return [record.size for record in check_images(list_images(paths, max_pixels, headers=False), max_pixels)]
 
 
 def _to_rgb_array(image: Image.Image) -> np.ndarray:
@@ -346,6 +387,6 @@ def pair_by_stem(restored: Sequence[PathLike], clean: Sequence[PathLike]) -> lis
 
 __all__ = [
     "DEFAULT_MAX_PIXELS", "check_max_pixels", "image_extensions", "list_images", "validate_images", "header_size",
-    "read_image", "load_images",
+    "ImageFile", "check_image", "check_images", "read_image", "load_images",
     "resize_image", "center_crop", "quantize", "png_writer", "save_image", "pair_by_stem",
 ]

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import torch
 
-from ..io.images import list_images
+from ..io.images import ImageFile, list_images
 from ..io.video import VideoInfo, frame_step, is_video, probe, read_frames, segment_ranges
 from . import parallel
-from .pipeline import Batch, image_batches
+from .pipeline import Batch, checked_share, image_batches
 
 _DONE = object()
 
@@ -115,23 +115,30 @@ def frame_batches(info: VideoInfo, start: int = 0, stop: int | None = None, *, s
 class TrainingInputs:
     """Images and probed clips to fit statistics from (see the module's docstring)."""
 
-    images: list[Path]
+    images: list[Path] | list[ImageFile]
     videos: list[VideoInfo]
 
     @classmethod
     def from_paths(cls, paths: Sequence[str | os.PathLike], max_pixels: int | None) -> TrainingInputs:
         """Video files are probed (checked: readable, frames within ``max_pixels``), the rest
-        listed as images (:func:`~dotrestore.io.images.list_images`); InputError naming a bad file."""
+        listed as images without opening them (:func:`~dotrestore.io.images.list_images`:
+        :meth:`checked` opens this process's share); InputError naming a bad file."""
         paths = [Path(p) for p in paths]
         clips = [p for p in paths if is_video(p) and not p.is_dir()]
         rest = [p for p in paths if p not in clips]
         videos = [probe(p, max_pixels) for p in dict.fromkeys(clips)]
-        return cls(list_images(rest, max_pixels) if rest else [], videos)
+        return cls(list_images(rest, max_pixels, headers=False) if rest else [], videos)
+
+    def checked(self, max_pixels: int | None) -> TrainingInputs:
+        """This process's share of the images, each opened and decoded once into an
+        :class:`~dotrestore.io.images.ImageFile` (collective under torchrun: a bad file in any
+        share stops every process with the same message)."""
+        return TrainingInputs(checked_share(self.images, max_pixels), self.videos)
 
     @property
     def files(self) -> list[Path]:
         """Every file read (no output may be one of them)."""
-        return self.images + [v.path for v in self.videos]
+        return [getattr(i, "path", i) for i in self.images] + [v.path for v in self.videos]
 
     def steps(self, step: int | None = None) -> list[int]:
         """The frame step of each clip: ``step``, or the smallest that samples at most

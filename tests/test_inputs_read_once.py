@@ -1,0 +1,120 @@
+"""Each input is read once into a checked record: counted with an audit hook on ``open`` / ``os.open``.
+
+``fit`` and ``apply`` open each image at most twice (the check that decodes it, the read that
+uses it) and the operator file once; under torchrun each rank opens only its own share.
+"""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+
+import pytest
+import torch
+
+from dotrestore.io.images import ImageFile, check_images, save_image
+
+import _torchrun  # noqa: E402
+
+AUDIT = Path(__file__).with_name("_audit_opens.py")
+
+
+def smooth_images(folder: Path, n: int, seed: int, scale: float) -> list[Path]:
+    """``n`` smooth random PNGs of two sizes (so batching by size is exercised)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(seed)
+    paths = []
+    for k in range(n):
+        h = 32 if k % 2 else 40
+        low = torch.rand(3, h // 8, 5, generator=g) * scale
+        img = torch.nn.functional.interpolate(low[None], size=(h, 40), mode="bilinear")[0]
+        paths.append(save_image((img + 0.05 * torch.rand(3, h, 40, generator=g)).clamp(0, 1), folder / f"im{k:02d}.png"))
+    return paths
+
+
+def opens(log: Path) -> collections.Counter:
+    return collections.Counter(Path(line).resolve() for line in log.read_text().splitlines() if line)
+
+
+def audited(log: Path, *args, two: bool = False):
+    run = (_torchrun.two if two else _torchrun.one)([AUDIT, log, *map(str, args)], timeout=240)
+    return run
+
+
+def test_check_images_records_what_later_stages_use(tmp_path):
+    paths = smooth_images(tmp_path, 2, seed=0, scale=1.0)
+    records = check_images(paths, None)
+    assert [r.path for r in records] == paths and [r.size for r in records] == [(40, 40), (32, 40)]
+    assert all(isinstance(r, ImageFile) and r.kind == "image" for r in records)
+    st = paths[0].stat()
+    assert records[0].identity == (st.st_dev, st.st_ino)
+
+
+def test_fit_and_apply_open_each_image_at_most_twice_and_the_operator_once(tmp_path):
+    source = smooth_images(tmp_path / "source", 4, seed=1, scale=0.6)
+    target = smooth_images(tmp_path / "target", 4, seed=2, scale=1.0)
+    test = smooth_images(tmp_path / "test", 3, seed=3, scale=0.6)
+    op = tmp_path / "op.safetensors"
+    # explicit files for the source (each used to be header-checked by every listing), a folder for the target
+    fit = audited(tmp_path / "fit.log", "fit", "--source", *source, "--target", tmp_path / "target", "-o", op,
+                  "--vae", "pixel", "--workers", "1")
+    assert fit.returncode == 0, fit.stderr[-2000:]
+    counts = opens(tmp_path / "fit.log")
+    assert {p: counts[p.resolve()] for p in source + target} == {p: 2 for p in source + target}
+    apply = audited(tmp_path / "apply.log", "apply", op, *test[:2], tmp_path / "test", "-o", tmp_path / "out",
+                    "--alpha", "0", "--alpha", "1", "--workers", "1")
+    assert apply.returncode == 0, apply.stderr[-2000:]
+    counts = opens(tmp_path / "apply.log")
+    assert {p: counts[p.resolve()] for p in test} == {p: 2 for p in test}
+    assert counts[op.resolve()] == 1
+    assert len(list((tmp_path / "out" / "alpha_0").iterdir())) == 3
+
+
+@pytest.fixture(scope="module")
+def twenty(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("twenty")
+    smooth_images(root / "source", 20, seed=4, scale=0.6)
+    smooth_images(root / "target", 20, seed=5, scale=1.0)
+    return root
+
+
+def _fit(root: Path, out: Path, source: Path | None = None) -> list:
+    return ["fit", "--source", source or root / "source", "--target", root / "target", "-o", out,
+            "--vae", "pixel", "--workers", "1"]
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_fit_two_ranks_each_open_only_their_share(twenty, tmp_path):
+    one = audited(tmp_path / "one.log", *_fit(twenty, tmp_path / "one.safetensors"))
+    two = audited(tmp_path / "two.log", *_fit(twenty, tmp_path / "two.safetensors"), two=True)
+    assert one.returncode == 0 and two.returncode == 0, (one.stderr + two.stderr)[-3000:]
+    for side in ("source", "target"):
+        files = sorted((twenty / side).iterdir())
+        for rank in (0, 1):
+            counts = opens(tmp_path / f"two.log.{rank}")
+            mine, theirs = files[rank::2], files[1 - rank::2]
+            assert len(mine) == 10 and all(1 <= counts[p.resolve()] <= 2 for p in mine), (side, rank)
+            assert all(counts[p.resolve()] == 0 for p in theirs), (side, rank)  # header checks included
+    _torchrun.assert_same_operator(tmp_path / "one.safetensors", tmp_path / "two.safetensors", rtol=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+@pytest.mark.parametrize("position", [4, 7])  # rank 0's share, rank 1's share
+def test_corrupt_file_in_either_share_stops_both_ranks_with_one_line(twenty, tmp_path, position):
+    folder = tmp_path / "source"
+    folder.mkdir()
+    for path in sorted((twenty / "source").iterdir()):
+        (folder / path.name).write_bytes(path.read_bytes())
+    bad = sorted(folder.iterdir())[position]
+    bad.write_bytes(bad.read_bytes()[:120])
+    run = audited(tmp_path / "bad.log", *_fit(twenty, tmp_path / "x.safetensors", folder), two=True)
+    errors = [line for line in run.stderr.splitlines() if "dotrestore fit: error:" in line]
+    assert len(errors) == 2 and errors[0] == errors[1] and bad.name in errors[0], run.stderr[-3000:]
+    assert run.stderr.count("exitcode  : 2") == 2
+    assert not (tmp_path / "x.safetensors").exists()
+    # the file was opened by its own rank only
+    owner = position % 2
+    assert opens(tmp_path / f"bad.log.{1 - owner}")[bad.resolve()] == 0
+    assert opens(tmp_path / f"bad.log.{owner}")[bad.resolve()] == 1
