@@ -158,7 +158,7 @@ def run_splits(args) -> None:
             if operator is not None:
                 operator.parent.mkdir(parents=True, exist_ok=True)
                 dot.save(operator)
-        dot._prepare()
+        dot.prepare()
         stages = variants.Stages(dot, cache)
         test = test[: args.n_test] if args.n_test else test
         cleans = [io.read_image(clean_paths[i]) for i in test]

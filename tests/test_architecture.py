@@ -125,16 +125,72 @@ def test_the_product_never_says_how_it_was_made():
     assert found == []
 
 
-def test_moved_modules_keep_their_old_import_paths():
-    import importlib
-    import sys
-    import warnings
+#: Where the settings table is used: the entry points (command line, config files, operator
+#: files, the explorer, the Python constructors) and the table itself. Below them values are typed.
+SETTINGS_USERS = {"settings", "cli", "serve", "experiment", "estimator", "operator_file", "state", "runtime", "tasks"}
 
-    for old, new in (("dotrestore.gaussian", "dotrestore.ot.gaussian"), ("dotrestore.detail", "dotrestore.ot.split"),
-                     ("dotrestore.perception", "dotrestore.metrics.perception"), ("dotrestore.data.io", "dotrestore.io.images")):
-        sys.modules.pop(old, None)  # as in a fresh interpreter
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            module = importlib.import_module(old)
-        assert module is importlib.import_module(new)
-        assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message) for w in caught)
+
+def test_settings_are_read_at_the_entry_points_only():
+    graph = import_graph()
+    below = sorted(room for room, targets in graph.items() if "settings" in targets and room not in SETTINGS_USERS)
+    assert below == [], "io/, codecs/, ot/ (and every room below the entry points) take typed values"
+    for room in ("io", "codecs", "ot"):
+        assert "settings" not in graph[room] and "settings" not in _below(graph, room), room
+
+
+def test_typed_defaults_below_the_entry_points_agree_with_the_table():
+    from dotrestore import settings
+    from dotrestore.codecs import options
+    from dotrestore.io import images
+
+    assert settings.default("max_pixels") == images.DEFAULT_MAX_PIXELS
+    assert options.DTYPES == settings.DTYPES and settings.default("tile") in ("auto", "off")
+
+
+def _below(graph: dict[str, set[str]], room: str) -> set[str]:
+    seen, todo = set(), list(graph[room])
+    while todo:
+        r = todo.pop()
+        if r not in seen:
+            seen.add(r)
+            todo.extend(graph.get(r, ()))
+    return seen
+
+
+def _private_names(tree: ast.AST) -> set[str]:
+    """The ``_name`` s a module defines: functions, classes, assigned names and attributes, arguments."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+    return {n for n in names if n.startswith("_") and not n.startswith("__")}
+
+
+def private_reaches() -> list[str]:
+    """``x._name`` read in one module (x not self/cls) where only another module defines ``_name``,
+    and ``from .m import _name`` across modules."""
+    trees = {p: ast.parse(p.read_text()) for p in PACKAGE.rglob("*.py")}
+    defined = {p: _private_names(t) for p, t in trees.items()}
+    ours = set().union(*defined.values())
+    found = []
+    for path, tree in trees.items():
+        where = path.relative_to(PACKAGE)
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                    and node.attr in ours and node.attr not in defined[path]
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+                found.append(f"{where}:{node.lineno}: {ast.unparse(node)}")
+            if isinstance(node, ast.ImportFrom) and node.module != "_version":
+                found.extend(f"{where}:{node.lineno}: imports {a.name}" for a in node.names
+                             if a.name.startswith("_") and not a.name.startswith("__") and node.level)
+    return found
+
+
+def test_no_private_attribute_is_read_across_modules():
+    assert private_reaches() == []

@@ -50,7 +50,7 @@ def test_fit_encodes_whole_loader_batches(tmp_path):
 
     def counting(batch_size):
         dot = DOT(codec="pixel", patch_size=3, runtime=Runtime(batch_size=batch_size, workers=0, progress=False))
-        codec = dot._prepare()
+        codec = dot.prepare()
         encode = codec.encode
         codec.encode = lambda x: calls.append(x.shape[0]) or encode(x)
         return dot

@@ -6,7 +6,7 @@ restorations and blend, x̂α = (1 − α)·x̂0 + α·x*, to pick a point on th
 perception–distortion trade-off at test time without retraining.
 """
 
-from . import _moved, log
+from . import log
 from ._version import __version__
 from .codecs import Codec, load_codec
 from .errors import CodecUnavailableError, DotRestoreError, InputError, NotFittedError, OperatorFileError, SettingError
@@ -14,7 +14,6 @@ from .estimator import DOT
 from .runtime import Runtime
 
 log.install_default_handler()
-_moved.install()
 
 __all__ = [
     "DOT",

@@ -143,8 +143,8 @@ class DOT:
         return {name: getattr(self, name) for name in ("codec", *settings.METHOD, "runtime")}
 
     # ------------------------------------------------------------------ codec and state
-    def _prepare(self) -> Codec:
-        """Load the codec once (on the runtime's device, configured by it) and start the state."""
+    def prepare(self) -> Codec:
+        """Load the codec once (on the runtime's device, configured by it), start the state; the codec."""
         if "codec_" not in self.__dict__:
             self.codec_ = load_codec(self.codec, device=self.runtime.torch_device, **self.runtime.codec_options())
             self.codec_.configure(progress=self.runtime.progress and parallel.is_main())
@@ -164,6 +164,12 @@ class DOT:
             raise AttributeError(f"{name} is a fitted attribute (read-only); fit again, or edit state_ and refit")
         super().__setattr__(name, value)
 
+    def set_fitted(self, codec: Codec, state: FittedState) -> DOT:
+        """Take a fitted ``state`` (e.g. an operator file's) whose statistics live in ``codec``'s latents."""
+        self.codec_, self.dim_, self.state_ = codec, codec.latent_channels * self.patch_size**2, state
+        self._publish()
+        return self
+
     def _publish(self) -> None:
         """Set the fitted attributes (``mean_source_``, ``operator_``, ...) from ``state_``."""
         for name, (get, optional) in FITTED.items():
@@ -176,7 +182,7 @@ class DOT:
 
     def _encode(self, images: torch.Tensor) -> torch.Tensor:
         """Latents of (B, 3, H, W) images as DOT models them (of the detail images with a low-pass)."""
-        codec = self._prepare()
+        codec = self.prepare()
         return codec.encode(detail.split(images.to(codec.device), self.lowpass_sigma, self.split)[0])
 
     def encode(self, images) -> list[torch.Tensor]:
@@ -216,7 +222,7 @@ class DOT:
         """
         if role not in ROLES:
             raise SettingError("role", f"must be 'source' or 'target', got {role!r}")
-        self._prepare()
+        self.prepare()
         if self.mixture > 1 and parallel.active():
             raise SettingError("mixture", "a mixture fits in one process only (EM needs the patches, not sums "
                                "that merge across processes): run without torchrun")
@@ -347,7 +353,7 @@ class DOT:
         self._check_fitted()
         interpolation = settings.check("interpolation", interpolation)
         alphas = [settings.check("alpha", a) for a in alphas]
-        codec = self._prepare()
+        codec = self.prepare()
         x = x.to(codec.device, torch.float32)
         encoded, low = detail.split(x, self.lowpass_sigma, self.split)
         z = codec.encode(encoded) if z is None or low is not None else z.to(codec.device)

@@ -198,12 +198,9 @@ def load_operator(cls, source: str | Path | OperatorFile, codec=None, runtime=No
         raise OperatorFileError(
             path, f"has patch dimension D = {meta['dim']}, but codec {codec_obj.id!r} with patch size "
             f"{dot.patch_size} gives D = {codec_obj.latent_channels * dot.patch_size**2}")
-    dot.codec_ = codec_obj
-    dot.codec_.configure(progress=dot.runtime.progress)
-    dot.dim_ = int(meta["dim"])
+    codec_obj.configure(progress=dot.runtime.progress)
     try:
-        dot.state_ = FittedState.from_state_dict(tensors, meta, eps=dot.eps)
+        state = FittedState.from_state_dict(tensors, meta, eps=dot.eps)
     except ValueError as exc:  # e.g. mixture components that do not form a valid mixture
         raise OperatorFileError(path, f"has inconsistent fitted tensors ({exc})") from None
-    dot._publish()
-    return dot
+    return dot.set_fitted(codec_obj, state)

@@ -1,7 +1,7 @@
 """The fitted state of a DOT estimator, typed, and the one schema of its serialised form.
 
 Per role r ∈ {source, target}, :class:`RoleState` holds the running moments (count n, shift
-s, Σ(x − s), Σ(x − s)(x − s)ᵀ; see :class:`~dotrestore.gaussian.Moments`), the number of
+s, Σ(x − s), Σ(x − s)(x − s)ᵀ; see :class:`~dotrestore.ot.moments.Moments`), the number of
 images seen, and what is derived from them: the mean μr, the (possibly shrunk) covariance
 Σr and a description of the shrinkage used. :class:`FittedState` adds the transport map
 (A of eq. 17, or T0 with the noise covariance Σw of eq. 19) and W2²(source, target).
@@ -68,7 +68,7 @@ class FittedState:
     operator: torch.Tensor | None = None
     noise_cov: torch.Tensor | None = None
     w2_squared: float | None = None
-    #: K > 1: both fitted Gaussian mixtures and their MW2 coupling (see :mod:`dotrestore.mixture`)
+    #: K > 1: both fitted Gaussian mixtures and their MW2 coupling (see :mod:`dotrestore.ot.mixture`)
     mixture: MixtureTransport | None = None
 
     def role(self, name: str) -> RoleState:

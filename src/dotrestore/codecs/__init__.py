@@ -83,14 +83,15 @@ def load_codec(
     tile: str | int | None = None,
     tile_overlap: int | None = None,
     dtype: str | torch.dtype | None = None,
-    max_memory: int | str | None = None,
+    max_memory: int | None = None,
 ) -> Codec:
     """Resolve ``spec`` to a :class:`Codec` on ``device`` (CPU when None; a Codec stays where it is).
 
     ``tile`` ("auto" by default, "off" or a side in pixels), ``tile_overlap`` (pixels),
     ``dtype`` (the networks' compute dtype: float32, or bfloat16/float16 on CUDA) and
-    ``max_memory`` (bytes or "8GB": the activation budget that picks tiles under "auto") are
-    passed to :meth:`Codec.configure`; None leaves a setting at its default (or, for a
+    ``max_memory`` (bytes: the activation budget that picks tiles under "auto"; text such as
+    "8GB" is parsed by :class:`~dotrestore.runtime.Runtime`) are passed to
+    :meth:`Codec.configure`; None leaves a setting at its default (or, for a
     Codec instance, as it is).
 
     Accepted, tried in this order: a :class:`Codec` instance (returned, moved to ``device``);

@@ -15,8 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import settings
-from . import tiling
+from . import options, tiling
 
 
 def weights_sha256(state_dicts: Mapping[str, Mapping[str, Tensor]]) -> str:
@@ -152,17 +151,17 @@ class Codec:
     ) -> Codec:
         """Set tiling, compute dtype, memory budget or progress bars (None leaves one as it is)."""
         if tile is not None:
-            self.tile = settings.check("tile", tile)
+            self.tile = options.tile(tile)
         if tile_overlap is not None:
-            self.tile_overlap = settings.check("tile_overlap", tile_overlap)
+            self.tile_overlap = options.tile_overlap(tile_overlap)
         if max_memory is not None:
-            self.max_memory = settings.check("max_memory", max_memory)
+            self.max_memory = options.max_memory(max_memory)
         if progress is not None:
             self.progress = bool(progress)
         if dtype is not None:
-            dtype = settings.DTYPES[settings.check("dtype", dtype)]
+            dtype = options.dtype(dtype)
             if dtype != self.dtype:
-                settings.check_precision(dtype, self.device)
+                options.check_precision(dtype, self.device)
                 self.dtype = dtype
                 self._bytes_per_pixel.clear()
                 self.to(self.device)
@@ -172,7 +171,7 @@ class Codec:
         """Move the networks to ``device`` (in :attr:`dtype`); returns ``self``."""
         device = torch.device(device)
         dtype = getattr(self, "dtype", torch.float32)
-        settings.check_precision(dtype, device)
+        options.check_precision(dtype, device)
         for module in self._modules():
             # channels_last: oneDNN's convolutions are faster on CPU in this layout
             module.to(device=device, dtype=dtype, memory_format=torch.channels_last)

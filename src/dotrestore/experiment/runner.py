@@ -7,7 +7,7 @@ patch_fd, the per-image measures of :data:`dotrestore.metrics.PER_IMAGE_METRICS`
 LPIPS/FID/KID) over the test images → results.csv/json, the perception–distortion curve,
 collages, the operators and report.md.
 
-This module orchestrates only: images stream through :mod:`dotrestore.pipeline` (workers
+This module orchestrates only: images stream through :mod:`dotrestore.runtime.pipeline` (workers
 read, degrade and restore), measurements are metric objects (:mod:`.evaluation`), fitting is
 :mod:`.variants`, and :func:`_write` writes. Under ``torchrun`` every rank evaluates its shard
 of the test images; the metric states are summed and only rank 0 writes.

@@ -61,7 +61,7 @@ def fit_variants(variants: list[Variant], config, codec, roles: dict) -> dict[Va
     dots: dict[Variant, DOT] = {}
     for variant in variants:
         dot = dots[variant] = make_dot(variant, config, codec)
-        codec = dot._prepare()
+        codec = dot.prepare()
         for role, (items, load, name) in roles.items():
             stream = pipeline.batches(items, load, batch_size=config.batch_size, workers=config.workers, name=name)
             dot.partial_fit(stream, role=role)

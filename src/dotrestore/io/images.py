@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import numbers
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -20,8 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from .. import settings
-from ..errors import InputError
+from ..errors import InputError, SettingError
 from .files import atomic_write, open_regular
 from .folder import FileId
 
@@ -38,12 +38,16 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 #: Largest image (width × height, from the file header) read without ``max_pixels``: a
 #: 6000×4000 photograph passes; a small file declaring a huge canvas is refused before
 #: decoding (decoding allocates what the header declares). None disables the check.
-DEFAULT_MAX_PIXELS = settings.default("max_pixels")
+#: The settings table's ``max_pixels`` default says the same (tests/test_architecture.py checks it).
+DEFAULT_MAX_PIXELS = 40_000_000
 
 
 def check_max_pixels(max_pixels) -> int | None:
-    """``max_pixels`` as an int (or None: no limit); a SettingError for anything else."""
-    return settings.check("max_pixels", max_pixels)
+    """``max_pixels`` as a typed value: a positive int, or None (no limit); SettingError otherwise."""
+    if max_pixels is None or (isinstance(max_pixels, numbers.Integral) and not isinstance(max_pixels, bool)
+                              and max_pixels >= 1):
+        return None if max_pixels is None else int(max_pixels)
+    raise SettingError("max_pixels", f"must be a positive number of pixels or None, got {max_pixels!r}")
 
 
 @contextlib.contextmanager
@@ -90,7 +94,7 @@ def list_images(paths: Paths, max_pixels: int | None = DEFAULT_MAX_PIXELS, *, he
     explicit file's header declares more than ``max_pixels`` pixels. With ``headers=False``
     no file is opened (names and file types only): :func:`check_images` checks what is read.
     """
-    max_pixels = settings.check("max_pixels", max_pixels)
+    max_pixels = check_max_pixels(max_pixels)
     given = _as_path_list(paths)
     if not given:
         raise InputError("images", "no image files or folders given")
@@ -213,7 +217,7 @@ def validate_images(paths: Paths, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
     Raises InputError naming the first file that cannot be decoded (truncated, garbage, empty)
     or that declares more than ``max_pixels`` pixels (checked from the header, before decoding).
     """
-    max_pixels = settings.check("max_pixels", max_pixels)
+    max_pixels = check_max_pixels(max_pixels)
     return [record.size for record in check_images(list_images(paths, max_pixels, headers=False), max_pixels)]
 
 
@@ -242,7 +246,7 @@ def read_image(path: PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> t
     composited on a background); 16-bit values are divided by 65535 (full precision kept).
     Images whose header declares more than ``max_pixels`` pixels are refused before decoding.
     """
-    max_pixels = settings.check("max_pixels", max_pixels)
+    max_pixels = check_max_pixels(max_pixels)
     path = Path(path)
     if not path.exists():
         raise InputError(path, "does not exist")

@@ -128,7 +128,7 @@ class VideoInfo:
         return text
 
 
-def _open_input(av, path: Path):
+def open_input(av, path: Path):
     if not path.exists():
         raise InputError(path, "does not exist")
     if path.is_dir():
@@ -176,7 +176,7 @@ def _scan_packets(av, container, stream, path: Path):
 
 def _first_frame(av, path: Path, stream_index: int):
     """Decode the first frame: proves the codec decodes, and carries rotation and colour tags."""
-    with _open_input(av, path) as container:
+    with open_input(av, path) as container:
         stream = container.streams[stream_index]
         try:
             for frame in container.decode(stream):
@@ -190,7 +190,7 @@ def _first_frame(av, path: Path, stream_index: int):
 def _decoded_pts(av, path: Path, stream_index: int) -> list[int]:
     """Frame time stamps by decoding, for streams whose packets carry none (raw or AVI streams)."""
     pts = []
-    with _open_input(av, path) as container:
+    with open_input(av, path) as container:
         stream = container.streams[stream_index]
         stream.thread_type = "AUTO"
         try:
@@ -301,7 +301,7 @@ def probe(path: PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> VideoI
     path = Path(path)
     max_pixels = check_max_pixels(max_pixels)
     av = import_av(path)
-    with _open_input(av, path) as container:
+    with open_input(av, path) as container:
         stream = _video_stream(container, path)
         _check_header_size(stream, path, max_pixels)
         time_base = Fraction(stream.time_base)

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import InputError
 from .images import DEFAULT_MAX_PIXELS
-from .video_probe import PathLike, VideoInfo, _open_input, import_av, probe
+from .video_probe import PathLike, VideoInfo, import_av, open_input, probe
 
 #: A fit reads at most this many frames of a clip by default (see :func:`frame_step`).
 DEFAULT_FIT_FRAMES = 300
@@ -114,7 +114,7 @@ def _frames(info: VideoInfo, start: int, stop: int, step: int, threads: int) -> 
     """Decoded (index, av frame) for index in range(start, stop, step), in order."""
     av = import_av(info.path)
     expected = start
-    with _open_input(av, info.path) as container:
+    with open_input(av, info.path) as container:
         stream = container.streams[info.stream_index]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = threads

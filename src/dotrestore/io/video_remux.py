@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from .files import commit, temporary_path
-from .video_probe import PathLike, VideoInfo, _open_input, import_av, probe
+from .video_probe import PathLike, VideoInfo, import_av, open_input, probe
 
 #: Extension -> (FFmpeg muxer, default video encoder).
 OUTPUT_FORMATS = {
@@ -71,7 +71,7 @@ class StreamCopier:
 
     def __init__(self, av, info: VideoInfo, output, out_path: Path):
         self.av, self.path = av, info.path
-        self.input = _open_input(av, info.path)
+        self.input = open_input(av, info.path)
         self.streams, self.converted = {}, set()
         try:
             refused = [f"{s.type} stream {s.index} ({s.codec_context.name})" for s in self.input.streams
@@ -166,7 +166,7 @@ def close_quietly(output, copier=None) -> None:
 
 
 def _segment_stream(av, path: Path):
-    container = _open_input(av, path)
+    container = open_input(av, path)
     return container, container.streams.video[0]
 
 

@@ -10,13 +10,13 @@ entry there and it appears in results.csv, the report table and the curve's pane
 from __future__ import annotations
 
 from .functional import (  # noqa: F401
-    _NEEDS,
     PATCH_FD_STRIDE,
     PERCEPTUAL_METRICS,
     SSIM_K1,
     SSIM_K2,
     SSIM_SIGMA,
     SSIM_WINDOW,
+    WEIGHTS_NEEDED,
     gaussian_fd,
     latent_fd,
     mse,

@@ -151,7 +151,7 @@ def patch_moments(
     Each patch is a D = C·p² vector in ``unfold`` order. ``tensors`` is one tensor
     (C, H, W) / (B, C, H, W) or an iterable of them (sizes may differ; a generator is fine).
     Patches are extracted one image, and at most ``2**22`` values, at a time and folded into
-    a float64 :class:`~dotrestore.gaussian.Moments`, so memory stays small whatever the
+    a float64 :class:`~dotrestore.ot.moments.Moments`, so memory stays small whatever the
     number and size of the images. Pass ``moments`` to keep accumulating into an existing one.
     """
     if isinstance(tensors, Tensor):
@@ -236,7 +236,7 @@ PERCEPTUAL_METRICS = ("lpips", "fid", "kid")
 
 # What each metric needs: Python modules, and the file torch.hub downloads on first use.
 _INCEPTION = ("weights-inception-2015-12-05-6726825d.pth", "the Inception weights (torch-fidelity's pt_inception-2015-12-05)")
-_NEEDS = {
+WEIGHTS_NEEDED = {
     "lpips": (("torchmetrics", "torchvision"), "alexnet-owt-7be5be79.pth", "the AlexNet weights LPIPS needs"),
     "fid": (("torchmetrics", "torch_fidelity"), *_INCEPTION),
     "kid": (("torchmetrics", "torch_fidelity"), *_INCEPTION),
@@ -255,7 +255,7 @@ def offline() -> bool:
 
 def weights_cached(name: str) -> bool:
     """True when the backbone weights of perceptual metric ``name`` are in the torch hub cache."""
-    return (_hub_checkpoints() / _NEEDS[name][1]).is_file()
+    return (_hub_checkpoints() / WEIGHTS_NEEDED[name][1]).is_file()
 
 
 def perceptual_availability() -> dict[str, str | None]:
@@ -268,7 +268,7 @@ def perceptual_availability() -> dict[str, str | None]:
     """
     out: dict[str, str | None] = {}
     for name in PERCEPTUAL_METRICS:
-        modules, weights_file, weights_desc = _NEEDS[name]
+        modules, weights_file, weights_desc = WEIGHTS_NEEDED[name]
         missing = [m.replace("_", "-") for m in modules if importlib.util.find_spec(m) is None]
         problems = [f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed"] if missing else []
         if not (_hub_checkpoints() / weights_file).is_file() and offline():

@@ -10,7 +10,7 @@ the same value as one process that saw them all. Nothing keeps an image to the e
 - :class:`PatchMoments` — the Gaussian of overlapping p×p patches (latent_fd, patch_fd);
   state: a float64 :class:`~dotrestore.ot.moments.Moments`, summed around a common shift.
 - :class:`FID`, :class:`KID`, :class:`LPIPS` — torchmetrics objects (extra
-  ``dotrestore[metrics]``) synchronised through :mod:`dotrestore.parallel`; FID and KID
+  ``dotrestore[metrics]``) synchronised through :mod:`dotrestore.runtime.parallel`; FID and KID
   accept any feature network (``feature=``), which is how the tests run them offline.
 """
 
@@ -235,7 +235,7 @@ class LPIPS:
 def perceptual_metric(name: str, device="cpu", feature: int | torch.nn.Module | None = None):
     """A new "fid", "kid" or "lpips" object; logs once that uncached weights will download."""
     if feature is None and name in functional.PERCEPTUAL_METRICS and not functional.weights_cached(name):
-        logger.info("%s: downloading %s on first use", name.upper(), functional._NEEDS[name][2])
+        logger.info("%s: downloading %s on first use", name.upper(), functional.WEIGHTS_NEEDED[name][2])
     if name == "fid":
         return FID(2048 if feature is None else feature, device=device)
     if name == "kid":

@@ -19,7 +19,7 @@ with :math:`A_{kl}` the Gaussian OT map from component k to l (Freirich et al. e
 p(k | z) the source mixture's posterior. K = 1 is the single-Gaussian map.
 
 On latents (:meth:`MixtureTransport.transport`) every step is a convolution, as in
-:mod:`dotrestore.patches`: one conv per source component for the Mahalanobis distances of
+:mod:`dotrestore.ot.patches`: one conv per source component for the Mahalanobis distances of
 every patch, one per coupled pair (π has at most 2K − 1 nonzero entries) for the maps.
 """
 
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from . import gaussian
-from .patches import _overlap_weight, overlap_add, patch_weights
+from .patches import overlap_add, overlap_weight, patch_weights
 
 __all__ = ["GaussianMixture", "fit_gmm", "mixture_ot_plan", "MixtureTransport"]
 
@@ -304,7 +304,7 @@ class MixtureTransport:
             out = out * patch_weights(p, weighting, dtype=z.dtype, device=z.device).reshape(-1).repeat(c)[None, :, None, None]
         if p == 1:
             return out
-        return overlap_add(out, c, p).div_(_overlap_weight(h, w, p, weighting, z.dtype, z.device))
+        return overlap_add(out, c, p).div_(overlap_weight(h, w, p, weighting, z.dtype, z.device))
 
 
 class PatchReservoir:

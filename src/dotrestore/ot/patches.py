@@ -66,7 +66,7 @@ def patch_weights(patch_size: int, weighting: str = "uniform", dtype=torch.float
 
 
 @functools.lru_cache(maxsize=64)
-def _overlap_weight(h: int, w: int, p: int, weighting: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def overlap_weight(h: int, w: int, p: int, weighting: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     # Σ of the weights of every patch (centred on an input pixel) covering each output pixel.
     # Depends only on (H, W, p, weighting), so it is computed once and reused.
     r = p // 2
@@ -183,7 +183,7 @@ def transport_latent(
     .. math:: T(x) = A(x - \mu_s) + \mu_t\ [+\ L\varepsilon],\quad \varepsilon\sim\mathcal N(0, I_D),
 
     with ε drawn independently per patch when ``noise_sqrt`` = L (e.g.
-    :math:`\Sigma_w^{1/2}` from :func:`dotrestore.gaussian.stochastic_transport_map`): from
+    :math:`\Sigma_w^{1/2}` from :func:`dotrestore.ot.gaussian.stochastic_transport_map`): from
     ``generator`` (a stream: each call draws new noise), or, when ``noise_seed`` is given,
     by :func:`positional_normal` at the patch centre's position (offset by ``origin``), the
     same for every image of the batch and on every call.
@@ -239,7 +239,7 @@ def transport_latent(
         y = y.view(b, d, h * w).baddbmm_(l_mat.expand(b, d, d), eps).view(b, d, h, w)
     if p == 1:
         return y  # weights are 1 and each pixel is covered once
-    return overlap_add(y, c, p).div_(_overlap_weight(h, w, p, weighting, dt, dev))
+    return overlap_add(y, c, p).div_(overlap_weight(h, w, p, weighting, dt, dev))
 
 
 def overlap_add(y: torch.Tensor, channels: int, patch_size: int, use_fold: bool | None = None) -> torch.Tensor:

@@ -82,7 +82,7 @@ def batch_apply(explorer: Explorer, images: list[Path], alphas: list[float], *, 
         raise InputError("output folder", "name an output folder or ask for a zip")
     plan = applying.plan_outputs(images, out, alphas, overwrite=False,
                                  exists="already exists: the batch never overwrites; choose another output folder")
-    with explorer._lock:
+    with explorer.exclusive():
         written = applying.write_outputs(dot, plan, progress=lambda done: progress(
             done / len(images), f"{done}/{len(images)} images"))
     progress(1.0, "done")

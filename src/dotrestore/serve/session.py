@@ -71,6 +71,10 @@ class Explorer:
         if operator is not None:
             self.load_operator(operator)
 
+    def exclusive(self) -> threading.RLock:
+        """The explorer's transport lock, for a long job that must not run beside a transport."""
+        return self._lock
+
     @property
     def max_pixels(self) -> int | None:
         return self.runtime.max_pixels
