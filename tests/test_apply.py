@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from dotrestore import DOT, data
-from dotrestore.apply import alpha_dirname, plan_outputs, write_outputs
 from dotrestore.errors import InputError
+from dotrestore.tasks.apply import alpha_dirname, plan_outputs, write_outputs
 
 from support import write_images
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dotrestore.apply import alpha_dirname
 from dotrestore.cli import main
+from dotrestore.tasks.apply import alpha_dirname
 
 
 def write_images(folder, n, seed, size=(40, 52), blur=False):

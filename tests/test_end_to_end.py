@@ -15,10 +15,10 @@ import torch
 from PIL import Image
 
 from dotrestore import DOT
-from dotrestore.apply import alpha_dirname
 from dotrestore.cli import main
 from dotrestore.data import list_images, parse_degradation, parse_restorer, read_image, save_image
 from dotrestore.metrics import latent_fd
+from dotrestore.tasks.apply import alpha_dirname
 
 pytestmark = pytest.mark.slow
 

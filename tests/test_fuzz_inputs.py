@@ -31,8 +31,8 @@ from fuzz_support import (
 from PIL import Image
 from safetensors.torch import save_file
 
-from dotrestore import apply as applying
 from dotrestore.cli import main
+from dotrestore.tasks import apply as applying
 
 full_disk = pytest.fixture(fuzz_support.full_disk)
 photos = pytest.fixture(scope="module", name="photos")(fuzz_support.photos)

@@ -27,8 +27,8 @@ from fuzz_support import (
 )
 from PIL import Image
 
-from dotrestore import apply as applying
 from dotrestore.runtime import pipeline
+from dotrestore.tasks import apply as applying
 
 photos = pytest.fixture(scope="module", name="photos")(fuzz_support.photos)
 restorers = pytest.fixture(scope="module", name="restorers")(fuzz_support.restorers)

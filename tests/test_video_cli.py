@@ -18,9 +18,9 @@ av = pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
 from test_video_io_errors import BAD_INPUTS  # noqa: E402
 from video_clips import build_clips, make_clip  # noqa: E402
 
-from dotrestore import apply_video  # noqa: E402
 from dotrestore.cli import main  # noqa: E402
 from dotrestore.errors import InputError  # noqa: E402
+from dotrestore.tasks import apply_video  # noqa: E402
 
 import _torchrun  # noqa: E402
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import apply as applying
-from .. import apply_video, settings
+from .. import settings
 from ..codecs import spec_files
 from ..errors import InputError
 from ..io.images import list_images
 from ..io.video import is_video
 from ..operator_file import read_operator
 from ..runtime import parallel
+from ..tasks import apply as applying
+from ..tasks import apply_video
 from . import options
 
 

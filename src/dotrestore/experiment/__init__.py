@@ -6,7 +6,7 @@
 >>> result.report  # exp/report.md
 """
 
-from ..apply import alpha_dirname
+from ..tasks.apply import alpha_dirname
 from .config import DEFAULT_ALPHAS, ExperimentConfig
 
 # Imported eagerly (it is cheap: scikit-image's photographs are read only when it runs) so

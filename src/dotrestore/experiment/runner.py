@@ -32,9 +32,9 @@ from tqdm.auto import tqdm
 
 from .. import data, metrics
 from .._version import __version__
-from ..apply import alpha_dirname
 from ..io.images import header_size
 from ..runtime import parallel, pipeline
+from ..tasks.apply import alpha_dirname
 from . import figures, report
 from .config import ExperimentConfig
 from .evaluation import Evaluation

@@ -2,7 +2,7 @@
 
 Both validate every input before any work, like the command line does, and never overwrite:
 a fit writes a new operator file in the scratch folder; a batch runs through
-:mod:`dotrestore.apply` (the code behind ``dotrestore apply``, so the files are the same bits)
+:mod:`dotrestore.tasks.apply` (the code behind ``dotrestore apply``, so the files are the same bits)
 and refuses an output folder that already holds any of the files it would write.
 """
 
@@ -12,10 +12,10 @@ import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .. import apply as applying
 from .. import settings
 from ..errors import InputError
 from ..io import images as image_files
+from ..tasks import apply as applying
 from .session import Explorer
 
 Progress = Callable[[float, str], None]

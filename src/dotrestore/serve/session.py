@@ -22,10 +22,10 @@ import torch
 from PIL import Image
 
 from .. import metrics, settings
-from ..apply import alpha_dirname
 from ..errors import InputError, NotFittedError
 from ..io import images as image_files
 from ..runtime import Runtime
+from ..tasks.apply import alpha_dirname
 from .cache import Entry, TransportCache, content_hash
 
 logger = logging.getLogger(__name__)

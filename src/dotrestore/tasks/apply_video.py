@@ -31,14 +31,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ImageTooSmallError, InputError, OperatorFileError
+from ..io.files import commit, temporary_path
+from ..io.folder import make_folders
+from ..io.guard import check_output_file
+from ..io.video import VideoInfo, VideoWriter, concat_segments, encoding, probe, segment_ranges
+from ..runtime import parallel
+from ..runtime.frames import frame_batches
 from .apply import alpha_dirname
-from .errors import ImageTooSmallError, InputError, OperatorFileError
-from .io.files import commit, temporary_path
-from .io.folder import make_folders
-from .io.guard import check_output_file
-from .io.video import VideoInfo, VideoWriter, concat_segments, encoding, probe, segment_ranges
-from .runtime import parallel
-from .runtime.frames import frame_batches
 
 
 def video_targets(out: str | os.PathLike, alphas: Sequence[float]) -> dict[float, Path]:

@@ -18,12 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ImageTooSmallError, InputError, OperatorFileError
-from .io.folder import FileId, file_id, file_ids
-from .io.guard import check_not_input, check_output_folder
-from .io.images import check_images, read_image
-from .io.staged import STAGING_PREFIX, StagedFiles
-from .runtime import parallel, pipeline
+from ..errors import ImageTooSmallError, InputError, OperatorFileError
+from ..io.folder import FileId, file_id, file_ids
+from ..io.guard import check_not_input, check_output_folder
+from ..io.images import check_images, read_image
+from ..io.staged import STAGING_PREFIX, StagedFiles
+from ..runtime import parallel, pipeline
 
 
 def alpha_dirname(alpha: float) -> str:
