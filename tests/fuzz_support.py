@@ -109,8 +109,8 @@ def _emulate_enospc(monkeypatch) -> None:
 
     The tests using it write nothing but the outputs under test."""
     import dotrestore.io.files as files
-    import dotrestore.io.folder as folder_module
-    import dotrestore.io.staged as staged
+    import dotrestore.io.outputs.folder as folder_module
+    import dotrestore.io.outputs.staged as staged
 
     def write_content(handle, write):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -32,7 +32,7 @@ from ._version import __version__
 from .codecs import load_codec
 from .errors import DotRestoreError, OperatorFileError
 from .io.files import open_regular
-from .io.folder import write_file
+from .io.outputs.folder import write_file
 from .state import FORMAT, FORMAT_VERSION, FittedState, validate
 
 logger = logging.getLogger("dotrestore")
@@ -62,7 +62,7 @@ def operator_metadata(dot) -> tuple[dict[str, torch.Tensor], dict]:
 
 
 def save_operator(dot, path: str | Path, *, protected=(), overwrite: bool = True) -> Path:
-    """Write ``dot`` to ``path`` atomically (:func:`dotrestore.io.folder.write_file`: never over a
+    """Write ``dot`` to ``path`` atomically (:func:`dotrestore.io.outputs.folder.write_file`: never over a
     file whose identity is in ``protected``, over an existing file only with ``overwrite``; a
     full disk names ``path``). The result is checked against the same schema as files being
     read, so a written file always loads."""

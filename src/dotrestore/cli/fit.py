@@ -8,8 +8,8 @@ from pathlib import Path
 from .. import settings
 from ..codecs import spec_files
 from ..errors import InputError
-from ..io.folder import file_ids
-from ..io.guard import check_output_file
+from ..io.outputs.folder import file_ids
+from ..io.outputs.guard import check_output_file
 from ..operator_file import save_operator
 from ..ot.split import describe
 from ..runtime import parallel

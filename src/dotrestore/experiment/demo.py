@@ -40,7 +40,7 @@ import torch
 from .. import data
 from ..codecs import load_codec, resolve_auto
 from ..errors import InputError
-from ..io.guard import check_output_folder, check_writable_folder
+from ..io.outputs.guard import check_output_folder, check_writable_folder
 from .config import ExperimentConfig
 from .runner import ExperimentResult, run
 

@@ -2,7 +2,7 @@
 
 Everything is written into a hidden staging folder beside ``--out`` (``.OUT.partial``) and moved
 into place only when the whole run succeeded. ``--out`` itself is opened once and locked
-(:class:`~dotrestore.io.folder.OutputFolder`): a second run into the same folder is refused at
+(:class:`~dotrestore.io.outputs.folder.OutputFolder`): a second run into the same folder is refused at
 once, a folder swapped for a symlink after the checks is refused or not followed, a previous
 run's outputs are removed only with ``--overwrite`` (also those that appeared while this run
 worked), and a file that is an input is never removed or replaced. A failed or interrupted run
@@ -16,8 +16,8 @@ import shutil
 from pathlib import Path, PurePath
 
 from ..errors import InputError
-from ..io.folder import FileId, OutputFolder, file_id, file_ids, lstat_at, open_folder
-from ..io.guard import check_not_input, check_not_inside, check_output_folder, check_writable_folder
+from ..io.outputs.folder import FileId, OutputFolder, file_id, file_ids, lstat_at, open_folder
+from ..io.outputs.guard import check_not_input, check_not_inside, check_output_folder, check_writable_folder
 from .config import ExperimentConfig
 
 #: Everything a run writes at the top of --out; --overwrite removes these (and only these).

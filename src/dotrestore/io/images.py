@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 
 from ..errors import InputError, SettingError
 from .files import atomic_write, open_regular
-from .folder import FileId
+from .outputs.folder import FileId
 
 logger = logging.getLogger(__name__)
 

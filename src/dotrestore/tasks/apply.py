@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ImageTooSmallError, InputError, OperatorFileError
-from ..io.folder import FileId, file_id, file_ids
-from ..io.guard import check_not_input, check_output_folder
 from ..io.images import check_images, read_image
-from ..io.staged import STAGING_PREFIX, StagedFiles
+from ..io.outputs.folder import FileId, file_id, file_ids
+from ..io.outputs.guard import check_not_input, check_output_folder
+from ..io.outputs.staged import STAGING_PREFIX, StagedFiles
 from ..runtime import parallel, pipeline
 
 
@@ -47,7 +47,7 @@ class OutputPlan:
 
     ``folder`` is ``out`` resolved when it was checked and ``folder_id`` its (device, inode)
     then (None: it did not exist); ``protected`` the identities of every file the run reads.
-    Writing holds the folder by these, not by its path (see :mod:`dotrestore.io.folder`).
+    Writing holds the folder by these, not by its path (see :mod:`dotrestore.io.outputs.folder`).
     """
 
     inputs: list[Path]

@@ -33,8 +33,8 @@ from pathlib import Path
 
 from ..errors import ImageTooSmallError, InputError, OperatorFileError
 from ..io.files import commit, temporary_path
-from ..io.folder import make_folders
-from ..io.guard import check_output_file
+from ..io.outputs.folder import make_folders
+from ..io.outputs.guard import check_output_file
 from ..io.video import VideoInfo, VideoWriter, concat_segments, encoding, probe, segment_ranges
 from ..runtime import parallel
 from ..runtime.frames import frame_batches

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import InputError
-from .files import commit, temporary_path
-from .video_probe import PathLike, VideoInfo, import_av
-from .video_remux import StreamCopier, close_quietly, copy_tags, open_output, output_format
+from ...errors import InputError
+from ..files import commit, temporary_path
+from .probe import PathLike, VideoInfo, import_av
+from .remux import StreamCopier, close_quietly, copy_tags, open_output, output_format
 
 #: Default constant-quality setting per encoder (lower is better quality, larger files).
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 31}

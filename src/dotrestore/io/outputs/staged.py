@@ -2,7 +2,7 @@
 
 Files are written into a private hidden folder inside the output folder (same filesystem, so
 moving is a rename) and moved into place by :meth:`StagedFiles.commit`. Everything goes
-through the handles of :class:`~dotrestore.io.folder.OutputFolder` (``dir_fd=``), so a folder
+through the handles of :class:`~dotrestore.io.outputs.folder.OutputFolder` (``dir_fd=``), so a folder
 swapped for a symlink after the checks is refused or not followed, an input is never replaced,
 and an existing file only with ``overwrite``. Leaving without committing (an error, Ctrl-C,
 SIGTERM) removes the staging folder, those of the other processes of the same run (``sweep``),
@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path, PurePath
 from typing import BinaryIO
 
-from .files import named, write_content
+from ..files import named, write_content
 from .folder import O_NEW_FILE, FileId, OutputFolder, open_folder, remove_tree, subfolder
 
 STAGING_PREFIX = ".dotrestore-staging-"
@@ -29,7 +29,7 @@ class StagedFiles:
 
     ``root`` is the folder's resolved path, ``name`` the path that targets are given under (and
     messages show); ``expected``, ``protected``, ``overwrite`` and ``lock`` are those of
-    :class:`~dotrestore.io.folder.OutputFolder`. ``staging`` names this process's staging
+    :class:`~dotrestore.io.outputs.folder.OutputFolder`. ``staging`` names this process's staging
     folder; on failure every entry of ``root`` starting with ``sweep`` is removed too (the
     staging folders of the other processes of one torchrun run).
     """

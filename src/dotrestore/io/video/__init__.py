@@ -15,10 +15,10 @@ naming the file and that command.
 
 from __future__ import annotations
 
-from .video_probe import VIDEO_EXTENSIONS, StreamInfo, VideoInfo, import_av, is_video, probe
-from .video_read import DEFAULT_FIT_FRAMES, DecodedFrame, frame_step, read_frames, sample_frames, segment_ranges
-from .video_remux import OUTPUT_FORMATS, concat_segments, output_format
-from .video_write import DEFAULT_CRF, VideoWriter, encoding
+from .probe import VIDEO_EXTENSIONS, StreamInfo, VideoInfo, import_av, is_video, probe
+from .read import DEFAULT_FIT_FRAMES, DecodedFrame, frame_step, read_frames, sample_frames, segment_ranges
+from .remux import OUTPUT_FORMATS, concat_segments, output_format
+from .write import DEFAULT_CRF, VideoWriter, encoding
 
 __all__ = [
     "VIDEO_EXTENSIONS", "OUTPUT_FORMATS", "DEFAULT_CRF", "DEFAULT_FIT_FRAMES", "StreamInfo", "VideoInfo",

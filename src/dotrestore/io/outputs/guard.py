@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import InputError
+from ...errors import InputError
 
 
 def _same_file(a: Path, b: Path) -> bool:

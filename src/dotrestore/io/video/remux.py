@@ -11,9 +11,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import InputError
-from .files import commit, temporary_path
-from .video_probe import PathLike, VideoInfo, import_av, open_input, probe
+from ...errors import InputError
+from ..files import commit, temporary_path
+from .probe import PathLike, VideoInfo, import_av, open_input, probe
 
 #: Extension -> (FFmpeg muxer, default video encoder).
 OUTPUT_FORMATS = {
@@ -204,7 +204,7 @@ def _mux_segments(av, output, video, segment_paths, copier) -> None:
 def concat_segments(segment_paths: Sequence[PathLike], out_path: PathLike,
                     audio_from: PathLike | VideoInfo | None = None) -> Path:
     """Join segment files (contiguous frame ranges of one clip, in order, written by
-    :class:`~dotrestore.io.video_write.VideoWriter` with ``copy_streams=False`` and the same
+    :class:`~dotrestore.io.video.write.VideoWriter` with ``copy_streams=False`` and the same
     codec settings) into ``out_path`` by stream copy: no re-encoding, time stamps kept.
 
     Audio and subtitles are copied from ``audio_from`` (the original clip), so the result

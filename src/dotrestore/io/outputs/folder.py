@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path, PurePath
 from typing import BinaryIO
 
-from ..errors import InputError
-from .files import named, write_content
+from ...errors import InputError
+from ..files import named, write_content
 
 #: Opening a folder: never through a symlink at its last component, not inherited by programs we run.
 O_FOLDER = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)

@@ -5,7 +5,7 @@ the stream's pixel format by FFmpeg's swscale, which honours the frame's colour 
 (limited 16-235 or full) and matrix (BT.601/709/2020; untagged streams are read as BT.601, as
 FFmpeg does). Streams deeper than 8 bits are read through 16-bit RGB (value / 65535), so
 their precision is kept. Frames are not rotated: the display matrix travels to the output
-instead (:class:`~dotrestore.io.video_write.VideoWriter`), as players apply it.
+instead (:class:`~dotrestore.io.video.write.VideoWriter`), as players apply it.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..errors import InputError
-from .images import DEFAULT_MAX_PIXELS
-from .video_probe import PathLike, VideoInfo, import_av, open_input, probe
+from ...errors import InputError
+from ..images import DEFAULT_MAX_PIXELS
+from .probe import PathLike, VideoInfo, import_av, open_input, probe
 
 #: A fit reads at most this many frames of a clip by default (see :func:`frame_step`).
 DEFAULT_FIT_FRAMES = 300

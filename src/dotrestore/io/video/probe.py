@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from .images import DEFAULT_MAX_PIXELS, check_max_pixels
+from ...errors import InputError
+from ..images import DEFAULT_MAX_PIXELS, check_max_pixels
 
 PathLike = str | os.PathLike
 
