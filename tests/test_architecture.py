@@ -194,3 +194,34 @@ def private_reaches() -> list[str]:
 
 def test_no_private_attribute_is_read_across_modules():
     assert private_reaches() == []
+
+
+def _fits(path: Path) -> list[str]:
+    """Calls of ``x.partial_fit(...)`` and ``x.fit(...)`` in a file, except ``fit`` of the tasks.fit module."""
+    tree = ast.parse(path.read_text())
+    job = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+           and (node.module or "").endswith("tasks") for alias in node.names if alias.name == "fit"}
+    return [ast.unparse(node.func) for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and (node.func.attr == "partial_fit" or (node.func.attr == "fit" and not (
+                isinstance(node.func.value, ast.Name) and node.func.value.id in job)))]
+
+
+def test_fit_apply_and_video_are_each_written_once():
+    """Fitting, applying to files and applying to a clip live in tasks/; the command line, the
+    explorer and the experiment call them instead of writing the job again."""
+    jobs = {"fit": PACKAGE / "tasks" / "fit.py", "apply": PACKAGE / "tasks" / "apply.py",
+            "video": PACKAGE / "tasks" / "apply_video.py"}
+    assert all(p.is_file() for p in jobs.values())
+    engine = {PACKAGE / "estimator.py", jobs["fit"]}
+    fitting = sorted(f"{p.relative_to(PACKAGE)}: {call}" for p in PACKAGE.rglob("*.py")
+                     if p not in engine and "ot" not in p.relative_to(PACKAGE).parts for call in _fits(p))
+    assert fitting == [], "fitting is written once, in tasks/fit.py"
+    writers = {"write_outputs", "plan_outputs", "write_video", "plan_video"}
+    defined = sorted(f"{p.relative_to(PACKAGE)}:{node.name}" for p in PACKAGE.rglob("*.py")
+                     for node in ast.walk(ast.parse(p.read_text()))
+                     if isinstance(node, ast.FunctionDef) and node.name in writers)
+    assert defined == ["tasks/apply.py:plan_outputs", "tasks/apply.py:write_outputs",
+                       "tasks/apply_video.py:plan_video", "tasks/apply_video.py:write_video"]
+    graph = import_graph()
+    assert {"cli", "serve", "experiment"} <= {room for room, targets in graph.items() if "tasks" in targets}

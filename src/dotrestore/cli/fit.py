@@ -10,10 +10,10 @@ from ..codecs import spec_files
 from ..errors import InputError
 from ..io.outputs.folder import file_ids
 from ..io.outputs.guard import check_output_file
-from ..operator_file import save_operator
 from ..ot.split import describe
 from ..runtime import parallel
 from ..runtime.frames import TrainingInputs
+from ..tasks import fit as fitting
 from . import options
 
 log = logging.getLogger("dotrestore")
@@ -60,12 +60,11 @@ def run(args) -> int:
     # each process opens and checks its own share of the images, once, before any encoding
     source, target = source and source.checked(runtime.max_pixels), target.checked(runtime.max_pixels)
     # under torchrun: each process its share of the files and frames, sums added exactly
-    dot.fit(source and source.source(runtime, "source images", args.frame_step),
-            target.source(runtime, "target images", args.frame_step))
-    if parallel.is_main():  # through the folder's handle: never over an input, nor over a file that appeared
-        save_operator(dot, output, protected=file_ids(inputs), overwrite=args.overwrite)
+    fitting.fit(dot, source, target, frame_step=args.frame_step)
+    # through the folder's handle: never over an input, nor over a file that appeared
+    fitting.save(dot, output, protected=file_ids(inputs), overwrite=args.overwrite)
+    if parallel.is_main():
         _summary(dot, output, source is not None)
-    parallel.barrier()  # every process exits after the file exists
     return 0
 
 

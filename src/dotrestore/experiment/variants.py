@@ -5,7 +5,7 @@
 - ``mixK``: detail transport with a K-component Gaussian mixture (``DOT(mixture=K)``).
 
 Each variant's rows have ``method = "dot-<variant>"``. Every variant is fitted by the one
-fitting engine, :meth:`DOT.partial_fit`, on streams of this process's share of the images.
+fitting job, :func:`dotrestore.tasks.fit.fit`, on streams of this process's share of the images.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ..estimator import DOT
 from ..runtime import pipeline
+from ..tasks import fit as fitting
 
 _MIX = re.compile(r"mix([1-9][0-9]*)$")
 
@@ -62,9 +63,9 @@ def fit_variants(variants: list[Variant], config, codec, roles: dict) -> dict[Va
     for variant in variants:
         dot = dots[variant] = make_dot(variant, config, codec)
         codec = dot.prepare()
-        for role, (items, load, name) in roles.items():
-            stream = pipeline.batches(items, load, batch_size=config.batch_size, workers=config.workers, name=name)
-            dot.partial_fit(stream, role=role)
+        streams = {role: pipeline.batches(items, load, batch_size=config.batch_size, workers=config.workers, name=name)
+                   for role, (items, load, name) in roles.items()}
+        fitting.fit(dot, streams.get("source"), streams["target"])
     return dots
 
 

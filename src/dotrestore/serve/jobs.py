@@ -16,6 +16,7 @@ from .. import settings
 from ..errors import InputError
 from ..io import images as image_files
 from ..tasks import apply as applying
+from ..tasks import fit as fitting
 from .session import Explorer
 
 Progress = Callable[[float, str], None]
@@ -31,18 +32,17 @@ def parse_alphas(text: str) -> list[float]:
 
 
 def collect_images(uploads: Sequence[str | Path] | None, folders: str | None, what: str,
-                   max_pixels: int | None) -> list[Path]:
-    """Uploaded files plus the images of the folders/files listed (one per line or ';'-separated)."""
+                   max_pixels: int | None) -> list[image_files.ImageFile]:
+    """Uploaded files plus the images of the folders/files listed (one per line or ';'-separated),
+    each opened and checked once."""
     listed = [s.strip() for s in (folders or "").replace(";", "\n").splitlines() if s.strip()]
     given = [Path(p) for p in uploads or []] + [Path(s) for s in listed]
     if not given:
         raise InputError(what, "upload images or give a folder")
-    paths = image_files.list_images(given, max_pixels)
-    image_files.validate_images(paths, max_pixels)
-    return paths
+    return image_files.check_images(image_files.list_images(given, max_pixels, headers=False), max_pixels)
 
 
-def fit_operator(explorer: Explorer, source: list[Path], target: list[Path], *, codec: str, patch_size: int,
+def fit_operator(explorer: Explorer, source: list, target: list, *, codec: str, patch_size: int,
                  paired: bool, lowpass_sigma: float, progress: Progress = _no_progress) -> Path:
     """Fit DOT on ``source`` (restored) and ``target`` (clean) images, save it, make it current.
 
@@ -52,28 +52,25 @@ def fit_operator(explorer: Explorer, source: list[Path], target: list[Path], *, 
     from ..estimator import DOT
 
     if paired:
-        pairs = image_files.pair_by_stem(source, target)
-        source, target = [s for s, _ in pairs], [t for _, t in pairs]
+        records = {r.path: r for r in (*source, *target)}
+        pairs = image_files.pair_by_stem([r.path for r in source], [r.path for r in target])
+        source, target = [records[s] for s, _ in pairs], [records[t] for _, t in pairs]
     dot = DOT(codec=codec, patch_size=patch_size, lowpass_sigma=lowpass_sigma, runtime=explorer.runtime)
-    total = len(source) + len(target)
-    for role, paths, offset in (("source", source, 0), ("target", target, len(source))):
-        for i, path in enumerate(paths):
-            progress((offset + i) / total, f"encoding {role} image {i + 1}/{len(paths)}: {path.name}")
-            dot.partial_fit([path], role=role)  # streams: moments accumulate, the map is re-solved
+    fitting.fit(dot, source, target, progress=progress)  # the fitting job of `dotrestore fit`
     progress(1.0, "writing the operator")
-    out = explorer.scratch("operator.safetensors")
-    dot.save(out)
+    out = fitting.save(dot, explorer.scratch("operator.safetensors"))
     explorer.set_operator(dot, out)
     return out
 
 
-def batch_apply(explorer: Explorer, images: list[Path], alphas: list[float], *, out_dir: str | None,
+def batch_apply(explorer: Explorer, images: list, alphas: list[float], *, out_dir: str | None,
                 as_zip: bool, progress: Progress = _no_progress) -> tuple[Path, int]:
     """Apply the current operator at every α; returns (folder or zip, files written).
 
     Layout as ``dotrestore apply``: one α → ``OUT/<stem>.png``, several → ``OUT/alpha_<A>/<stem>.png``.
     """
     dot = explorer.require_operator()
+    images = [getattr(image, "path", image) for image in images]  # checked records or paths
     if out_dir:
         out = Path(out_dir).expanduser()
     elif as_zip:
