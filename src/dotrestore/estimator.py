@@ -258,7 +258,7 @@ class DOT:
         return patches
 
     def _clear_fitted(self) -> None:
-        for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("_") and n != "codec_"]:
+        for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("_") and n not in ("codec_", "dim_")]:
             delattr(self, name)
         self._cache = None
         self._reservoirs = {}
