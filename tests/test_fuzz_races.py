@@ -248,14 +248,14 @@ class TestWorkers:
     def test_file_truncated_after_validation(self, world, tmp_path, monkeypatch, workers):
         src = shutil.copytree(world[0] / "restored", tmp_path / "src")
         victim = src / "restored1.png"
-        real = applying.validate_images
+        real = applying.check_images
 
-        def validate_then_truncate(*args, **kwargs):
-            sizes = real(*args, **kwargs)
+        def check_then_truncate(*args, **kwargs):
+            records = real(*args, **kwargs)
             victim.write_bytes(victim.read_bytes()[:100])  # another program, after our check
-            return sizes
+            return records
 
-        monkeypatch.setattr(applying, "validate_images", validate_then_truncate)
+        monkeypatch.setattr(applying, "check_images", check_then_truncate)
         code, err = run("apply", world[1], src, "-o", tmp_path / "out", "--workers", workers)
         assert_one_line_error(code, err, victim, says="cannot be decoded")
         assert not (tmp_path / "out").exists() and not leftovers(tmp_path)
