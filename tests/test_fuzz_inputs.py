@@ -98,15 +98,15 @@ class TestNonRegularFiles:
 
     def test_file_swapped_for_a_fifo_after_validation(self, world, tmp_path, monkeypatch):
         src = shutil.copytree(world[0] / "restored", tmp_path / "src")
-        victim, real = src / "restored2.png", applying.validate_images
+        victim, real = src / "restored2.png", applying.check_images
 
-        def validate_then_swap(*args, **kwargs):
-            sizes = real(*args, **kwargs)
+        def check_then_swap(*args, **kwargs):
+            records = real(*args, **kwargs)
             victim.unlink()
             os.mkfifo(victim)
-            return sizes
+            return records
 
-        monkeypatch.setattr(applying, "validate_images", validate_then_swap)
+        monkeypatch.setattr(applying, "check_images", check_then_swap)
         with deadline(60):
             code, err = run("apply", world[1], src, "-o", tmp_path / "out", "--workers", "0")
         assert_one_line_error(code, err, victim, says="not a regular file")
