@@ -1,4 +1,10 @@
-"""DOT on a video clip, measured in one run: temporal stability, cost against a PNG folder, memory.
+"""DOT on a video clip, measured in one run: temporal consistency (warp error), detail, cost, memory.
+
+By default (``--study warp``, :mod:`video_warp`): the warp error (Lai et al. 2018,
+:func:`dotrestore.metrics.warp_error`) of x*, of a TAEF2 round trip of x*, and of DOT at α = 0
+frame by frame (``--temporal off``) and with temporal consistency (the default), on a pan and on
+a clip with non-rigid motion (:mod:`video_scenes`); the detail kept; and the temporal step's
+cost against the codec's at 1280x720. ``--study clip`` measures the following instead.
 
 The clip is the classic experiment frame by frame: a window panning ``PAN`` pixels per frame over
 Kodak photographs (:func:`video_io.panorama`) for ``--frames`` frames, then standing still for
@@ -15,7 +21,8 @@ from the clip's sampled frames (source) and clean frames (target), then applied 
 - **memory**: peak resident memory (the process's own rusage, by ``os.wait4``) of ``apply`` on the
   clip ÷ ``apply`` on one batch of its frames as PNGs (one frame's worth of images plus the codec).
 
-    python benchmarks/video_flicker.py [--size 1920x1080] [--frames 120] [--still 12]
+    python benchmarks/video_flicker.py [--frames 16] [--still 4] [--cost-frames 3]     (the warp study)
+    python benchmarks/video_flicker.py --study clip [--size 1920x1080] [--frames 120] [--still 12]
                                        [--vae taef2] [--batch-size 2] [--kodak DIR] [--work DIR]
 """
 
@@ -154,9 +161,11 @@ def measure(args, work: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--study", choices=("warp", "clip"), default="warp")
     parser.add_argument("--size", default="1920x1080")
-    parser.add_argument("--frames", type=int, default=120, help="frames of the pan")
-    parser.add_argument("--still", type=int, default=12, help="still frames after the pan")
+    parser.add_argument("--frames", type=int, default=None, help="frames of the pan (default 16; clip: 120)")
+    parser.add_argument("--still", type=int, default=None, help="still frames after the pan (default 4; clip: 12)")
+    parser.add_argument("--cost-frames", type=int, default=3, help="warp study: 1280x720 frames timed")
     parser.add_argument("--vae", default="taef2", help="codec to fit with (taef2, pixel, a folder)")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--fit-step", type=int, default=12, help="fit from every N-th frame")
@@ -164,6 +173,15 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--make-inputs", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    clip = args.study == "clip"
+    args.frames = args.frames or (120 if clip else 16)
+    args.still = args.still if args.still is not None else (12 if clip else 4)
+    if not clip:
+        import video_warp
+
+        with tempfile.TemporaryDirectory(dir=args.work) as work:
+            video_warp.study(args, Path(work))
+        return
     if args.make_inputs:
         make_inputs(args, args.make_inputs)
         return

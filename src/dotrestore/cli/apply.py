@@ -36,6 +36,7 @@ def register(sub) -> None:
                 help="codec to use instead of the one recorded in the operator (must be the same weights)")
     options.add(p, "video_codec")
     options.add(p, "crf")
+    options.add(p, "temporal", table_default=False)
     options.add_runtime(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input)")
     p.set_defaults(func=run)
@@ -48,7 +49,7 @@ def run(args) -> int:
     operator = read_operator(args.operator)  # read once, before any image work; DOT is built from it
     if any(is_video(p) and not Path(p).is_dir() for p in args.inputs):
         return _run_video(args, runtime, operator)
-    for name in ("video_codec", "crf"):
+    for name in ("video_codec", "crf", "temporal"):
         if getattr(args, name) is not None:
             raise InputError(settings.SETTINGS[name].option, "applies to video inputs only")
     inputs = list_images(args.inputs, runtime.max_pixels, headers=False)  # opened by write_outputs, each rank its share
@@ -70,6 +71,7 @@ def _run_video(args, runtime, operator) -> int:
 
     plan = apply_video.plan_video(args.inputs, args.output, args.alpha or [0.0], max_pixels=runtime.max_pixels,
                                   codec=args.video_codec, crf=args.crf, overwrite=args.overwrite,
+                                  temporal=args.temporal or settings.default("temporal"),
                                   protected=[args.operator, *spec_files(args.codec)])
     parallel.init(runtime.device)
     dot = DOT.load(operator, codec=args.codec, runtime=runtime)

@@ -32,12 +32,14 @@ from .functional import (  # noqa: F401
 from .perception import halo_measure, spectrum_distance
 from .streaming import FID, KID, LPIPS, PatchMoments, PerImageMean, frechet_distance, perceptual_metric  # noqa: F401
 from .temporal import TemporalChange, flicker_ratio, temporal_change  # noqa: F401
+from .warp import WarpError, warp_error  # noqa: F401
 
 __all__ = [
     "mse", "psnr", "ssim", "patch_moments", "gaussian_fd", "latent_fd", "patch_fd",
     "PATCH_FD_STRIDE", "perceptual_availability", "perceptual_metrics",
     "PER_IMAGE_METRICS", "PERCEPTION_METRICS", "PerImageMean", "PatchMoments", "frechet_distance",
     "FID", "KID", "LPIPS", "perceptual_metric", "flicker_ratio", "temporal_change", "TemporalChange",
+    "warp_error", "WarpError",
 ]
 
 #: Per-image measures averaged over the test images: (column name, fn(image, clean) -> float).

@@ -208,6 +208,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             types=(*_INT, *_NONE)),
     Setting("frame_step", _V, None, integer(1, optional=True), "fit reads every N-th frame of a video (default: the "
             "smallest step that reads at most 300 frames of each clip)", "N", types=(*_INT, *_NONE)),
+    Setting("temporal", _V, "on", choice(("on", "off")), "temporal consistency of a video: the detail added to a "
+            "frame follows the previous frame's along the motion of the input (off: every frame on its own)",
+            types=(str,)),
     Setting("host", "serve", "127.0.0.1", optional_text, "address to bind (127.0.0.1: this machine only)",
             types=(str,)),
     Setting("port", "serve", 7860, integer(1, 65535), "port", types=_INT),

@@ -31,13 +31,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
+from .. import settings
 from ..errors import ImageTooSmallError, InputError, OperatorFileError
+from ..estimator import blend
 from ..io.files import commit, temporary_path
 from ..io.outputs.folder import make_folders
 from ..io.outputs.guard import check_output_file
 from ..io.video import VideoInfo, VideoWriter, concat_segments, encoding, probe, segment_ranges
 from ..runtime import parallel
 from ..runtime.frames import frame_batches
+from ..temporal import TemporalDetail
 from .apply import alpha_dirname
 
 
@@ -58,6 +63,7 @@ class VideoPlan:
     targets: dict[float, Path]
     codec: str | None = None
     crf: int | None = None
+    temporal: str = settings.default("temporal")
 
     @property
     def frame_count(self) -> int:
@@ -66,7 +72,7 @@ class VideoPlan:
 
 def plan_video(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, alphas: Sequence[float], *,
                max_pixels: int | None, codec: str | None = None, crf: int | None = None, protected: Sequence = (),
-               overwrite: bool = False) -> VideoPlan:
+               overwrite: bool = False, temporal: str = settings.default("temporal")) -> VideoPlan:
     """Check applying to one clip at ``alphas`` into ``out``; InputError naming the file or path.
 
     ``protected`` are further files the run reads (the operator, the codec's weights): no
@@ -82,7 +88,7 @@ def plan_video(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, alph
     for target in targets.values():
         check_output_file(target, reads, overwrite)
         encoding(target, info, codec, crf)
-    return VideoPlan(info, list(targets), targets, codec, crf)
+    return VideoPlan(info, list(targets), targets, codec, crf, settings.check("temporal", temporal))
 
 
 def _staged_path(final: Path, kind: str) -> Path:
@@ -90,18 +96,48 @@ def _staged_path(final: Path, kind: str) -> Path:
     return temporary_path(final, suffix=f".{kind}{final.suffix}")
 
 
+def _frame_outputs(dot, batch, alphas: list[float], interpolation: str, temporal: TemporalDetail | None,
+                   start: int):
+    """(α, x̂α of the batch's frames from ``start`` on). With ``temporal``, every frame of the batch
+    (warm-up frames before ``start`` included) first passes through it: x̂0 under pixel
+    interpolation (then blended, so α = 1 is x* exactly), each α's output under latent."""
+    if temporal is None:
+        yield from dot.iter_alphas(batch.images, alphas, interpolation=interpolation)
+        return
+    pixel = interpolation == "pixel"
+    made = dict(dot.iter_alphas(batch.images, [0.0] if pixel else alphas, interpolation=interpolation))
+    steady: dict[float, list] = {key: [] for key in made}
+    for i, index in enumerate(batch.positions):
+        frame = temporal(index, batch.images[i], {key: out[i] for key, out in made.items()})
+        if index >= start:
+            for key, out in frame.items():
+                steady[key].append(out)
+    del made
+    if not steady[next(iter(steady))]:
+        return  # warm-up frames only
+    kept = batch.images[[i for i, index in enumerate(batch.positions) if index >= start]]
+    for a in alphas:
+        if pixel:
+            yield a, blend(torch.stack(steady[0.0]), kept.to(steady[0.0][0].device), a)
+        else:
+            yield a, torch.stack(steady[a])
+
+
 def _transport_range(dot, plan: VideoPlan, frames: tuple[int, int], parts: dict[float, Path], *, copy_streams: bool,
                      interpolation: str, operator, progress: Callable[[int], None]) -> None:
-    """Frames [start, stop) of the clip through DOT at every α, each α encoded into ``parts[α]``."""
+    """Frames [start, stop) of the clip through DOT at every α, each α encoded into ``parts[α]``.
+    With temporal consistency on, reading starts a few frames early (:meth:`TemporalDetail.warm_up_start`)."""
     start, stop = frames
+    temporal = TemporalDetail() if plan.temporal == "on" else None
     writers: dict[float, VideoWriter] = {}
     try:
         for a in plan.alphas:
             writers[a] = VideoWriter(parts[a], plan.info, codec=plan.codec, crf=plan.crf, start=start,
                                      copy_streams=copy_streams, atomic=False)
-        for batch in frame_batches(plan.info, start, stop, batch_size=dot.runtime.batch_size):
+        first = start if temporal is None else temporal.warm_up_start(start)
+        for batch in frame_batches(plan.info, first, stop, batch_size=dot.runtime.batch_size):
             try:
-                for a, result in dot.iter_alphas(batch.images, plan.alphas, interpolation=interpolation):
+                for a, result in _frame_outputs(dot, batch, plan.alphas, interpolation, temporal, start):
                     if not bool(result.isfinite().all()):
                         raise OperatorFileError(operator, f"gave non-finite values when transporting "
                                                 f"{batch.names[0]}: its statistics are unusable")
@@ -109,7 +145,7 @@ def _transport_range(dot, plan: VideoPlan, frames: tuple[int, int], parts: dict[
                     del result
             except ImageTooSmallError as exc:  # zero-shot statistics of this very frame
                 raise ImageTooSmallError(batch.names[0], exc.problem) from None
-            progress(len(batch))
+            progress(sum(index >= start for index in batch.positions))
         for writer in writers.values():
             writer.close()
     except BaseException:
