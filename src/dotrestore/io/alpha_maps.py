@@ -60,8 +60,7 @@ def read_alpha_map(path: str | Path, size: tuple[int, int], value_range: Sequenc
         raise
     except Exception as err:  # Pillow raises many types for foreign bytes
         raise InputError(path, f"α map cannot be read as an image ({type(err).__name__}: {err})") from None
-    low, high = (float(v) for v in value_range)
-    alpha = torch.from_numpy(low + (high - low) * grey)
+    alpha = alpha_from_grey(grey, value_range)
     if float(alpha.abs().max()) > ALPHA_LIMIT:
         raise InputError(path, f"α map gives α beyond ±{ALPHA_LIMIT:g} (values far outside 0…1 in a float map?)")
     size = (int(size[0]), int(size[1]))
@@ -73,6 +72,27 @@ def read_alpha_map(path: str | Path, size: tuple[int, int], value_range: Sequenc
         alpha = F.interpolate(alpha[None, None], size=size, mode="bilinear", antialias=True, align_corners=False)[0, 0]
         logger.warning("%s: α map resized from %s to the image's %dx%d", path, found, size[1], size[0])
     return alpha
+
+
+def alpha_from_grey(grey: np.ndarray, value_range: Sequence[float] = (0.0, 1.0)) -> torch.Tensor:
+    """α = LO + (HI − LO)·g of grey levels g in [0, 1] (float64): the one formula of map files."""
+    low, high = (float(v) for v in value_range)
+    return torch.from_numpy(low + (high - low) * np.asarray(grey, dtype=np.float64))
+
+
+def sixteen_bit_levels(alpha: torch.Tensor, value_range: Sequence[float]) -> np.ndarray:
+    """(H, W) uint16 grey levels of an α map in ``value_range`` (α outside it is clipped)."""
+    low, high = (float(v) for v in value_range)
+    t = ((alpha.detach().double().cpu().numpy() - low) / (high - low)).clip(0, 1)
+    return np.round(t * 65535).astype(np.uint16)
+
+
+def save_alpha_map(levels: np.ndarray, path: str | Path) -> Path:
+    """Write (H, W) uint16 levels as a 16-bit greyscale PNG (what ``read_alpha_map`` reads back)."""
+    from PIL import Image
+
+    Image.fromarray(np.ascontiguousarray(levels, dtype=np.uint16)).save(path, format="PNG")
+    return Path(path)
 
 
 def match_alpha_maps(inputs: Sequence[Path], spec: str | Path, max_pixels: int | None = None) -> dict[Path, Path]:
@@ -127,4 +147,5 @@ class AlphaMaps:
                                max_pixels=self.max_pixels)
 
 
-__all__ = ["read_alpha_map", "match_alpha_maps", "AlphaMaps"]
+__all__ = ["read_alpha_map", "alpha_from_grey", "sixteen_bit_levels", "save_alpha_map", "match_alpha_maps",
+           "AlphaMaps"]
