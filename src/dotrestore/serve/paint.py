@@ -49,9 +49,8 @@ class Painting:
         opacity = rgba[..., 3].astype(np.float64) / 255
         if not opacity.any():
             return None
-        # the palette is grey: the mean of R, G, B is its level (any other colour is read by its mean)
-        value = rgba[..., :3].astype(np.float64).mean(axis=2) / 255
-        return cls(value, opacity)
+        # the palette is grey (the editor's colours are fixed to it): the red channel is the level
+        return cls(rgba[..., 0].astype(np.float64) / 255, opacity)
 
     def alphas(self, base: float) -> torch.Tensor:
         """α = base + (v − base)·o, (H, W) float64."""
