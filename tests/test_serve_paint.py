@@ -59,8 +59,9 @@ def test_a_stroke_changes_its_region_only_and_the_download_equals_apply(ws, expl
     image = ws["images"] / "test10.png"  # 80x80
     state, *_ = h._pick(explorer, image, "test10", 0.0, False, lambda *a, **k: None)
     before = h.show(explorer, state, 0.0, False)[1]
-    canvas = h.paint_canvas(explorer, state)
-    assert canvas["background"].shape == (80, 80, 3) and canvas["layers"] == []
+    canvas, shown_key = h.paint_canvas(explorer, state, None)
+    assert canvas["background"].shape == (80, 80, 3) and canvas["layers"] == [] and shown_key == state["key"]
+    assert h.paint_canvas(explorer, state, shown_key) == (gr.skip(), gr.skip())  # the same image: left alone
     layer = stroke_layer(80, 80, slice(30, 50), slice(20, 60))
     state, _, after, status = h.on_paint(explorer, {"background": None, "layers": [layer], "composite": None},
                                          state, 0.0, False)

@@ -106,7 +106,8 @@ def _wire_explore(ex: Explorer, e: SimpleNamespace, state, operator_info) -> Non
         # hint, which it cannot read through functools.partial (evt would be None)
         return h.on_gallery(ex, evt, state, alpha, latent, progress)
 
-    canvas = (partial(h.paint_canvas, ex), [state], [e.paint])
+    canvas_key = gr.State(None)  # the image on the paint canvas
+    canvas = (partial(h.paint_canvas, ex), [state, canvas_key], [e.paint, canvas_key])
     picked = e.gallery.select(on_gallery, [state, e.alpha, e.latent], [state, *shown], api_name=False)
     picked.then(*measures, api_name=False).then(*canvas, api_name=False)
     uploaded = e.upload.upload(partial(h.on_upload, ex), [e.upload, state, e.alpha, e.latent], [state, *shown, e.upload],

@@ -198,11 +198,14 @@ def on_paint(ex: Explorer, editor, state, alpha, latent):
     return (state, *show(ex, state, alpha, latent))
 
 
-def paint_canvas(ex: Explorer, state):
-    """The paint editor's value for the picked image: x* under an empty layer."""
-    if not state:
-        return gr.skip()
-    return {"background": to_array(current(ex, state).x_star), "layers": [], "composite": None}
+def paint_canvas(ex: Explorer, state, shown_key):
+    """(the paint editor's value, its image's key) when another image was picked: x* under an empty layer.
+
+    Nothing changes when the picked image is the one on the canvas (a refused upload keeps both).
+    """
+    if not state or state.get("key") == shown_key:
+        return gr.skip(), gr.skip()
+    return {"background": to_array(current(ex, state).x_star), "layers": [], "composite": None}, state["key"]
 
 
 @guarded(warned(1, tail=(None,)))
