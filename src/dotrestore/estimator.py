@@ -37,7 +37,9 @@ from .ot import gaussian
 from .ot import split as detail
 from .ot.mixture import MixtureTransport, PatchReservoir
 from .ot.patches import extract_patches, transport_latent
+from .ot.tradeoff import blend, latent_alpha  # noqa: F401 (blend: part of this module's API)
 from .runtime import Runtime, parallel, pipeline
+from .settings.values import check_alpha
 from .state import ROLES, FittedState
 
 logger = logging.getLogger(__name__)
@@ -54,12 +56,6 @@ FITTED = {
     "n_target_patches_": (lambda s: s.target.n_patches, False),
     "shrinkage_used_": (lambda s: {r: s.role(r).shrinkage_used for r in ROLES}, True),
 }
-
-
-def blend(x0: torch.Tensor, x_star: torch.Tensor, alpha: float) -> torch.Tensor:
-    """x̂α = clip((1 − α)·x̂0 + α·x*, 0, 1): the pixel interpolation of the trade-off."""
-    a = float(alpha)
-    return ((1 - a) * x0 + a * x_star).clamp_(0, 1)
 
 
 class DOT:
@@ -348,13 +344,16 @@ class DOT:
         interpolation: x̂α = D((1 − α)·T(z) + α·z). x is encoded, transported and (pixel) decoded
         once; each x̂α is made when asked for, so a caller that writes and drops it holds one
         full-size output at a time. ``z = codec.encode(x)`` is reused for whole-image transport
-        when given (an evaluation needs E(x*) anyway).
+        when given (an evaluation needs E(x*) anyway). An α may be a per-pixel map, (H, W) or
+        (B, 1, H, W) (:mod:`dotrestore.ot.tradeoff`); latent interpolation then blends the
+        latents with the map averaged onto the latent grid.
         """
         self._check_fitted()
         interpolation = settings.check("interpolation", interpolation)
-        alphas = [settings.check("alpha", a) for a in alphas]
         codec = self.prepare()
         x = x.to(codec.device, torch.float32)
+        checked = [check_alpha(a, x.shape) for a in alphas]
+        given = [c if not isinstance(c, torch.Tensor) else a for a, c in zip(alphas, checked)]
         encoded, low = detail.split(x, self.lowpass_sigma, self.split)
         z = codec.encode(encoded) if z is None or low is not None else z.to(codec.device)
         del encoded  # a full-size image no longer needed
@@ -370,25 +369,29 @@ class DOT:
             del z
             x0 = decode(z_transported)
             del z_transported, low
-            for a in alphas:
-                yield a, blend(x0, x, a)
+            for a, c in zip(given, checked):
+                yield a, blend(x0, x, c)
         else:
-            for a in alphas:
-                yield a, decode((1 - a) * z_transported + a * z).clamp_(0, 1)
+            for a, c in zip(given, checked):
+                w = latent_alpha(c, z.shape[-2:]).to(z.device, z.dtype) if isinstance(c, torch.Tensor) else c
+                yield a, decode((1 - w) * z_transported + w * z).clamp_(0, 1)
 
     def transform(self, images, alpha: float = 0.0, interpolation: str = "pixel"):
         """x̂α for one α (see :meth:`iter_alphas`), answered in the kind of input given.
 
         (3, H, W) tensor → (3, H, W); (B, 3, H, W) → (B, 3, H, W); a list of tensors, files or
-        folders → a list of (3, H, W) tensors. Outputs are on the runtime's device.
+        folders → a list of (3, H, W) tensors. Outputs are on the runtime's device. ``alpha`` may
+        be an α map: (H, W) for every image, or (B, 1, H, W) with one map per image.
         """
         self._check_fitted()
-        alpha = settings.check("alpha", alpha)
+        per_image = isinstance(alpha, torch.Tensor) and alpha.dim() == 4 and alpha.shape[0] > 1
+        alpha = alpha if isinstance(alpha, torch.Tensor) and alpha.dim() > 0 else check_alpha(alpha, ())
         stream, kind, total = pipeline.image_batches(images, "images to transform", self.runtime)
         outputs: list[torch.Tensor] = []
         with self.runtime.progress_bar(total, "transporting") as bar:
             for batch in stream:
-                outputs.extend(dict(self.iter_alphas(batch.images, [alpha], interpolation))[alpha])
+                a = alpha[batch.positions] if per_image else alpha
+                outputs.extend(dict(self.iter_alphas(batch.images, [a], interpolation))[a])
                 bar.update(len(batch))
         if kind == "single":
             return outputs[0]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from .. import settings
 from ..codecs import spec_files
 from ..errors import InputError
+from ..io.alpha_maps import AlphaMaps, match_alpha_maps
 from ..io.images import list_images
 from ..io.video import is_video
 from ..operator_file import read_operator
@@ -15,6 +17,9 @@ from ..tasks import apply as applying
 from ..tasks import apply_video
 from . import options
 
+logger = logging.getLogger(__name__)
+#: the flags of per-pixel α (``--alpha-map`` and how a map is read)
+ALPHA_MAP_OPTIONS = ("alpha_map", "alpha_map_range", "alpha_map_feather", "alpha_map_resize")
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -34,6 +39,8 @@ def register(sub) -> None:
     options.add(p, "interpolation")
     options.add(p, "codec", table_default=False,
                 help="codec to use instead of the one recorded in the operator (must be the same weights)")
+    for name in ALPHA_MAP_OPTIONS:
+        options.add(p, name)
     options.add(p, "video_codec")
     options.add(p, "crf")
     options.add(p, "temporal", table_default=False)
@@ -48,22 +55,41 @@ def run(args) -> int:
     runtime = options.runtime(args)
     operator = read_operator(args.operator)  # read once, before any image work; DOT is built from it
     if any(is_video(p) and not Path(p).is_dir() for p in args.inputs):
+        if args.alpha_map is not None:
+            raise InputError("--alpha-map", "applies to images only, not to video clips")
         return _run_video(args, runtime, operator)
     for name in ("video_codec", "crf", "temporal"):
         if getattr(args, name) is not None:
             raise InputError(settings.SETTINGS[name].option, "applies to video inputs only")
     inputs = list_images(args.inputs, runtime.max_pixels, headers=False)  # opened by write_outputs, each rank its share
+    maps = alpha_maps(args, inputs, runtime.max_pixels)
     plan = applying.plan_outputs(inputs, args.output, args.alpha or [0.0],
-                                 protected=[args.operator, *spec_files(args.codec)], overwrite=args.overwrite)
+                                 protected=[args.operator, *spec_files(args.codec), *(maps.maps.values() if maps else ())],
+                                 overwrite=args.overwrite)
     parallel.init(runtime.device)
     dot = DOT.load(operator, codec=args.codec, runtime=runtime)
     with runtime.progress_bar(len(inputs), "applying") as bar:
         count = applying.write_outputs(dot, plan, interpolation=args.interpolation, operator=args.operator,
-                                       progress=lambda done: bar.update(done - bar.n))
+                                       progress=lambda done: bar.update(done - bar.n), alpha_maps=maps)
     if parallel.is_main():
         alphas = ", ".join(f"{a:g}" for a in plan.alphas)
         print(f"wrote {count} image{'' if count == 1 else 's'} to {plan.out} (alpha = {alphas})")
     return 0
+
+
+def alpha_maps(args, inputs, max_pixels) -> AlphaMaps | None:
+    """The --alpha-map of this run (None without one), its maps matched to ``inputs``."""
+    if args.alpha_map is None:
+        return None
+    if len(args.alpha or []) > 1:
+        raise InputError("--alpha-map", "takes at most one --alpha (the alpha of images without a map)")
+    maps = match_alpha_maps(inputs, args.alpha_map, max_pixels)
+    if Path(args.alpha_map).is_dir():
+        missing = len(inputs) - len(maps)
+        logger.info("%s: %d of %d images have an alpha map%s", args.alpha_map, len(maps), len(inputs),
+                    f"; the other {missing} get --alpha {(args.alpha or [0.0])[0]:g}" if missing else "")
+    return AlphaMaps(maps, args.alpha_map_range, args.alpha_map_feather, args.alpha_map_resize,
+                     (args.alpha or [0.0])[0], max_pixels)
 
 
 def _run_video(args, runtime, operator) -> int:

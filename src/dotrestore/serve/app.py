@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from . import handlers as h
+from . import paint
 from .session import ALPHA_MAX, ALPHA_MIN, ALPHA_STEP, Explorer
 
 CODECS = ["auto", "taef2", "sd-vae-ft-ema", "sd-vae-ft-mse", "pixel"]
@@ -42,7 +43,23 @@ def _explore_tab(ex: Explorer) -> SimpleNamespace:
             with gr.Row():
                 c.download = gr.Button("Download at this α", elem_id="download")
                 c.download_file = gr.File(label="PNG at this α", interactive=False, elem_id="download-file")
+            _paint_box(c)
     return c
+
+
+def _paint_box(c: SimpleNamespace) -> None:
+    """The brush: paint α on x* (colour = α), the eraser goes back to the slider's α."""
+    colours = paint.brush_colours()
+    with gr.Accordion("Paint α with a brush", open=True):
+        gr.Markdown("Brush colours are α: black 0 (perceptual x̂0), greys 0.25 · 0.5 · 0.75, white 1 (your "
+                    "restorer's x*); unpainted pixels and the eraser follow the slider. Edges are feathered over "
+                    f"{paint.FEATHER} px, as `dotrestore apply --alpha-map` does; Download also writes the α map.")
+        c.paint = gr.ImageEditor(label="α brush on x*", type="numpy", image_mode="RGBA", sources=(), transforms=(),
+                                 layers=False, format="png", elem_id="paint", buttons=[],
+                                 brush=gr.Brush(colors=colours, default_color=colours[-1], color_mode="fixed"),
+                                 eraser=gr.Eraser())
+        c.download_map = gr.File(label="α map of the download (16-bit greyscale PNG)", interactive=False,
+                                 elem_id="download-map")
 
 
 def _fit_tab() -> SimpleNamespace:
@@ -89,17 +106,22 @@ def _wire_explore(ex: Explorer, e: SimpleNamespace, state, operator_info) -> Non
         # hint, which it cannot read through functools.partial (evt would be None)
         return h.on_gallery(ex, evt, state, alpha, latent, progress)
 
-    e.gallery.select(on_gallery, [state, e.alpha, e.latent], [state, *shown],
-                     api_name=False).then(*measures, api_name=False)
-    e.upload.upload(partial(h.on_upload, ex), [e.upload, state, e.alpha, e.latent], [state, *shown, e.upload],
-                    api_name=False).then(*measures, api_name=False)
+    canvas_key = gr.State(None)  # the image on the paint canvas
+    canvas = (partial(h.paint_canvas, ex), [state, canvas_key], [e.paint, canvas_key])
+    picked = e.gallery.select(on_gallery, [state, e.alpha, e.latent], [state, *shown], api_name=False)
+    picked.then(*measures, api_name=False).then(*canvas, api_name=False)
+    uploaded = e.upload.upload(partial(h.on_upload, ex), [e.upload, state, e.alpha, e.latent], [state, *shown, e.upload],
+                               api_name=False)
+    uploaded.then(*measures, api_name=False).then(*canvas, api_name=False)
+    e.paint.change(partial(h.on_paint, ex), [e.paint, state, e.alpha, e.latent], [state, *shown], trigger_mode="always_last",
+                   show_progress="hidden", api_name=False).then(*measures, api_name=False, show_progress="hidden")
     e.reference.upload(partial(h.on_reference, ex), [e.reference, state, e.alpha, e.latent], [state, *shown],
                        api_name=False).then(*measures, api_name=False)
     # a pixel-interpolation α is a blend: no spinner; the latent toggle decodes, so it shows progress
     for event, spinner in ((e.alpha.change, "hidden"), (e.latent.change, "full")):
         event(partial(h.on_alpha, ex), [state, e.alpha, e.latent], shown, trigger_mode="always_last",
               show_progress=spinner, api_name=False).then(*measures, api_name=False, show_progress="hidden")
-    e.download.click(partial(h.on_download, ex), [state, e.alpha, e.latent], [e.download_file, e.status],
+    e.download.click(partial(h.on_download, ex), [state, e.alpha, e.latent], [e.download_file, e.download_map, e.status],
                      api_name=False)
     e.operator_file.upload(partial(h.on_operator, ex), [e.operator_file], [operator_info, e.status, e.operator_file],
                            api_name=False)
@@ -124,6 +146,7 @@ def build_app(explorer: Explorer) -> gr.Blocks:
                 batch = _batch_tab()
         # the API: image file + α -> PNG; invisible in the page, listed in the API docs
         api_image, api_alpha = gr.File(type="filepath", visible=False), gr.Number(visible=False)
+        api_map = gr.File(type="filepath", visible=False)  # optional: a greyscale α map, as apply --alpha-map
         api_result, api_button = gr.File(visible=False), gr.Button(visible=False)
 
         _wire_explore(ex, explore, state, operator_info)
@@ -132,7 +155,7 @@ def build_app(explorer: Explorer) -> gr.Blocks:
                          [fit.file, fit.status, operator_info], api_name=False)
         batch.button.click(partial(h.on_batch, ex), [batch.folder, batch.alphas, batch.out, batch.zip],
                            [batch.file, batch.status], api_name=False)
-        api_button.click(partial(h.transform_api, ex), [api_image, api_alpha], api_result, api_name="transform")
+        api_button.click(partial(h.transform_api, ex), [api_image, api_alpha, api_map], api_result, api_name="transform")
     app.explorer = ex
     app.tabs = tabs
     return app

@@ -42,7 +42,10 @@ class Entry:
     #: α ↦ MSE(x̂α, reference) on the explorer's α grid, filled on first use
     mse_curve: list[tuple[float, float]] | None = field(default=None, repr=False)
 
-    def at(self, alpha: float) -> torch.Tensor:
+    def at(self, alpha) -> torch.Tensor:
+        """x̂α at a number α, or at an α map ((H, W) or (1, 1, H, W))."""
+        if isinstance(alpha, torch.Tensor):
+            return blend(self.x0[None], self.x_star[None], alpha)[0]
         return blend(self.x0, self.x_star, alpha)
 
 

@@ -24,6 +24,7 @@ from ..io.images import quantize
 from ..metrics import mse
 from .cache import Entry
 from .jobs import batch_apply, collect_images, fit_operator, parse_alphas
+from .paint import PaintedMap, Painting
 from .session import Explorer
 
 logger = logging.getLogger(__name__)
@@ -99,12 +100,25 @@ def current(ex: Explorer, state: dict | None) -> Entry:
     return entry
 
 
+def painted(state, alpha) -> PaintedMap | None:
+    """The α map the brush painted on the picked image, at the slider's α elsewhere; None before any paint."""
+    painting = (state or {}).get("painting")
+    return None if painting is None else PaintedMap.make(painting, alpha)
+
+
+def render(ex: Explorer, state, entry: Entry, alpha, latent) -> torch.Tensor:
+    """x̂α of the picked image, with the painted α map when there is one."""
+    pm = painted(state, alpha)
+    return ex.render(entry, alpha, "latent" if latent else "pixel", None if pm is None else pm.alpha)
+
+
 def show(ex: Explorer, state, alpha, latent):
     """(before/after pair, x̂α, status line) of the picked image at α."""
     entry = current(ex, state)
-    image = ex.render(entry, alpha, "latent" if latent else "pixel")
+    image = render(ex, state, entry, alpha, latent)
     where = f" against reference {entry.reference_name}" if entry.reference is not None else ""
-    status = f"{entry.stem}: α = {alpha:g} ({'latent' if latent else 'pixel'} interpolation){where}"
+    brush = " with the painted α map" if (state or {}).get("painting") is not None else ""
+    status = f"{entry.stem}: α = {alpha:g}{brush} ({'latent' if latent else 'pixel'} interpolation){where}"
     return (to_array(entry.x_star), to_array(image)), to_array(image), status
 
 
@@ -114,7 +128,7 @@ def measures(ex: Explorer, state, alpha, latent):
     entry = current(ex, state)
     if entry.reference is None:
         return "No clean reference: pick one from `--reference` (same file stem) or upload it for PSNR/SSIM.", None
-    image = ex.render(entry, alpha, "latent" if latent else "pixel")
+    image = render(ex, state, entry, alpha, latent)
     at, own = ex.scores(entry, image), ex.scores(entry, entry.x_star)
     text = (f"**α = {alpha:g}:** PSNR {at['psnr']:.2f} dB · SSIM {at['ssim']:.4f} &nbsp;|&nbsp; "
             f"**x\\* (α = 1):** PSNR {own['psnr']:.2f} dB · SSIM {own['ssim']:.4f} (vs {entry.reference_name})")
@@ -160,11 +174,38 @@ def on_alpha(ex: Explorer, state, alpha, latent, progress=gr.Progress()):
     return show(ex, state, alpha, latent)
 
 
-@guarded(lambda message: (None, error_text(message)))
+@guarded(lambda message: (None, None, error_text(message)))
 def on_download(ex: Explorer, state, alpha, latent):
     entry = current(ex, state)
-    path = ex.save_png(ex.render(entry, alpha, "latent" if latent else "pixel"), entry.stem, alpha)
-    return str(path), f"{path.name}: x̂α at α = {alpha:g}, the PNG `dotrestore apply OP IMG --alpha {alpha:g}` writes"
+    pm = painted(state, alpha)
+    if pm is None:
+        path = ex.save_png(ex.render(entry, alpha, "latent" if latent else "pixel"), entry.stem, alpha)
+        return str(path), None, f"{path.name}: x̂α at α = {alpha:g}, the PNG `dotrestore apply OP IMG --alpha {alpha:g}` writes"
+    path = ex.save_png(render(ex, state, entry, alpha, latent), f"{entry.stem}_painted", alpha)
+    map_path = ex.save_alpha_map(pm.levels, entry.stem)
+    options = pm.command_options() + (" --interpolation latent" if latent else "")
+    return str(path), str(map_path), (f"{path.name} and its α map {map_path.name}: the PNG `dotrestore apply OP IMG "
+                                      f"--alpha-map {map_path.name}{options}` writes")
+
+
+@guarded(lambda message: (gr.skip(), gr.skip(), gr.skip(), error_text(message)))
+def on_paint(ex: Explorer, editor, state, alpha, latent):
+    """A stroke (or an erasure): the paint layer becomes the picked image's α map."""
+    entry = current(ex, state)
+    layers = (editor or {}).get("layers") or []
+    painting = Painting.from_layer(layers[0] if layers else None, tuple(entry.x_star.shape[-2:]))
+    state = {**state, "painting": painting}
+    return (state, *show(ex, state, alpha, latent))
+
+
+def paint_canvas(ex: Explorer, state, shown_key):
+    """(the paint editor's value, its image's key) when another image was picked: x* under an empty layer.
+
+    Nothing changes when the picked image is the one on the canvas (a refused upload keeps both).
+    """
+    if not state or state.get("key") == shown_key:
+        return gr.skip(), gr.skip()
+    return {"background": to_array(current(ex, state).x_star), "layers": [], "composite": None}, state["key"]
 
 
 @guarded(warned(1, tail=(None,)))
@@ -175,12 +216,13 @@ def on_operator(ex: Explorer, file):
     return text, text, None
 
 
-def transform_api(ex: Explorer, file, alpha):
-    """Image file + α → lossless PNG of x̂α (pixel interpolation), as `dotrestore apply` writes it."""
+def transform_api(ex: Explorer, file, alpha, alpha_map=None):
+    """Image file + α (or a greyscale α map file) → lossless PNG of x̂α (pixel interpolation), as
+    `dotrestore apply --alpha A` (or `--alpha-map MAP`) writes it."""
     if file is None:
         raise gr.Error("no image given")
     try:
-        return str(ex.transform_file(file, float(alpha)))
+        return str(ex.transform_file(file, float(alpha), alpha_map=alpha_map))
     except Exception as exc:  # noqa: BLE001 (reported to the API caller)
         raise gr.Error(_message(exc)) from None
 

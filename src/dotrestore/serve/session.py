@@ -24,6 +24,8 @@ from PIL import Image
 from .. import metrics, settings
 from ..errors import InputError, NotFittedError
 from ..io import images as image_files
+from ..io.alpha_maps import read_alpha_map, save_alpha_map
+from ..ot.tradeoff import feather
 from ..runtime import Runtime
 from ..tasks.apply import alpha_dirname
 from .cache import Entry, TransportCache, content_hash
@@ -152,9 +154,13 @@ class Explorer:
         entry.reference, entry.reference_name, entry.mse_curve = reference, Path(path).name, None
         return entry
 
-    def render(self, entry: Entry, alpha: float, interpolation: str = "pixel") -> torch.Tensor:
-        """x̂α of a prepared image: a blend (pixel) or a decode of the blended latents (latent)."""
-        alpha = settings.check("alpha", alpha, "α")
+    def render(self, entry: Entry, alpha: float, interpolation: str = "pixel",
+               alpha_map: torch.Tensor | None = None) -> torch.Tensor:
+        """x̂α of a prepared image: a blend (pixel) or a decode of the blended latents (latent).
+
+        ``alpha_map`` (H, W) or (1, 1, H, W), when given, is used instead of ``alpha``.
+        """
+        alpha = settings.check("alpha", alpha, "α") if alpha_map is None else alpha_map
         if settings.check("interpolation", interpolation) == "pixel":
             return entry.at(alpha)
         dot = self.require_operator()
@@ -198,19 +204,34 @@ class Explorer:
         """Write x̂α with the writer `dotrestore apply` uses; name ``<stem>_<alpha_A>.png``."""
         return image_files.save_image(image, self.scratch(f"{stem}_{alpha_dirname(alpha)}.png"))
 
-    def transform_file(self, path: str | Path, alpha: float, interpolation: str = "pixel") -> Path:
+    def transform_file(self, path: str | Path, alpha: float, interpolation: str = "pixel",
+                       alpha_map: str | Path | None = None) -> Path:
         """The API: an image file and α → a lossless PNG of x̂α, pixel for pixel ``dotrestore apply``'s.
 
         The pixels are quantised exactly as :func:`dotrestore.io.images.save_image` does; the PNG
         is compressed at zlib level 1 instead of PIL's default 6: the same pixels, a larger file,
         written several times faster (a repeated α must answer within the slider's budget).
+        ``alpha_map``: a greyscale α map file read as ``apply --alpha-map`` reads it with its
+        defaults (black = 0, white = 1, the same size, feathered); it replaces ``alpha``.
         """
         entry = self.prepare(path)
-        image = self.render(entry, alpha, interpolation)
+        image = self.render(entry, alpha, interpolation, self.read_alpha_map(alpha_map, entry))
         target = self.scratch(f"{entry.stem}_{alpha_dirname(alpha)}.png")
         pixels = (image_files.quantize(image) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
         Image.fromarray(pixels, "RGB").save(target, format="PNG", compress_level=1)
         return target
+
+    def read_alpha_map(self, path: str | Path | None, entry: Entry) -> torch.Tensor | None:
+        """The feathered α map (1, 1, H, W) of ``entry`` from a map file, as `apply` reads it; None without one."""
+        if path is None:
+            return None
+        alpha = read_alpha_map(path, tuple(entry.x_star.shape[-2:]), settings.default("alpha_map_range"),
+                               max_pixels=self.max_pixels)
+        return feather(alpha[None, None], settings.default("alpha_map_feather"))
+
+    def save_alpha_map(self, levels, stem: str) -> Path:
+        """Write 16-bit α map levels as ``<stem>_alpha_map.png`` in a scratch folder."""
+        return save_alpha_map(levels, self.scratch(f"{stem}_alpha_map.png"))
 
     def close(self) -> None:
         shutil.rmtree(self.work_dir, ignore_errors=True)

@@ -36,6 +36,7 @@ from .values import (  # noqa: F401  (the parsers and constants are part of this
     MAX_PATCH_SIZE,
     STOCHASTIC,
     alpha,
+    alpha_range,
     alphas,
     available_devices,
     boolean,
@@ -199,6 +200,16 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             types=_NUMBER),
     Setting("interpolation", "apply", "pixel", choice(INTERPOLATIONS), "blend decoded images (pixel) or latents "
             "(latent, decodes every alpha)", types=(str,)),
+    Setting("alpha_map", "apply", None, optional_text, "a greyscale alpha map the size of the image (black = "
+            "perceptual x0, white = the input x*), or a folder of maps matched to the inputs by file stem; "
+            "images without a map get --alpha", "MAP", types=(*_TEXT, *_NONE)),
+    Setting("alpha_map_range", "apply", (0.0, 1.0), alpha_range, "alpha of black and of white in an alpha map; "
+            "grey levels map linearly between them, e.g. --alpha-map-range=-0.5,1.5 (with '=' when LO is negative; "
+            "default: 0,1)", "LO,HI", types=(list, tuple, str)),
+    Setting("alpha_map_feather", "apply", 4, integer(0, 1000), "soften an alpha map's edges over N pixels (a "
+            "linear ramp, so no seam shows; 0 = hard edges)", "N", types=_INT),
+    Setting("alpha_map_resize", "apply", False, boolean, "resize an alpha map of another size to its image "
+            "(default: refuse it)", types=(bool,)),
     # ---- video clips (apply and fit)
     Setting("video_codec", _V, None, optional_text, "video encoder of the output clip, e.g. ffv1, libx264, libx265, "
             "libvpx-vp9 (default: from the output's extension: .mkv FFV1, lossless; .mp4/.mov H.264; .webm VP9)",

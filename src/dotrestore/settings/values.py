@@ -16,6 +16,7 @@ import torch
 from ..errors import SettingError
 from ..ot.filters import MAX_SIGMA
 from ..ot.gaussian import parse_shrinkage
+from ..ot.tradeoff import as_alpha_map
 
 #: Largest patch side: D = C·p² grows fast, and the D×D covariances with it.
 MAX_PATCH_SIZE = 15
@@ -133,6 +134,42 @@ def alpha(value) -> float:
     return real(-ALPHA_LIMIT, ALPHA_LIMIT)(value)
 
 
+def check_alpha(value, shape):
+    """α as a checked number, or an α map as a float64 (B, 1, H, W) tensor for images of ``shape``.
+
+    A tensor of one or more dimensions is a per-pixel map (:func:`~dotrestore.ot.tradeoff.as_alpha_map`);
+    every value must be finite and within ``ALPHA_LIMIT``, as a single α. SettingError
+    (``alpha``) otherwise.
+    """
+    if not isinstance(value, torch.Tensor) or value.dim() == 0:
+        return _checked_alpha(float(value) if isinstance(value, torch.Tensor) else value)
+    try:
+        a = as_alpha_map(value, shape)
+    except (TypeError, ValueError) as exc:
+        raise SettingError("alpha", str(exc)) from None
+    if float(a.abs().max()) > ALPHA_LIMIT:
+        raise SettingError("alpha", f"an α map's values must be within ±{ALPHA_LIMIT:g}")
+    return a
+
+
+def _checked_alpha(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise SettingError("alpha", f"must be {alpha.rule}, got {value!r} ({type(value).__name__})")
+    try:
+        return alpha(value)
+    except ValueError as exc:
+        raise SettingError("alpha", str(exc)) from None
+
+
+def alpha_range(value) -> tuple[float, float]:
+    """(α of black, α of white) of an α map, from a pair or the text "LO,HI"."""
+    if isinstance(value, str):
+        value = value.replace(",", " ").split()
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ValueError(f"must be two numbers LO,HI (the alpha of black and of white), got {value!r}")
+    return (alpha(value[0]), alpha(value[1]))
+
+
 def alphas(value) -> list[float]:
     """A non-empty list of α (a list, or text "0 0.5, 1"); duplicates dropped, order kept."""
     if isinstance(value, str):
@@ -244,7 +281,8 @@ def codec_spec(value):
 _RULES = ((lowpass_sigma, f"a number in [0, {MAX_SIGMA:g}] (pixels; 0 = whole images)"),
           (shrinkage, "none, 'oas' or a number in [0, 1]"), (boolean, "true or false"),
           (optional_text, "a non-empty string"), (alpha, f"a finite number in [-{ALPHA_LIMIT:g}, {ALPHA_LIMIT:g}]"),
-          (alphas, "a non-empty list of numbers"), (device, "a device of this machine (cpu, cuda, cuda:N, mps)"),
+          (alphas, "a non-empty list of numbers"), (alpha_range, "two numbers LO,HI"),
+          (device, "a device of this machine (cpu, cuda, cuda:N, mps)"),
           (tile, "auto, off or a tile side of at least 16 pixels"), (dtype, "float32, bfloat16 or float16"),
           (memory, "a size such as 8GB or 512MiB"), (codec_spec, "a codec spec or a Codec"),
           (variants, "a list of whole, detail, mix<K>"))

@@ -18,7 +18,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from ..errors import ImageTooSmallError, InputError, OperatorFileError
+from ..io.alpha_maps import AlphaMaps
 from ..io.images import check_images, read_image
 from ..io.outputs.folder import FileId, file_id, file_ids
 from ..io.outputs.guard import check_not_input, check_output_folder
@@ -95,18 +98,21 @@ def plan_outputs(inputs: Sequence[Path], out: str | Path, alphas: Sequence[float
 
 
 def write_outputs(dot, plan: OutputPlan, *, interpolation: str = "pixel", operator: str | Path = "operator",
-                  progress: Callable[[int], None] | None = None) -> int:
+                  progress: Callable[[int], None] | None = None, alpha_maps: AlphaMaps | None = None) -> int:
     """Transport every input of ``plan`` with the fitted ``dot`` and write its PNGs; returns how many.
 
     Under torchrun rank r takes inputs r, r + W, ...; every rank validates its share first, and
     the staged outputs move into place only once every rank succeeded: a failure anywhere
     leaves no partial set. ``progress(n)`` is called with the number of images done so far.
+    With ``alpha_maps`` (one α in ``plan``) an input with a map is blended pixel by pixel.
     """
     runtime = dot.runtime
     mine = parallel.shard(list(range(len(plan.inputs))))
     paths = [plan.inputs[i] for i in mine]
     # a rank may have no inputs at all; the sizes batch the others
     sizes = [r.size for r in parallel.run_checked(check_images, paths, runtime.max_pixels)]
+    if alpha_maps is not None:
+        parallel.run_checked(alpha_maps.check, paths, sizes)  # every map against its image, before any work
 
     def read(path):
         return read_image(path, runtime.max_pixels)
@@ -118,7 +124,9 @@ def write_outputs(dot, plan: OutputPlan, *, interpolation: str = "pixel", operat
                                           workers=runtime.workers):
                 # One α at a time: a big photograph holds one output, not one per α.
                 try:
-                    for a, result in dot.iter_alphas(batch.images, plan.alphas, interpolation=interpolation):
+                    alphas = _alphas(plan, [paths[k] for k in batch.positions], batch.images.shape, alpha_maps)
+                    for a, result in dot.iter_alphas(batch.images, alphas, interpolation=interpolation):
+                        a = plan.alphas[0] if isinstance(a, torch.Tensor) else a  # a map: the plan's one α
                         if not bool(result.isfinite().all()):
                             raise OperatorFileError(operator, f"gave non-finite values when transporting "
                                                     f"{batch.names[0]}: its statistics are unusable")
@@ -145,6 +153,13 @@ def write_outputs(dot, plan: OutputPlan, *, interpolation: str = "pixel", operat
     finally:
         staged.close()
     return plan.count
+
+
+def _alphas(plan: OutputPlan, paths: list[Path], shape, alpha_maps: AlphaMaps | None) -> list:
+    """The α of one batch: the plan's, or a (B, 1, H, W) map when any of its images has an α map."""
+    if alpha_maps is None or not any(p in alpha_maps.maps for p in paths):
+        return plan.alphas
+    return [torch.cat([alpha_maps.load(p, tuple(shape[-2:])) for p in paths])]
 
 
 def _nothing() -> None:

@@ -35,11 +35,11 @@ import torch
 
 from .. import settings
 from ..errors import ImageTooSmallError, InputError, OperatorFileError
-from ..estimator import blend
 from ..io.files import commit, temporary_path
 from ..io.outputs.folder import make_folders
 from ..io.outputs.guard import check_output_file
 from ..io.video import VideoInfo, VideoWriter, concat_segments, encoding, probe, segment_ranges
+from ..ot.tradeoff import blend
 from ..runtime import parallel
 from ..runtime.frames import frame_batches
 from ..temporal import TemporalDetail

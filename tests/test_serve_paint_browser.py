@@ -1,0 +1,98 @@
+"""The α brush as a user meets it: a real server, headless Chromium, a painted stroke, the download.
+
+Same set-up as ``test_serve_browser.py`` (its helpers are reused): a TAEF2 operator fitted on
+generated images, no ../shared, no network.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_serve_browser import CHROMIUM, save_artifact, shown_pixels, start_server, stop, wait_status
+
+from dotrestore import cli, data
+
+from serve_support import make_workspace
+
+pytest.importorskip("gradio", reason="gradio is not installed (pip install 'dotrestore[ui]')")
+pytestmark = pytest.mark.slow  # a server start, a fit and a browser
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    ws = make_workspace(tmp_path_factory.mktemp("paint_ws"))
+    process, url = start_server(ws, str(ws["operator"]), "--images", str(ws["images"]))
+    try:
+        yield {**ws, "url": url, "process": process}
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="module")
+def page(served):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found: apt-get install -y chromium to run the browser tests")
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        context = browser.new_context(viewport={"width": 1400, "height": 1400}, accept_downloads=True)
+        page = context.new_page()
+        page.goto(served["url"])
+        page.wait_for_selector("#alpha input[type=number]", timeout=120_000)
+        yield page
+        browser.close()
+
+
+def download(page, selector: str, target: Path) -> Path:
+    link = page.locator(f"{selector} a[download]")
+    link.wait_for(timeout=60_000)
+    with page.expect_download() as info:
+        link.click()
+    info.value.save_as(target)
+    return target
+
+
+def test_paint_a_stroke_then_download_image_and_map(served, page, tmp_path):
+    image = served["images"] / "test10.png"  # 80x80
+    page.locator("#gallery .thumbnail-item").nth(0).click()
+    wait_status(page, "test10")
+    page.wait_for_function("() => document.querySelector('#paint canvas') !== null", timeout=60_000)
+    time.sleep(1)  # the canvas receives x* after the status line
+    before = shown_pixels(page, served["url"])
+    page.locator("#paint").scroll_into_view_if_needed()
+    page.get_by_role("button", name="Brush", exact=True).click()  # white (α = 1) is the brush's default colour
+    box = page.locator("#paint canvas").first.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    start = time.perf_counter()
+    page.mouse.move(cx - 60, cy)
+    page.mouse.down()
+    for i in range(13):
+        page.mouse.move(cx - 60 + 10 * i, cy)
+    page.mouse.up()
+    wait_status(page, "with the painted α map")
+    deadline = time.monotonic() + 30
+    while np.array_equal(after := shown_pixels(page, served["url"]), before) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the <img> is swapped after the status line
+    print(f"stroke → new picture in {time.perf_counter() - start:.2f} s (browser, upload of the layer included)")
+    changed = np.abs(after.astype(int) - before.astype(int)).max(axis=2) > 0
+    rows = np.nonzero(changed.any(axis=1))[0]
+    assert changed[40, 30:50].all(), "the middle of the stroke changed"
+    assert 0 < len(rows) < 80 and not changed[: rows.min()].any() and not changed[rows.max() + 1:].any()
+    assert changed.mean() < 0.9 and not changed[0].any() and not changed[-1].any(), "the rest did not change"
+    x_star = (data.read_image(image) * 255).round().byte().permute(1, 2, 0).numpy()
+    assert np.array_equal(after[40, 35:45], x_star[40, 35:45])  # painted white: x* itself
+    shot = tmp_path / "serve_paint_stroke.png"
+    page.screenshot(path=str(shot), full_page=True)
+    save_artifact(shot)
+
+    page.click("#download")
+    picture = download(page, "#download-file", tmp_path / "downloaded.png")
+    alpha_map = download(page, "#download-map", tmp_path / "test10_alpha_map.png")
+    assert np.array_equal(data.read_image(picture).mul(255).round().byte().permute(1, 2, 0).numpy(), after)
+    out = tmp_path / "apply"
+    assert cli.main(["apply", str(served["operator"]), str(image), "-o", str(out), "--alpha-map", str(alpha_map)]) == 0
+    assert (out / "test10.png").read_bytes() == picture.read_bytes()
+    assert served["process"].poll() is None
