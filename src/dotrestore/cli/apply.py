@@ -31,8 +31,7 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output folder; for one image at one alpha, an image file (NAME.png, .tif, .webp, .jpg, .bmp); "
                    "for a video, the output clip (.mkv: lossless FFV1, .mp4: H.264, ...)")
-    options.add(p, "alpha", action="append", table_default=False,
-                help="trade-off: 0 = perceptual (default), 1 = the input; repeat for several")
+    options.add_alpha_list(p, "alpha", "trade-off: 0 = perceptual (default), 1 = the input")
     options.add(p, "interpolation")
     options.add(p, "codec", table_default=False,
                 help="codec to use instead of the one recorded in the operator (must be the same weights)")

@@ -72,7 +72,8 @@ def _batch_tab() -> SimpleNamespace:
     gr.Markdown("Apply the current operator to a folder on the server. One α → `OUT/<stem>.png`, "
                 "several → `OUT/alpha_<A>/<stem>.png`; existing files are never overwritten.", elem_id="batch-help")
     c.folder = gr.Textbox(label="Folder of restored images")
-    c.alphas = gr.Textbox("0, 0.5, 1", label="α values")
+    c.alphas = gr.Textbox("0", label="α values (from Explore's α until you type here; several: 0, 0.5, 1)",
+                          elem_id="batch-alphas")
     c.out = gr.Textbox(label="Output folder (new or without these files; empty with zip)")
     c.zip = gr.Checkbox(False, label="Return a zip")
     c.button = gr.Button("Apply", variant="primary")
@@ -105,6 +106,16 @@ def _wire_explore(ex: Explorer, e: SimpleNamespace, state, operator_info) -> Non
                            api_name=False)
 
 
+def _batch_follows_explore(explore: SimpleNamespace, batch: SimpleNamespace) -> None:
+    """The Batch tab's α values start from the α chosen in Explore, until the user types their own."""
+    typed = gr.State(False)
+    batch.alphas.input(lambda: True, None, typed, api_name=False, show_progress="hidden")
+
+    def follow(alpha, typed_own):
+        return gr.update() if typed_own or alpha is None else f"{float(alpha):g}"
+    explore.alpha.change(follow, [explore.alpha, typed], batch.alphas, api_name=False, show_progress="hidden")
+
+
 def build_app(explorer: Explorer) -> gr.Blocks:
     """The Blocks app; ``launch`` it (see :func:`dotrestore.serve.serve`)."""
     ex = explorer
@@ -127,6 +138,7 @@ def build_app(explorer: Explorer) -> gr.Blocks:
         api_result, api_button = gr.File(visible=False), gr.Button(visible=False)
 
         _wire_explore(ex, explore, state, operator_info)
+        _batch_follows_explore(explore, batch)
         fit.button.click(partial(h.on_fit, ex), [fit.src_files, fit.src_dirs, fit.tgt_files, fit.tgt_dirs, fit.codec,
                                                  fit.patch_size, fit.pairing, fit.sigma],
                          [fit.file, fit.status, operator_info], api_name=False)
