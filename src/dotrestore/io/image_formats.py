@@ -71,9 +71,9 @@ class SourceFormat:
     mode: str = "RGB"
 
 
-def inspect(image: Image.Image, file_bits: int) -> SourceFormat:
-    """The :class:`SourceFormat` of a decoded (and EXIF-oriented) Pillow image whose file stored
-    ``file_bits`` per sample."""
+def inspect(image: Image.Image, file_bits: int, path: str | os.PathLike = "image") -> SourceFormat:
+    """The :class:`SourceFormat` of a decoded (and EXIF-oriented) Pillow image whose file (``path``)
+    stored ``file_bits`` per sample."""
     mode = image.mode
     grey = mode in _GREY_MODES or (mode in ("P", "PA") and _grey_palette(image))
     bits = 16 if mode in ("I", "F") or mode.startswith("I;16") else 8
@@ -81,8 +81,8 @@ def inspect(image: Image.Image, file_bits: int) -> SourceFormat:
     if image.has_transparency_data:
         alpha = np.asarray(image.convert("LA" if grey else "RGBA").getchannel("A"), dtype=np.uint8)
     if file_bits > bits:
-        logger.warning("%s-bit colour %s image: Pillow decodes it to 8 bits per channel, so it is transported "
-                       "and written at 8 bits", file_bits, mode)
+        logger.warning("%s: %d-bit colour image: Pillow decodes it to 8 bits per channel, so it is transported "
+                       "and written with 8 bits", path, file_bits)
     return SourceFormat(grey=grey, bits=bits, alpha=alpha, mode=mode)
 
 
@@ -93,7 +93,7 @@ def _grey_palette(image: Image.Image) -> bool:
 
 def read_kept(path: str | os.PathLike, max_pixels: int | None = images.DEFAULT_MAX_PIXELS) -> dict:
     """``{"image": (3, H, W) float32 in [0, 1], "source": SourceFormat}`` of one image file."""
-    image, source = images.read_image_and(path, max_pixels, inspect)
+    image, source = images.read_image_and(path, max_pixels, lambda picture, bits: inspect(picture, bits, path))
     return {"image": image, "source": source}
 
 
@@ -111,11 +111,10 @@ def _picture(img: torch.Tensor, source: SourceFormat | None, allowed: frozenset,
     if grey:
         luma = sum(w * img[c].float() for c, w in enumerate(_LUMA))
         bits = 16 if source.bits > 8 and "I;16" in allowed and source.alpha is None else 8
-        mode = "I;16" if bits > 8 else "L"
-        picture = Image.fromarray(_samples(luma, bits), mode)
+        picture = Image.fromarray(_samples(luma, bits))  # uint16 → I;16, uint8 → L
     else:
         bits = 8
-        picture = Image.fromarray(np.ascontiguousarray(_samples(img, 8).transpose(1, 2, 0)), "RGB")
+        picture = Image.fromarray(np.ascontiguousarray(_samples(img, 8).transpose(1, 2, 0)))  # RGB
     alpha = source.alpha
     if alpha is not None:
         wanted = "LA" if grey else "RGBA"
@@ -123,7 +122,7 @@ def _picture(img: torch.Tensor, source: SourceFormat | None, allowed: frozenset,
             if alpha.shape != (img.shape[1], img.shape[2]):
                 raise ValueError(f"{path}: the input's alpha channel is {alpha.shape}, the output {tuple(img.shape)}")
             picture = picture.convert(wanted)
-            picture.putalpha(Image.fromarray(alpha, "L"))
+            picture.putalpha(Image.fromarray(np.ascontiguousarray(alpha)))
         else:
             logger.warning("%s: this format has no alpha channel; the input's alpha is not written", path)
     if source.bits > bits:

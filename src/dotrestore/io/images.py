@@ -1,7 +1,8 @@
 """Image files: listing, validation, reading, saving, pairing, crop/resize and 8-bit quantization.
 
 Images in memory are float32 torch tensors in [0, 1] of shape (3, H, W). Files on disk are
-whatever Pillow reads; outputs are always 8-bit RGB PNG.
+whatever Pillow reads; :func:`save_image` writes 8-bit RGB PNG (:mod:`.image_formats` writes other
+formats, keeping grey, alpha and 16-bit grey).
 """
 
 from __future__ import annotations
