@@ -145,3 +145,21 @@ def test_plain_rgb_png_is_exactly_the_png_writer(tmp_path):
         with open(tmp_path / name, "wb") as handle:
             writer(handle)
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA"])
+def test_the_explorers_download_keeps_it_too(op, tmp_path, capsys, mode):
+    from dotrestore.serve.session import Explorer
+
+    image = tmp_path / "in.png"
+    Image.fromarray(rng_image((20, 24) if mode == "L" else (20, 24, 4), seed=7)).save(image)
+    explorer = Explorer(op, work_dir=tmp_path / "scratch")
+    try:
+        entry = explorer.prepare(image)
+        downloaded = explorer.save_png(explorer.render(entry, 0.5), entry.stem, 0.5, entry.source)
+        applied = apply(capsys, op, image, tmp_path / "applied.png", alpha="0.5")
+        with Image.open(downloaded) as one, Image.open(applied) as other:
+            assert one.mode == other.mode == mode
+            assert np.array_equal(np.asarray(one), np.asarray(other))
+    finally:
+        explorer.close()

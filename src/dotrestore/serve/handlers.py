@@ -163,7 +163,7 @@ def on_alpha(ex: Explorer, state, alpha, latent, progress=gr.Progress()):
 @guarded(lambda message: (None, error_text(message)))
 def on_download(ex: Explorer, state, alpha, latent):
     entry = current(ex, state)
-    path = ex.save_png(ex.render(entry, alpha, "latent" if latent else "pixel"), entry.stem, alpha)
+    path = ex.save_png(ex.render(entry, alpha, "latent" if latent else "pixel"), entry.stem, alpha, entry.source)
     return str(path), f"{path.name}: x̂α at α = {alpha:g}, the PNG `dotrestore apply OP IMG --alpha {alpha:g}` writes"
 
 
@@ -171,8 +171,9 @@ def on_download(ex: Explorer, state, alpha, latent):
 def on_operator(ex: Explorer, file):
     if file is None:
         return gr.skip(), gr.skip(), None
+    before = ex.operator_path.name if ex.dot is not None and ex.operator_path is not None else None
     text = ex.load_operator(file)
-    return text, text, None
+    return text, (f"Replaced the operator {before}. {text}" if before else text), None
 
 
 def transform_api(ex: Explorer, file, alpha):
