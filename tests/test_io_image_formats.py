@@ -163,3 +163,16 @@ def test_the_explorers_download_keeps_it_too(op, tmp_path, capsys, mode):
             assert np.array_equal(np.asarray(one), np.asarray(other))
     finally:
         explorer.close()
+
+
+def test_kept_through_loading_workers_and_batches(op, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    arrays = {"a": rng_image((16, 20, 4), seed=8), "b": rng_image((16, 20), seed=9), "c": rng_image((16, 20, 3), seed=10)}
+    for stem, array in arrays.items():
+        Image.fromarray(array).save(folder / f"{stem}.png")
+    code, err = run_cli(capsys, "apply", op, folder, "-o", tmp_path / "out", "--alpha", "1", "--workers", "2",
+                        "--batch-size", "3")
+    assert code == 0, err
+    for stem, array in arrays.items():  # one batch of three: each output keeps its own input's kind
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / f"{stem}.png")), array), stem
