@@ -358,11 +358,11 @@ def test_write_error_mid_apply_leaves_nothing(files, tmp_path, capsys, monkeypat
 
     real, calls = data.save_image, []
 
-    def failing(img, path, write_file=None):
+    def failing(img, path, write_file=None, encode=None):
         calls.append(path)
         if len(calls) == 2:
             raise OSError(28, "No space left on device", str(path))
-        return real(img, path, write_file)
+        return real(img, path, write_file, encode)
 
     monkeypatch.setattr("dotrestore.io.images.save_image", failing)
     code, err = run_cli(capsys, "apply", op, src, "-o", tmp_path / "out")
