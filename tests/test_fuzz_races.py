@@ -264,7 +264,7 @@ class TestWorkers:
         def broken(path, max_pixels=None):
             raise ZeroDivisionError("a bug while reading")
 
-        monkeypatch.setattr(applying, "read_image", broken)
+        monkeypatch.setattr(applying.image_formats, "read_kept", broken)
         lines = []
         for workers in ("0", "2"):
             code, err = run("apply", world[1], world[0] / "restored", "-o", tmp_path / f"out{workers}",

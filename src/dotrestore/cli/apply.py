@@ -27,15 +27,17 @@ def register(sub) -> None:
         help="transport restored images with a fitted operator",
         description="Encode each input, transport its latent patches, decode and blend: "
         "x_alpha = (1 - alpha) * x0 + alpha * x*. One alpha writes OUTDIR/<stem>.png; several write "
-        "OUTDIR/alpha_<A>/<stem>.png. A video clip (one per run) is written to the -o clip, frames in order, "
+        "OUTDIR/alpha_<A>/<stem>.png; one image at one alpha can go to -o NAME.png (.tif, .webp: lossless; "
+        ".jpg: quality 95). Outputs keep what their input had: grey stays grey, an alpha channel is copied, "
+        "16-bit grey stays 16-bit. A video clip (one per run) is written to the -o clip, frames in order, "
         "with its timing and sound; several alphas write OUT_alpha_<A>.EXT beside it. Inputs are never modified.",
     )
     p.add_argument("operator", metavar="OP.safetensors", help="operator written by `dotrestore fit`")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="restored images (files or folders), or one video clip")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="output folder; for a video, the output clip (.mkv: lossless FFV1, .mp4: H.264, ...)")
-    options.add(p, "alpha", action="append", table_default=False,
-                help="trade-off: 0 = perceptual (default), 1 = the input; repeat for several")
+                   help="output folder; for one image at one alpha, an image file (NAME.png, .tif, .webp, .jpg, .bmp); "
+                   "for a video, the output clip (.mkv: lossless FFV1, .mp4: H.264, ...)")
+    options.add_alpha_list(p, "alpha", "trade-off: 0 = perceptual (default), 1 = the input")
     options.add(p, "interpolation")
     options.add(p, "codec", table_default=False,
                 help="codec to use instead of the one recorded in the operator (must be the same weights)")
@@ -65,7 +67,8 @@ def run(args) -> int:
     maps = alpha_maps(args, inputs, runtime.max_pixels)
     plan = applying.plan_outputs(inputs, args.output, args.alpha or [0.0],
                                  protected=[args.operator, *spec_files(args.codec), *(maps.maps.values() if maps else ())],
-                                 overwrite=args.overwrite)
+                                 overwrite=args.overwrite,
+                                 file_ok=True)
     parallel.init(runtime.device)
     dot = DOT.load(operator, codec=args.codec, runtime=runtime)
     with runtime.progress_bar(len(inputs), "applying") as bar:
@@ -73,7 +76,7 @@ def run(args) -> int:
                                        progress=lambda done: bar.update(done - bar.n), alpha_maps=maps)
     if parallel.is_main():
         alphas = ", ".join(f"{a:g}" for a in plan.alphas)
-        print(f"wrote {count} image{'' if count == 1 else 's'} to {plan.out} (alpha = {alphas})")
+        print(f"wrote {count} image{'' if count == 1 else 's'} to {plan.file or plan.out} (alpha = {alphas})")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import settings
 from ..runtime import parallel
 from . import options
 
@@ -34,7 +35,8 @@ def _add_experiment(sub) -> None:
     # No parsed defaults: only flags actually given override the configuration file and the table.
     for name in EXPERIMENT_OPTIONS:
         if name == "alphas":
-            options.add(p, name, table_default=False, nargs="+", type=options.setting_type("alpha"))
+            options.add_alpha_list(p, name, "trade-off values (default: "
+                                   f"{' '.join(f'{a:g}' for a in settings.default('alphas'))})")
         elif name == "paired":
             continue
         else:

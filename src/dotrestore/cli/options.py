@@ -7,6 +7,7 @@ flag) by the same ``parse`` the Python API uses (:data:`dotrestore.settings.SETT
 from __future__ import annotations
 
 import argparse
+import re
 
 from .. import settings
 from ..runtime import Runtime
@@ -56,6 +57,34 @@ def add(parser, name: str, *, table_default: bool = True, help: str | None = Non
                         help=text, **kwargs)
 
 
+class _AlphaList(argparse.Action):
+    """Every α flag adds to one list: ``--alpha 0 --alpha 0.5``, ``--alpha 0,0.5``, ``--alphas 0 0.5``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        items = list(getattr(namespace, self.dest, None) or [])
+        for text in values if isinstance(values, list) else [values]:
+            try:
+                items.extend(settings.SETTINGS["alphas"].parse(text))
+            except (ValueError, TypeError) as exc:
+                raise argparse.ArgumentError(self, f"{exc}") from None
+        setattr(namespace, self.dest, list(dict.fromkeys(items)))
+
+
+#: what the parser takes for a negative number (a value, not a flag): ``-0.5``, ``-.5``, ``-0.5,0``
+_NEGATIVE_VALUE = re.compile(r"^-\.?\d")
+
+
+def add_alpha_list(parser, dest: str, help: str) -> None:
+    """``--alpha A`` (repeatable; ``A`` may be a comma-separated list) and ``--alphas A [A ...]``,
+    both adding to ``args.<dest>`` (None when neither is given)."""
+    parser.add_argument("--alpha", dest=dest, action=_AlphaList, default=None, metavar="A",
+                        help=f"{help}; repeat it or separate values by commas: --alpha 0 --alpha 0.5 = --alpha 0,0.5")
+    parser.add_argument("--alphas", dest=dest, action=_AlphaList, nargs="+", default=None, metavar="A",
+                        help="several alphas at once: --alphas 0 0.5 (the same list as --alpha)")
+    # argparse takes "-0.5,0" for an unknown flag; every token starting "-<digit>" is a value here
+    parser._negative_number_matcher = _NEGATIVE_VALUE
+
+
 def add_runtime(parser, names=RUNTIME_OPTIONS, table_default: bool = True) -> None:
     for name in names:
         add(parser, name, table_default=table_default)
@@ -70,4 +99,4 @@ def runtime(args) -> Runtime:
     return Runtime(**values)
 
 
-__all__ = ["setting_type", "add", "add_runtime", "runtime", "RUNTIME_OPTIONS"]
+__all__ = ["setting_type", "add", "add_alpha_list", "add_runtime", "runtime", "RUNTIME_OPTIONS"]

@@ -1,7 +1,8 @@
 """Image files: listing, validation, reading, saving, pairing, crop/resize and 8-bit quantization.
 
 Images in memory are float32 torch tensors in [0, 1] of shape (3, H, W). Files on disk are
-whatever Pillow reads; outputs are always 8-bit RGB PNG.
+whatever Pillow reads; :func:`save_image` writes 8-bit RGB PNG (:mod:`.image_formats` writes other
+formats, keeping grey, alpha and 16-bit grey).
 """
 
 from __future__ import annotations
@@ -245,7 +246,29 @@ def read_image(path: PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> t
     CMYK and other modes become RGB with a one-line logged notice; alpha is dropped (not
     composited on a background); 16-bit values are divided by 65535 (full precision kept).
     Images whose header declares more than ``max_pixels`` pixels are refused before decoding.
+    (:func:`dotrestore.io.image_formats.read_kept` also keeps what the file had beyond RGB.)
     """
+    image, mode = read_image_and(path, max_pixels, lambda picture, bits: picture.mode)
+    if mode != "RGB":
+        logger.warning("%s: converted %s to RGB", path, mode)
+    return image
+
+
+def _stored_bits(image: Image.Image) -> int:
+    """16 when the file's raw samples are 16-bit (``RGB;16B``, ``I;16B``, ...), else 8; from the
+    decoder's raw mode, which only an image not yet loaded still has."""
+    for tile in image.tile:
+        args = tile[3]
+        raw = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else ""
+        if isinstance(raw, str) and ";16" in raw:
+            return 16
+    return 8
+
+
+def read_image_and(path: PathLike, max_pixels: int | None, inspect: Callable[[Image.Image, int], object]):
+    """``(read_image(path), inspect(picture, bits))``: ``picture`` the decoded, EXIF-oriented Pillow
+    image, ``bits`` the bits per sample its file stored (16 for a 16-bit PNG that Pillow decodes to
+    8), so that callers learn more of a file than its RGB without opening it twice."""
     max_pixels = check_max_pixels(max_pixels)
     path = Path(path)
     if not path.exists():
@@ -253,19 +276,18 @@ def read_image(path: PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> t
     try:
         with _open(path) as image:
             _check_size(path, image, max_pixels)
+            bits = _stored_bits(image)
             image.load()
             image = ImageOps.exif_transpose(image)
-            mode = image.mode
             array = _to_rgb_array(image)
             if not np.isfinite(array).all():  # a float TIFF can hold NaN or inf
                 raise InputError(path, "has NaN or infinite pixel values")
+            seen = inspect(image, bits)
     except InputError:
         raise
     except Exception as err:
         raise InputError(path, f"cannot be decoded ({type(err).__name__}: {err})") from None
-    if mode != "RGB":
-        logger.warning("%s: converted %s to RGB", path, mode)
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous(), seen
 
 
 def resize_image(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -350,15 +372,18 @@ def png_writer(img: torch.Tensor, path: PathLike) -> Callable[[BinaryIO], None]:
     return lambda handle: picture.save(handle, format="PNG")
 
 
-def save_image(img: torch.Tensor, path: PathLike, write_file: Callable | None = None) -> Path:
+def save_image(img: torch.Tensor, path: PathLike, write_file: Callable | None = None,
+               encode: Callable | None = None) -> Path:
     """Write (3, H, W) in [0, 1] as an 8-bit RGB PNG; returns the path.
 
     Values are clamped to [0, 1] and rounded (see :func:`quantize`); non-finite values are
     refused. By default parent folders are created and the PNG is written atomically with the
     umask's default mode (:func:`dotrestore.io.files.atomic_write`), so no partial file is ever
     left; ``write_file(path, write)`` replaces that (e.g. a staged folder's writer).
+    ``encode(img, path)`` returns ``write`` instead of :func:`png_writer` (another format, or
+    what the input had: :func:`dotrestore.io.image_formats.image_writer`).
     """
-    write = png_writer(img, path)
+    write = (encode or png_writer)(img, path)
     path = Path(path)
     if write_file is not None:
         return write_file(path, write)
@@ -391,6 +416,6 @@ def pair_by_stem(restored: Sequence[PathLike], clean: Sequence[PathLike]) -> lis
 
 __all__ = [
     "DEFAULT_MAX_PIXELS", "check_max_pixels", "image_extensions", "list_images", "validate_images", "header_size",
-    "ImageFile", "check_image", "check_images", "read_image", "load_images",
+    "ImageFile", "check_image", "check_images", "read_image", "read_image_and", "load_images",
     "resize_image", "center_crop", "quantize", "png_writer", "save_image", "pair_by_stem",
 ]

@@ -306,11 +306,13 @@ class ImageWriter:
         self._slots = threading.BoundedSemaphore(max_pending)
         self.written: list[Path] = []
 
-    def submit(self, image: torch.Tensor, path: str | Path, write_file: Callable | None = None) -> None:
-        """Queue ``image`` for ``path``; ``write_file(path, write)`` writes it (default: atomically by path)."""
+    def submit(self, image: torch.Tensor, path: str | Path, write_file: Callable | None = None,
+               encode: Callable | None = None) -> None:
+        """Queue ``image`` for ``path``; ``write_file(path, write)`` writes it (default: atomically by path),
+        ``encode(image, path)`` makes ``write`` (default: an 8-bit RGB PNG, see ``save_image``)."""
         self._raise_failed()
         self._slots.acquire()
-        future = self._pool.submit(image_files.save_image, image.detach().cpu(), path, write_file)
+        future = self._pool.submit(image_files.save_image, image.detach().cpu(), path, write_file, encode)
         future.add_done_callback(lambda _: self._slots.release())
         self._pending.append(future)
 

@@ -17,6 +17,39 @@ from .session import ALPHA_MAX, ALPHA_MIN, ALPHA_STEP, Explorer
 
 CODECS = ["auto", "taef2", "sd-vae-ft-ema", "sd-vae-ft-mse", "pixel"]
 
+#: the full-resolution view at 1:1: natural size, never scaled to the column; the frame scrolls
+PAGE_CSS = """
+#output .image-container, #output .image-frame, #output button { overflow: auto; max-height: 85vh; }
+#output .image-frame { display: block; }
+#output img { object-fit: none !important; max-width: none !important; max-height: none !important;
+              width: auto; height: auto; image-rendering: pixelated; }
+"""
+
+#: one image pixel per device pixel also on high-density screens (CSS pixels are then smaller
+#: than the image's); ``load`` does not bubble, so it is caught on its way down
+PAGE_JS = """() => {
+  document.addEventListener('load', (event) => {
+    const img = event.target;
+    if (img.tagName === 'IMG' && img.closest('#output')) {
+      img.style.width = (img.naturalWidth / window.devicePixelRatio) + 'px';
+      img.style.height = (img.naturalHeight / window.devicePixelRatio) + 'px';
+    }
+  }, true);
+}"""
+
+#: "Download at this α" in one click: once the PNG is written, the browser saves it
+DOWNLOAD_JS = """(file) => {
+  if (file && file.url) {
+    const link = document.createElement('a');
+    link.href = file.url;
+    link.download = file.orig_name || '';
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+  }
+  return [];
+}"""
+
 
 def _explore_tab(ex: Explorer) -> SimpleNamespace:
     gallery_paths = ex.gallery()
@@ -28,7 +61,7 @@ def _explore_tab(ex: Explorer) -> SimpleNamespace:
             c.upload = gr.File(label="Upload an image (x*: your restorer's output)", type="filepath",
                                elem_id="upload")
             c.reference = gr.File(label="Clean reference (optional)", type="filepath", elem_id="reference")
-            c.operator_file = gr.File(label="Operator (.safetensors)", type="filepath", elem_id="operator-upload")
+            c.operator_file = _operator_upload(ex)
         with gr.Column(scale=2):
             c.alpha = gr.Slider(ALPHA_MIN, ALPHA_MAX, value=0.0, step=ALPHA_STEP, label="α",
                                 info="0 = perceptual, 1 = the input; type a value in the box", elem_id="alpha")
@@ -36,7 +69,7 @@ def _explore_tab(ex: Explorer) -> SimpleNamespace:
             c.status = gr.Markdown("Pick an image." if gallery_paths else "Upload an image.", elem_id="status")
             c.compare = gr.ImageSlider(label="before (x*) | after (x̂α)", format="png", max_height=640,
                                        buttons=["fullscreen"], elem_id="compare")
-            c.output = gr.Image(label="x̂α at full resolution (fullscreen for 1:1 pixels)", format="png",
+            c.output = gr.Image(label="x̂α at 1:1 (one image pixel per screen pixel; scroll to pan)", format="png",
                                 interactive=False, buttons=["fullscreen"], elem_id="output")
             c.scores = gr.Markdown(elem_id="scores")
             c.curve = gr.Plot(label="MSE against α", elem_id="curve")
@@ -60,6 +93,17 @@ def _paint_box(c: SimpleNamespace) -> None:
                                  eraser=gr.Eraser())
         c.download_map = gr.File(label="α map of the download (16-bit greyscale PNG)", interactive=False,
                                  elem_id="download-map")
+
+
+def _operator_upload(ex: Explorer):
+    """The operator upload: open when there is no operator; with one from the command line, folded
+    away under a label that says it replaces that one (for every tab)."""
+    name = ex.operator_path.name if ex.dot is not None and ex.operator_path is not None else None
+    title = f"Replace the operator ({name}, from the command line)" if name else "Operator"
+    with gr.Accordion(title, open=name is None, elem_id="operator-replace"):
+        label = (f"Another operator (.safetensors): replaces {name} in every tab" if name
+                 else "Operator (.safetensors)")
+        return gr.File(label=label, type="filepath", elem_id="operator-upload")
 
 
 def _fit_tab() -> SimpleNamespace:
@@ -89,7 +133,8 @@ def _batch_tab() -> SimpleNamespace:
     gr.Markdown("Apply the current operator to a folder on the server. One α → `OUT/<stem>.png`, "
                 "several → `OUT/alpha_<A>/<stem>.png`; existing files are never overwritten.", elem_id="batch-help")
     c.folder = gr.Textbox(label="Folder of restored images")
-    c.alphas = gr.Textbox("0, 0.5, 1", label="α values")
+    c.alphas = gr.Textbox("0", label="α values (from Explore's α until you type here; several: 0, 0.5, 1)",
+                          elem_id="batch-alphas")
     c.out = gr.Textbox(label="Output folder (new or without these files; empty with zip)")
     c.zip = gr.Checkbox(False, label="Return a zip")
     c.button = gr.Button("Apply", variant="primary")
@@ -122,9 +167,23 @@ def _wire_explore(ex: Explorer, e: SimpleNamespace, state, operator_info) -> Non
         event(partial(h.on_alpha, ex), [state, e.alpha, e.latent], shown, trigger_mode="always_last",
               show_progress=spinner, api_name=False).then(*measures, api_name=False, show_progress="hidden")
     e.download.click(partial(h.on_download, ex), [state, e.alpha, e.latent], [e.download_file, e.download_map, e.status],
-                     api_name=False)
+                     api_name=False).then(None, [e.download_file], None, js=DOWNLOAD_JS, api_name=False)
     e.operator_file.upload(partial(h.on_operator, ex), [e.operator_file], [operator_info, e.status, e.operator_file],
                            api_name=False)
+
+
+def _batch_follows_explore(explore: SimpleNamespace, batch: SimpleNamespace) -> None:
+    """The Batch tab's α values start from the α chosen in Explore, until the user types their own
+    (the box then no longer holds the value last put there)."""
+    last = gr.State(batch.alphas.value)
+
+    def follow(alpha, text, last_set):
+        if alpha is None or (text or "").strip() != last_set:
+            return gr.skip(), gr.skip()
+        value = f"{float(alpha):g}"
+        return value, value
+    explore.alpha.change(follow, [explore.alpha, batch.alphas, last], [batch.alphas, last], api_name=False,
+                         show_progress="hidden")
 
 
 def build_app(explorer: Explorer) -> gr.Blocks:
@@ -150,6 +209,7 @@ def build_app(explorer: Explorer) -> gr.Blocks:
         api_result, api_button = gr.File(visible=False), gr.Button(visible=False)
 
         _wire_explore(ex, explore, state, operator_info)
+        _batch_follows_explore(explore, batch)
         fit.button.click(partial(h.on_fit, ex), [fit.src_files, fit.src_dirs, fit.tgt_files, fit.tgt_dirs, fit.codec,
                                                  fit.patch_size, fit.pairing, fit.sigma],
                          [fit.file, fit.status, operator_info], api_name=False)

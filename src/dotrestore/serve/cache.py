@@ -41,6 +41,8 @@ class Entry:
     reference_name: str | None = None
     #: α ↦ MSE(x̂α, reference) on the explorer's α grid, filled on first use
     mse_curve: list[tuple[float, float]] | None = field(default=None, repr=False)
+    #: what the file had beyond RGB (grey, alpha, 16 bits): the download keeps it, as apply does
+    source: object | None = field(default=None, repr=False)
 
     def at(self, alpha) -> torch.Tensor:
         """x̂α at a number α, or at an α map ((H, W) or (1, 1, H, W))."""

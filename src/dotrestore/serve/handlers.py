@@ -179,9 +179,9 @@ def on_download(ex: Explorer, state, alpha, latent):
     entry = current(ex, state)
     pm = painted(state, alpha)
     if pm is None:
-        path = ex.save_png(ex.render(entry, alpha, "latent" if latent else "pixel"), entry.stem, alpha)
+        path = ex.save_png(ex.render(entry, alpha, "latent" if latent else "pixel"), entry.stem, alpha, entry.source)
         return str(path), None, f"{path.name}: x̂α at α = {alpha:g}, the PNG `dotrestore apply OP IMG --alpha {alpha:g}` writes"
-    path = ex.save_png(render(ex, state, entry, alpha, latent), f"{entry.stem}_painted", alpha)
+    path = ex.save_png(render(ex, state, entry, alpha, latent), f"{entry.stem}_painted", alpha, entry.source)
     map_path = ex.save_alpha_map(pm.levels, entry.stem)
     options = pm.command_options() + (" --interpolation latent" if latent else "")
     return str(path), str(map_path), (f"{path.name} and its α map {map_path.name}: the PNG `dotrestore apply OP IMG "
@@ -212,8 +212,9 @@ def paint_canvas(ex: Explorer, state, shown_key):
 def on_operator(ex: Explorer, file):
     if file is None:
         return gr.skip(), gr.skip(), None
+    before = ex.operator_path.name if ex.dot is not None and ex.operator_path is not None else None
     text = ex.load_operator(file)
-    return text, text, None
+    return text, (f"Replaced the operator {before}. {text}" if before else text), None
 
 
 def transform_api(ex: Explorer, file, alpha, alpha_map=None):

@@ -23,6 +23,7 @@ from PIL import Image
 
 from .. import metrics, settings
 from ..errors import InputError, NotFittedError
+from ..io import image_formats
 from ..io import images as image_files
 from ..io.alpha_maps import read_alpha_map, save_alpha_map
 from ..ot.tradeoff import feather
@@ -136,11 +137,13 @@ class Explorer:
         entry = self.cache.get(key)
         if entry is not None:
             return entry
-        x_star = self.read_checked(path)
+        kept = image_formats.read_kept(path, self.max_pixels)  # x*, and its grey / alpha / 16 bits
+        x_star = kept["image"]
         with self._lock:
             # the same call `dotrestore apply` makes, so x̂0 carries the same bits
             x0 = dict(dot.iter_alphas(x_star[None], [0.0]))[0.0][0].cpu()
-        return self.cache.put(Entry(key=key, stem=stem or Path(path).stem, x_star=x_star, x0=x0))
+        return self.cache.put(Entry(key=key, stem=stem or Path(path).stem, x_star=x_star, x0=x0,
+                                    source=kept["source"]))
 
     def attach_reference(self, entry: Entry, path: str | Path | None) -> Entry:
         """Give ``entry`` a clean reference (or drop it with ``None``); sizes must agree."""
@@ -200,9 +203,11 @@ class Explorer:
             shutil.rmtree(self._scratch.popleft(), ignore_errors=True)
         return folder / name
 
-    def save_png(self, image: torch.Tensor, stem: str, alpha: float) -> Path:
-        """Write x̂α with the writer `dotrestore apply` uses; name ``<stem>_<alpha_A>.png``."""
-        return image_files.save_image(image, self.scratch(f"{stem}_{alpha_dirname(alpha)}.png"))
+    def save_png(self, image: torch.Tensor, stem: str, alpha: float, source=None) -> Path:
+        """Write x̂α with the writer `dotrestore apply` uses; name ``<stem>_<alpha_A>.png``. ``source``
+        (the entry's :class:`~dotrestore.io.image_formats.SourceFormat`) keeps grey, alpha and 16 bits."""
+        return image_files.save_image(image, self.scratch(f"{stem}_{alpha_dirname(alpha)}.png"),
+                                      encode=image_formats.kept_writer(source))
 
     def transform_file(self, path: str | Path, alpha: float, interpolation: str = "pixel",
                        alpha_map: str | Path | None = None) -> Path:

@@ -1,6 +1,9 @@
 """Applying an operator to image files: the output layout, the checks before any work, the staged writing.
 
 One α writes ``OUT/<stem>.png``; several write ``OUT/alpha_<A>/<stem>.png`` (:func:`alpha_dirname`).
+One image at one α into ``-o NAME.png`` (an image extension, :func:`output_is_file`) writes that
+file, through the same checks and staging in its folder. Every output keeps what its input had:
+grey stays grey, an alpha channel is copied, 16-bit grey stays 16-bit (:mod:`.io.image_formats`).
 :func:`plan_outputs` checks everything about the outputs before the slow work starts (no two
 inputs share a stem, no output is an input whatever path leads there, nothing is replaced
 without ``overwrite``, the folder is writable); :func:`write_outputs` streams the inputs through
@@ -21,8 +24,9 @@ from pathlib import Path
 import torch
 
 from ..errors import ImageTooSmallError, InputError, OperatorFileError
+from ..io import image_formats
 from ..io.alpha_maps import AlphaMaps
-from ..io.images import check_images, read_image
+from ..io.images import check_images
 from ..io.outputs.folder import FileId, file_id, file_ids
 from ..io.outputs.guard import check_not_input, check_output_folder
 from ..io.outputs.staged import STAGING_PREFIX, StagedFiles
@@ -61,20 +65,35 @@ class OutputPlan:
     folder_id: FileId | None = None
     protected: frozenset = field(default_factory=frozenset)
     overwrite: bool = False
+    file: Path | None = None  # ``-o NAME.png``: the one output file (``out`` is then its folder)
 
     @property
     def count(self) -> int:
         return len(self.inputs) * len(self.alphas)
 
 
+def output_is_file(out: str | Path) -> bool:
+    """True when ``-o out`` names one output image (``out.png``, ``out.jpg``, ...: an extension of
+    :data:`~dotrestore.io.image_formats.OUTPUT_FORMATS`) rather than a folder; an existing folder
+    of that name stays a folder."""
+    return image_formats.is_output_image_name(out) and not Path(out).is_dir()
+
+
 def plan_outputs(inputs: Sequence[Path], out: str | Path, alphas: Sequence[float], *, protected: Sequence = (),
-                 overwrite: bool = False, exists: str = "already exists (use --overwrite to replace it)") -> OutputPlan:
+                 overwrite: bool = False, exists: str = "already exists (use --overwrite to replace it)",
+                 file_ok: bool = False) -> OutputPlan:
     """Check the outputs of applying to ``inputs`` at ``alphas`` into ``out``; InputError naming the path.
 
     ``protected`` are further files the run reads (the operator, the codec's weights): no output
     may be one of them or an input, even with ``overwrite``. ``exists`` is the problem reported
-    for an output that exists already (without ``overwrite``).
+    for an output that exists already (without ``overwrite``). With ``file_ok``, an ``out`` with
+    an image extension (:func:`output_is_file`) is the one output file of one image at one α.
     """
+    if file_ok and not Path(out).is_dir() and Path(out).suffix.lower() in image_formats.image_extensions():
+        if not output_is_file(out):
+            raise InputError(out, f"is not a format apply writes: name a {', '.join(image_formats.OUTPUT_FORMATS)} "
+                             "file, or an output folder")
+        return _plan_file(inputs, Path(out), alphas, protected=protected, overwrite=overwrite, exists=exists)
     inputs = [Path(p) for p in inputs]
     stems: dict[str, Path] = {}
     for path in inputs:
@@ -97,6 +116,27 @@ def plan_outputs(inputs: Sequence[Path], out: str | Path, alphas: Sequence[float
     return OutputPlan(inputs, out, alphas, targets, folder, file_id(folder), file_ids(protected), overwrite)
 
 
+def _plan_file(inputs: Sequence[Path], out: Path, alphas: Sequence[float], *, protected: Sequence,
+               overwrite: bool, exists: str) -> OutputPlan:
+    """The plan of ``apply IMG -o out.png``: one input, one α, that file (checked like any output)."""
+    inputs = [Path(p) for p in inputs]
+    alphas = list(dict.fromkeys(float(a) for a in alphas))
+    if len(inputs) != 1 or len(alphas) != 1:
+        what = f"{len(inputs)} images" if len(inputs) != 1 else f"{len(alphas)} alphas"
+        raise InputError(out, f"is one image file, but this run writes {what}: give one image and one --alpha, "
+                         "or an output folder (-o DIR)")
+    protected = inputs + [Path(p) for p in protected]
+    check_not_input(out, protected)
+    folder = check_output_folder(out.parent, protected)
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        raise InputError(out, "exists and is not a regular file")
+    if out.exists() and not overwrite:
+        raise InputError(out, exists)
+    resolved = Path(os.path.realpath(folder))
+    return OutputPlan(inputs, folder, alphas, {alphas[0]: [out]}, resolved, file_id(resolved), file_ids(protected),
+                      overwrite, file=out)
+
+
 def write_outputs(dot, plan: OutputPlan, *, interpolation: str = "pixel", operator: str | Path = "operator",
                   progress: Callable[[int], None] | None = None, alpha_maps: AlphaMaps | None = None) -> int:
     """Transport every input of ``plan`` with the fitted ``dot`` and write its PNGs; returns how many.
@@ -114,8 +154,8 @@ def write_outputs(dot, plan: OutputPlan, *, interpolation: str = "pixel", operat
     if alpha_maps is not None:
         parallel.run_checked(alpha_maps.check, paths, sizes)  # every map against its image, before any work
 
-    def read(path):
-        return read_image(path, runtime.max_pixels)
+    def read(path):  # the RGB to transport, and what the file had beyond it (grey, alpha, 16 bits)
+        return image_formats.read_kept(path, runtime.max_pixels)
 
     def transport_and_write(staged: StagedFiles) -> None:
         done = 0
@@ -124,14 +164,15 @@ def write_outputs(dot, plan: OutputPlan, *, interpolation: str = "pixel", operat
                                           workers=runtime.workers):
                 # One α at a time: a big photograph holds one output, not one per α.
                 try:
-                    alphas = _alphas(plan, [paths[k] for k in batch.positions], batch.images.shape, alpha_maps)
-                    for a, result in dot.iter_alphas(batch.images, alphas, interpolation=interpolation):
+                    alphas = _alphas(plan, [paths[k] for k in batch.positions], batch.data["image"].shape, alpha_maps)
+                    for a, result in dot.iter_alphas(batch.data["image"], alphas, interpolation=interpolation):
                         a = plan.alphas[0] if isinstance(a, torch.Tensor) else a  # a map: the plan's one α
                         if not bool(result.isfinite().all()):
                             raise OperatorFileError(operator, f"gave non-finite values when transporting "
                                                     f"{batch.names[0]}: its statistics are unusable")
                         for j, k in enumerate(batch.positions):
-                            writer.submit(result[j], plan.targets[a][mine[k]], staged.write)
+                            writer.submit(result[j], plan.targets[a][mine[k]], staged.write,
+                                          encode=image_formats.kept_writer(batch.data["source"][j]))
                         del result
                 except ImageTooSmallError as exc:  # zero-shot statistics of this very image
                     raise ImageTooSmallError(batch.names[0], exc.problem) from None
@@ -172,8 +213,9 @@ def _staged_files(plan: OutputPlan) -> StagedFiles:
     run = parallel.gather_objects(secrets.token_hex(6))[0]  # rank 0's token, on every rank
     sweep = f"{STAGING_PREFIX}{run}-"
     return StagedFiles(plan.folder or os.path.realpath(plan.out), name=plan.out, expected=plan.folder_id,
-                       protected=plan.protected, overwrite=plan.overwrite, lock=parallel.is_main(),
+                       protected=plan.protected, overwrite=plan.overwrite,
+                       lock=parallel.is_main() and plan.file is None,  # a lone file: its own no-clobber move
                        staging=f"{sweep}{parallel.rank()}", sweep=sweep)
 
 
-__all__ = ["alpha_dirname", "OutputPlan", "plan_outputs", "write_outputs"]
+__all__ = ["alpha_dirname", "OutputPlan", "output_is_file", "plan_outputs", "write_outputs"]
