@@ -8,7 +8,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from dotrestore.apply import alpha_dirname
+from dotrestore.tasks.apply import alpha_dirname
 from dotrestore.cli import build_parser, main
 from dotrestore.cli.experiment import config_from_args
 from dotrestore.settings import DEFAULT_ALPHAS
