@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from dotrestore import cli as top_cli
@@ -88,3 +89,35 @@ def test_demo_with_the_pixel_codec_opens_on_the_before_after(tmp_path, capsys):
     assert len(list((out / "collages").iterdir())) == 6
     for link in re.findall(r"\]\(([^)\s]+)\)", text):
         assert (out / link).exists(), link
+
+
+def _green_cores(image: torch.Tensor) -> int:
+    """Bright pixels (a channel ≥ 180 of 255) with G > R + 10: green-cyan cores of lights."""
+    levels = (image * 255).round()
+    r, g = levels[0], levels[1]
+    return int(((g > r + 10) & (levels.amax(0) >= 180)).sum())
+
+
+@pytest.mark.slow
+def test_demo_rocket_lights_keep_their_colour(tmp_path):
+    """The demo's fit (TAEF2, paired, 24 tiles) on its rocket test tile: α = 0 once gave the
+    lights 71 green-cyan core pixels (x*: 0, clean: 5); now at most as many as the clean tile."""
+    from dotrestore import DOT
+    from dotrestore.experiment.config import ExperimentConfig
+    from dotrestore.experiment.inputs import load_clean, make_triple, plan_inputs
+
+    _, fit = demo.make_demo_images(tmp_path)
+    config = ExperimentConfig(clean=str(tmp_path), degrade=demo.DEGRADE, restorer=demo.RESTORER, vae="taef2",
+                              fit_source=fit, fit_target=fit, paired=True, out=str(tmp_path / "out"),
+                              progress=False, workers=0)
+    config.validate()
+    plan = plan_inputs(config)
+    dot = DOT(codec="taef2", runtime={"progress": False, "workers": 0})
+    dot.fit(torch.stack([make_triple(it, plan, config).restored for it in plan.source]),
+            torch.stack([load_clean(it, config) for it in plan.target]))
+    rocket = next(it for it in plan.test if "rocket" in it.stem)
+    triple = make_triple(rocket, plan, config)
+    x0 = dot.transform(triple.restored, alpha=0.0)
+    clean_cores = _green_cores(triple.clean)
+    assert clean_cores == 5 and _green_cores(triple.restored) == 0  # the tile measured in the report
+    assert _green_cores(x0) <= clean_cores
