@@ -14,6 +14,8 @@ from PIL import Image
 
 from dotrestore import cli as top_cli
 
+from support import tree_digest
+
 demo = importlib.import_module("dotrestore.experiment.demo")  # the package exports the function demo()
 
 PHOTOGRAPHS = {"astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "motorcycle_right"}
@@ -89,6 +91,39 @@ def test_demo_with_the_pixel_codec_opens_on_the_before_after(tmp_path, capsys):
     assert len(list((out / "collages").iterdir())) == 6
     for link in re.findall(r"\]\(([^)\s]+)\)", text):
         assert (out / link).exists(), link
+    # our detail transport alone by default, and the report says how to add the paper's
+    assert "DOT detail α = 0" in text and "DOT whole" not in text
+    assert "`dotrestore demo --variants detail,whole`" in text
+    # the README's first command run twice: the second run leaves the first as it was
+    before = tree_digest(out)
+    assert top_cli.main(["demo", "--out", str(out), "--vae", "pixel"]) == 0
+    printed = capsys.readouterr().out
+    assert tree_digest(out) == before and (tmp_path / "demo-2" / "report.md").is_file()
+    assert f"this run wrote {tmp_path / 'demo-2'} instead" in printed
+
+
+def test_a_second_demo_gets_a_fresh_numbered_folder(tmp_path):
+    out = tmp_path / "dotrestore-demo"
+    assert demo.fresh_folder(out) == out  # missing
+    out.mkdir()
+    assert demo.fresh_folder(out) == out  # empty
+    (out / "report.md").write_text("a previous demo")
+    assert demo.fresh_folder(out) == tmp_path / "dotrestore-demo-2"
+    (tmp_path / "dotrestore-demo-2").mkdir()
+    (tmp_path / "dotrestore-demo-2" / "x").write_text("")
+    (tmp_path / "dotrestore-demo-3").write_text("a file, not a folder")
+    assert demo.fresh_folder(out) == tmp_path / "dotrestore-demo-4"
+
+
+def test_demo_help_gives_the_default_variants_from_the_settings(capsys):
+    from dotrestore import settings
+
+    with pytest.raises(SystemExit):
+        top_cli.main(["demo", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert settings.DEMO_VARIANTS == ("detail",)
+    assert f"(default: {','.join(settings.DEMO_VARIANTS)}, our detail transport alone; detail,whole adds" in text
+    assert "writes DIR-2 (DIR-3, ...) instead" in text
 
 
 def _green_cores(image: torch.Tensor) -> int:
