@@ -18,7 +18,8 @@ TITLES = {"latent_fd": "latent FD (codec patches)", "patch_fd": "patch FD (7×7 
 COLOURS = ("tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:cyan")
 #: candidate offsets (points) of an α label from its point, tried in order until one overlaps nothing
 LABEL_OFFSETS = ((6, 4), (6, -13), (-18, 4), (-18, -13), (0, 9), (0, -17), (12, -5), (-26, -5), (14, 10),
-                 (-30, 10), (14, -20), (-30, -20))
+                 (-30, 10), (14, -20), (-30, -20)) + tuple((2 * x, 2 * y) for x, y in (
+                 (6, 4), (6, -13), (-18, 4), (-18, -13), (0, 9), (0, -17), (12, -5), (-26, -5)))
 PAD = 0.12  # of the framed span, on each side
 
 
@@ -49,7 +50,7 @@ def _limits(values: list[float], log: bool) -> tuple[float, float]:
     return lo - PAD * span, hi + PAD * span
 
 
-def _frame(ax, curves: dict, others: dict, key: str) -> None:
+def _frame(ax, curves: dict, others: dict, key: str, small: bool = False) -> None:
     """Axis limits (and log scales) from the DOT points and x* only; y is left out on purpose."""
     from matplotlib.ticker import FuncFormatter
 
@@ -61,7 +62,8 @@ def _frame(ax, curves: dict, others: dict, key: str) -> None:
         if log:
             set_scale("log")
             axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
+            axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" and not small
+                                                   else ""))
         else:
             axis.get_major_formatter().set_useOffset(False)  # plain numbers, no "+5e-1" above the axis
         set_lim(*_limits(values, log))
@@ -108,7 +110,7 @@ def place_labels(ax, points: list[tuple[float, float, str, str]], fontsize: floa
     marks = []
     for x, y, _, _ in points:
         cx, cy = ax.transData.transform((x, y))
-        marks.append(Bbox.from_extents(cx - 4, cy - 4, cx + 4, cy + 4))
+        marks.append(Bbox.from_extents(cx - 9, cy - 9, cx + 9, cy + 9))  # a ring is ~18 px wide
     placed, labels = [], []
     for x, y, text, colour in points:
         ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=LABEL_OFFSETS[0], fontsize=fontsize,
@@ -154,7 +156,7 @@ def draw_panel(ax, rows: list[dict], key: str, small: bool = False) -> list[tupl
             ax.plot([r["mse"]], [r[key]], "o", markersize=11 if small else 15, markerfacecolor="none",
                     markeredgecolor=colour, markeredgewidth=2, zorder=3, gid=f"lowest-mse-{method}-{key}",
                     label="ring: lowest MSE, where the trade-off starts" if i == 0 else "_ring")
-    _frame(ax, curves, others, key)
+    _frame(ax, curves, others, key, small)
     _point_to_y(ax, others, key, small)
     ax.set_xlabel("distortion: MSE (lower is better)", fontsize=8 if small else 10)
     ax.set_ylabel(f"{key} (lower is better)" if small else f"perception: {key} (lower is better)",
