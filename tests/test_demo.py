@@ -92,7 +92,7 @@ def test_demo_with_the_pixel_codec_opens_on_the_before_after(tmp_path, capsys):
     for link in re.findall(r"\]\(([^)\s]+)\)", text):
         assert (out / link).exists(), link
     # our detail transport alone by default, and the report says how to add the paper's
-    assert "DOT detail α = 0" in text and "DOT whole" not in text
+    assert "DOT detail at α = 0" in text and "DOT whole" not in text
     assert "`dotrestore demo --variants detail,whole`" in text
     # the README's first command run twice: the second run leaves the first as it was
     before = tree_digest(out)
