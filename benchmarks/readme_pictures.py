@@ -1,6 +1,6 @@
 """The README's before/after pictures: real restorers, real photographs, crops at 1:1.
 
-    python benchmarks/readme_pictures.py [--data ../shared/data] [--out docs] [--fit 8] [--crop 256] [--task sr4]
+    python benchmarks/readme_pictures.py [--data ../shared/data] [--out docs] [--fit 6] [--crop 256] [--task sr4]
 
 Two pictures, each x* | DOT at α = 0 | clean, the same most detailed window of a Kodak24
 photograph (a 320-px centre crop) at 1:1 (no resampling), captioned with PSNR of the whole test crop:
@@ -64,7 +64,7 @@ def picture(x_star: torch.Tensor, x0: torch.Tensor, clean: torch.Tensor, title: 
         canvas.paste(Image.fromarray(np.ascontiguousarray(crop)), (k * (side + gap), 0))
         text = name if img is clean else f"{name}: {metrics.psnr(img, clean):.2f} dB"
         draw.text((k * (side + gap) + 4, side + 4), text, fill="black", font=font)
-    draw.text((4, side + 24), "1:1 crops; PSNR over the whole test image", fill=(90, 90, 90), font=font)
+    draw.text((4, side + 24), "1:1 crops; PSNR of the whole image", fill=(90, 90, 90), font=font)
     canvas.save(path, optimize=True)
 
 
@@ -95,7 +95,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=os.environ.get("DOTRESTORE_SHARED", str(HERE.parents[1] / "shared")) + "/data")
     parser.add_argument("--out", default=str(HERE.parent / "docs"))
-    parser.add_argument("--fit", type=int, default=8, help="CBSD68 crops per side (unpaired)")
+    parser.add_argument("--fit", type=int, default=6, help="CBSD68 crops per side (unpaired)")
     parser.add_argument("--crop", type=int, default=256, help="side of the centre crops used for fitting")
     parser.add_argument("--side", type=int, default=224, help="side of the 1:1 crops shown")
     parser.add_argument("--tests", default="kodim05,kodim13,kodim08", help="Kodak24 test images")
