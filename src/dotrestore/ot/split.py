@@ -281,6 +281,9 @@ def recombine(
     of x* over the (2⌈σ⌉+1)² window and δ half the local range of the decoded detail over the
     same window: texture keeps its own amplitude, while a detail lobe cannot push past the
     brightest or darkest side of a nearby edge by more than the texture around it.
+
+    Last, near-saturated pixels keep x*'s hue (:func:`keep_hue`) and values beyond [0, 1] are
+    desaturated towards their grey (:func:`clip_keeping_hue`), never clipped channel by channel.
     """
     if low is None:
         return decoded
