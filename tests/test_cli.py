@@ -48,6 +48,11 @@ def test_fit_prints_counts_and_w2(tmp_path, capsys):
                  "--vae", "pixel", "--patch-size", "5", "-o", str(path)]) == 0
     out = capsys.readouterr().out
     assert "source: 3 images" in out and "target: 2 images" in out and "W2^2" in out
+    # pixel patches of 5x5: D = 3*25 = 75; a 40x52 image has 36*48 = 1728 patches
+    assert "D = C*p^2 = 3*5^2 = 75" in out
+    assert "source: 3 images, n = 5184 patches = 69.1 x D: enough for its dimension; shrinkage none" in out
+    assert "target: 2 images, n = 3456 patches = 46.1 x D" in out
+    assert "Frechet distance between the Gaussians of the restored and of the clean latent patches" in out
     assert path.exists()
     assert main(["fit", "--source", str(src), "--target", str(tgt), "--vae", "pixel", "-o", str(path)]) == 2
     assert "already exists" in capsys.readouterr().err
@@ -105,6 +110,15 @@ def test_bad_inputs_exit_2_naming_the_file(op, tmp_path, capsys, case):
     assert main(["apply", str(operator), *args, "-o", str(out)]) == 2
     assert name in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_fit_says_when_the_patches_are_too_few_and_which_shrinkage_ran():
+    from dotrestore.cli.fit import patch_budget
+
+    lines = patch_budget([("source", 1, 400), ("target", 2, 1000)], 288, {"source": "oas(rho=0.41)"})
+    assert lines[0] == "source: 1 image, n = 400 patches = 1.4 x D: too few for its dimension (n < 2*D); " \
+        "shrinkage oas(rho=0.41)"
+    assert lines[1] == "target: 2 images, n = 1000 patches = 3.5 x D: enough (n >= 2*D), though few; shrinkage none"
 
 
 def test_fit_with_corrupt_target_writes_no_operator(tmp_path, capsys):

@@ -138,7 +138,8 @@ def test_offline_hub_model_fails_fast_with_advice(monkeypatch):
     message = str(info.value)
     assert elapsed < 3.0, elapsed
     assert "sd-vae-ft-ema" in message and "pixel" in message and "HF_HUB_OFFLINE" in message
-    assert "huggingface-cli download stabilityai/sd-vae-ft-ema" in message
+    assert "`hf download stabilityai/sd-vae-ft-ema --local-dir" in message and "huggingface-cli" not in message
+    assert "`--vae taef2`" in message
 
 
 def test_offline_with_empty_cache_dir(monkeypatch, tmp_path):

@@ -344,3 +344,20 @@ def test_demo_function_survives_importing_its_module():
     assert callable(experiment.demo) and experiment.demo.__module__ == "dotrestore.experiment.demo"
 
 
+
+
+def test_experiment_help_lists_every_registered_restorer_and_degradation_and_the_variants_default(capsys):
+    """The help is made from the registries and the settings table, so it cannot drift from them."""
+    from dotrestore import settings
+    from dotrestore.cli import main as cli_main
+    from dotrestore.data import DEGRADATIONS, RESTORERS
+
+    with pytest.raises(SystemExit):
+        cli_main(["experiment", "--help"])
+    text = " ".join(capsys.readouterr().out.split()).replace("- ", "-")
+    assert "bm3d" in RESTORERS
+    for registry in (RESTORERS, DEGRADATIONS):
+        for name, cls in registry.items():
+            spec = name + (":" + ",".join(p.describe() for p in cls.params) if cls.params else "")
+            assert " ".join(spec.split()).replace("- ", "-") in text, spec
+    assert f"default: {','.join(settings.DEFAULT_VARIANTS)}, or whole alone with --lowpass-sigma 0" in text

@@ -183,3 +183,73 @@ def test_detail_window_finds_the_textured_region():
     top, left = figures.detail_window(clean, 128)
     assert top <= 200 and top + 128 >= 280 and left <= 100 and left + 128 >= 180
     assert figures.detail_window(clean, 300) == (0, 0)
+
+
+#: the demo's shape: a detail curve near x*, a whole-image curve whose α = 0 has ×8.4 x*'s MSE (−9.2 dB)
+WHOLE_FAILS = BLUR_LIKE + [_row("dot-whole", 0.0, 0.0378, 14.1, 0.4, 0.3), _row("dot-whole", 0.5, 0.012, 19.2),
+                           _row("dot-whole", 1.0, 0.0045, 23.30)]
+
+
+def test_report_defines_every_column_it_shows(tmp_path):
+    text = report.write_report(tmp_path, BLUR_LIKE, _config(), _info(HERO)).read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| method |"))
+    assert "spectrum_distance" in header and "halo_measure" in header
+    for column in ("method", "α", "psnr", "ssim", "mse", "latent_fd", "patch_fd", "spectrum_distance",
+                   "halo_measure"):
+        assert re.search(rf"^- \*\*{re.escape(column)}\*\*: \S", text, re.M), column
+    assert "- **lpips**" not in text.lower()  # not shown, so not defined
+    assert "detail,whole" in text  # the one variant run: how to add the paper's beside it
+
+
+def test_a_row_beyond_the_bound_says_why(tmp_path):
+    info = _info(HERO)
+    info["variants"]["dot-whole"] = {**info["operator"], "operator": "operator-whole.safetensors", "lowpass_sigma": 0.0}
+    text = report.write_report(tmp_path, WHOLE_FAILS, _config(), info).read_text()
+    line = next(line for line in text.splitlines() if "beyond the theory's ×2 bound" in line)
+    assert line.startswith("**DOT whole at α = 0") and "×8.4 x*'s (-9.2 dB)" in line and "moves colours" in line
+    assert "24 + 24 paired images" in line
+    assert "DOT detail at α = 0 is beyond" not in text  # ×0.89: within the bound, no sentence
+
+
+def test_curve_frames_x_star_and_points_to_a_distant_y(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    from dotrestore.experiment import curve
+
+    rows = [r for r in WHOLE_FAILS]
+    rows[-4] = {**rows[-4], "mse": 0.2, "latent_fd": 60.0}  # y far beyond every DOT point
+    fig, ax = plt.subplots()
+    labels = curve.draw_panel(ax, rows, "latent_fd")
+    fig.canvas.draw()
+    assert ax.get_xlim()[1] < 0.2 and ax.get_ylim()[1] < 60  # y does not squash the frame
+    assert any(t.get_gid() == "degraded-y-arrow-latent_fd" for t in ax.texts)
+    # α labels: dense points, no two labels overlap
+    dense = [(0.0045 * (1 + 0.01 * k), 1.0 + 0.01 * k, f"{k / 10:g}", "tab:blue") for k in range(8)]
+    placed = curve.place_labels(ax, labels + dense, 8)
+    renderer = fig.canvas.get_renderer()
+    boxes = [a.get_window_extent(renderer) for a in placed]
+    overlapping = [(i, j) for i in range(len(boxes)) for j in range(i) if boxes[i].overlaps(boxes[j])]
+    assert not overlapping, overlapping
+    plt.close(fig)
+    png, svg = figures.pd_curve(rows, tmp_path / "pd", panels=("latent_fd", "patch_fd", "spectrum_distance"))
+    text = svg.read_text()
+    assert text.count('id="legend_') <= 1 or text.count("<g id=\"legend_1\">") == 1
+    assert 'id="degraded-y-label-latent_fd"' in text  # the arrow's label, with y's numbers
+
+
+def test_collage_adds_pixel_exact_crops_of_the_most_detailed_window(tmp_path):
+    item = _item((192, 192))
+    item["dot"][("dot-detail", 0.5)] = item["clean"] * 0.7
+    item["metrics"][("dot-detail", 0.5)] = item["metrics"][("restored", None)]
+    with Image.open(figures.collage(item, tmp_path / "c.png")) as image:
+        canvas = np.asarray(image.convert("RGB"))
+    side = 96  # half the tile, shown ×2 with nearest-neighbour pixels
+    top, left = figures.detail_window(item["clean"], side)
+    crop = (item["clean"][:, top:top + side, left:left + side] * 255).round().byte().permute(1, 2, 0).numpy()
+    # the crop row starts below the first row; find the clean crop there, each pixel a 2×2 block
+    row0 = 192 + figures._CAPTION_H + 8
+    assert np.array_equal(canvas[row0:row0 + 2 * side:2, 0:2 * side:2], crop)
+    assert np.array_equal(canvas[row0 + 1:row0 + 2 * side:2, 1:2 * side:2], crop)

@@ -39,6 +39,8 @@ def _add_experiment(sub) -> None:
                                    f"{' '.join(f'{a:g}' for a in settings.default('alphas'))})")
         elif name == "paired":
             continue
+        elif name in ("degrade", "restorer"):
+            options.add(p, name, table_default=False, help=spec_help(name))
         else:
             options.add(p, name, table_default=False)
         if name == "fit_target":
@@ -49,6 +51,22 @@ def _add_experiment(sub) -> None:
                                  help="source and target statistics from disjoint images (default)")
     options.add_runtime(p, table_default=False)
     p.set_defaults(func=experiment_command)
+
+
+def spec_help(name: str) -> str:
+    """--degrade / --restorer help made from the registries: every name, its parameters and defaults."""
+    from ..data import DEGRADATIONS, RESTORERS
+
+    if name == "degrade":
+        return ("degradation of the clean images, composed with +: " + "; ".join(_specs(DEGRADATIONS))
+                + " (e.g. noise:sigma=50, or down:scale=4+noise:sigma=5)")
+    return ("restorer x* = R(y): " + "; ".join(_specs(RESTORERS)) + "; or your own module:function or "
+            "file.py:function on (B,3,H,W) tensors in [0,1]. bm3d needs pip install \"dotrestore[bm3d]\"")
+
+
+def _specs(registry) -> list[str]:
+    return [name + (":" + ",".join(p.describe() for p in cls.params) if cls.params else "")
+            for name, cls in registry.items()]
 
 
 def config_from_args(args: argparse.Namespace):
@@ -89,9 +107,14 @@ def _add_demo(sub) -> None:
         "them. With --vae auto, uses sd-vae-ft-ema when it is cached, otherwise the bundled TAEF2 (and says "
         "which and why).",
     )
-    p.add_argument("--out", default="dotrestore-demo", metavar="DIR", help="output folder (default: dotrestore-demo)")
+    p.add_argument("--out", default="dotrestore-demo", metavar="DIR",
+                   help="output folder (default: dotrestore-demo); when it already holds files, the demo writes "
+                   "DIR-2 (DIR-3, ...) instead and says so, leaving DIR as it was")
     options.add(p, "codec")
-    p.add_argument("--overwrite", action="store_true", help="replace a previous demo in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous demo in --out instead")
+    options.add(p, "variants", help=f"DOT configurations, comma-separated (default: "
+                f"{','.join(settings.DEMO_VARIANTS)}, our detail transport alone; detail,whole adds the paper's "
+                "whole-image transport beside it, about twice the evaluation time)")
     options.add(p, "device")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     p.set_defaults(func=demo_command)
@@ -101,7 +124,8 @@ def demo_command(args: argparse.Namespace) -> int:
     from ..experiment.demo import demo
     from ..experiment.report import summary_table
 
-    result = demo(out=args.out, vae=args.codec, overwrite=args.overwrite, device=args.device, progress=args.progress)
+    result = demo(out=args.out, vae=args.codec, overwrite=args.overwrite, device=args.device, progress=args.progress,
+                  variants=args.variants)
     print(summary_table(result.rows))
     print(f"wall time {result.timings['total_s']:.1f} s; codec {result.codec_id}")
     for note in result.notes:

@@ -69,20 +69,43 @@ def run(args) -> int:
 
 
 def _summary(dot, output: Path, has_source: bool) -> None:
-    print(f"codec: {dot.codec_.id}  patch {dot.patch_size}x{dot.patch_size}  D = {dot.dim_}  "
+    print(f"codec: {dot.codec_.id}  patch {dot.patch_size}x{dot.patch_size}  "
+          f"D = C*p^2 = {dot.codec_.latent_channels}*{dot.patch_size}^2 = {dot.dim_}  "
           f"transporting {describe(dot.lowpass_sigma, dot.split)}"
           + (f", mixture of {dot.mixture} Gaussians" if dot.mixture > 1 else ""))
-    if has_source:
-        print(f"source: {_count(dot.n_source_images_, 'image')}, {dot.n_source_patches_} patches")
-    print(f"target: {_count(dot.n_target_images_, 'image')}, {dot.n_target_patches_} patches")
-    if dot.n_target_patches_ < 2 * dot.dim_ or (has_source and dot.n_source_patches_ < 2 * dot.dim_):
+    sides = ([("source", dot.n_source_images_, dot.n_source_patches_)] if has_source else []) + [
+        ("target", dot.n_target_images_, dot.n_target_patches_)]
+    for line in patch_budget(sides, dot.dim_, dot.shrinkage_used_ or {}):
+        print(line)
+    if any(n < 2 * dot.dim_ for _, _, n in sides) and dot.shrinkage is None:
         log.warning("fewer than 2*D = %d patches per side: the covariances are ill-conditioned; "
                     "consider --shrinkage oas or more images", 2 * dot.dim_)
     if dot.w2_squared_ is not None:
-        print(f"latent W2^2 (source vs target Gaussians): {dot.w2_squared_:.6g}")
+        print(f"latent W2^2 (source vs target Gaussians): {dot.w2_squared_:.6g}: the Frechet distance between "
+              "the Gaussians of the restored and of the clean latent patches, i.e. how far the restorer's outputs "
+              "are from clean photographs in these statistics (0 = indistinguishable; it is the gap the operator "
+              "closes, and what `dotrestore experiment` reports per image set as latent_fd)")
     if dot.noise_cov_ is not None:
         print("source covariance is singular: using the stochastic map (Freirich et al. eq. 19)")
     print(f"wrote {output}")
+
+
+def patch_budget(sides, dim: int, shrinkage_used: dict) -> list[str]:
+    """One line per side: images, patches n, n / D, whether that is enough, the shrinkage used.
+
+    A covariance of dimension D estimated from n samples is well conditioned when n is many
+    times D; below 2·D its small eigenvalues are mostly noise and shrinkage (``--shrinkage``)
+    is needed (Ledoit & Wolf 2004; GUIDE: n < 2·D).
+    """
+    lines = []
+    for role, images, n in sides:
+        ratio = n / dim
+        verdict = ("enough for its dimension" if ratio >= 10 else "enough (n >= 2*D), though few" if ratio >= 2
+                   else "too few for its dimension (n < 2*D)")
+        used = shrinkage_used.get(role) or "none"
+        lines.append(f"{role}: {_count(images, 'image')}, n = {n} patches = {ratio:.1f} x D: {verdict}; "
+                     f"shrinkage {used}")
+    return lines
 
 
 def _count(n: int, noun: str) -> str:

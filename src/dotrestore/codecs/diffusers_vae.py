@@ -263,9 +263,10 @@ def unavailable_message(spec: str, repo_id: str, reason: str) -> str:
     return (
         f"cannot load the VAE {label}: it is not in the local Hugging Face cache and {reason}. "
         f"Supply the weights another way: a local diffusers folder (on a machine with network run "
-        f"`huggingface-cli download {repo_id} --local-dir {local}`, copy it here, then pass "
-        f"`--vae {local}`), a folder holding a TAESD-family *_encoder.pth + *_decoder.pth pair "
-        f"(`--vae /path/to/taef2`), or `--vae pixel` to work on pixels without a VAE."
+        f"`hf download {repo_id} --local-dir {local}` (huggingface_hub's command line), copy it here, "
+        f"then pass `--vae {local}`), `--vae taef2` (the TAEF2 autoencoder bundled with dotrestore, no download), "
+        f"a folder holding a TAESD-family *_encoder.pth + *_decoder.pth pair, or `--vae pixel` to work on "
+        f"pixels without a VAE."
     )
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import data
+from .. import data, settings
 from ..codecs import load_codec, resolve_auto
 from ..errors import InputError
 from ..io.outputs.guard import check_output_folder, check_writable_folder
@@ -57,6 +57,9 @@ DEGRADE = "noise:sigma=50"
 RESTORER = "gaussian-blur:sigma=2"
 #: With all six photographs: 30 tiles, one test tile per photograph, the other 24 fitted (paired).
 TEST_PER_PHOTO = 1
+#: Our method alone by default (:data:`~dotrestore.settings.DEMO_VARIANTS`); ``--variants detail,whole``
+#: adds the paper's whole-image transport (every test tile is then transported, decoded and measured twice).
+COMPARE_VARIANTS = "detail,whole"
 
 
 def _photos() -> list[tuple[str, np.ndarray]]:
@@ -146,19 +149,37 @@ def resolve_vae(vae: str, device=None):
     return codec, f"codec: {codec.id} (--vae {vae})"
 
 
+def fresh_folder(out: Path) -> Path:
+    """``out`` when it does not exist or is empty, else the first of ``out-2``, ``out-3``, ... that is."""
+    def free(path: Path) -> bool:
+        return not path.exists() and not path.is_symlink() or path.is_dir() and not any(path.iterdir())
+
+    if free(out):
+        return out
+    k = 2
+    while not free(out.with_name(f"{out.name}-{k}")):
+        k += 1
+    return out.with_name(f"{out.name}-{k}")
+
+
 def demo(out: str | Path = "dotrestore-demo", vae: str = "auto", overwrite: bool = False,
-         device=None, progress: bool = True) -> ExperimentResult:
+         device=None, progress: bool = True, variants=None) -> ExperimentResult:
     """Run the demo; returns the experiment's result (``result.report`` is the report's path).
 
     30 tiles of 192×192 from six photographs: the restored and clean versions of 24 give the
     source and target statistics (``--paired``), 6 (one per photograph) are the test set.
     Degradation ``noise:sigma=50``, restorer ``gaussian-blur:sigma=2``, the ten α of
     :data:`~dotrestore.experiment.config.DEFAULT_ALPHAS`, collages of every test tile.
+    ``variants``: DOT configurations (default :data:`~dotrestore.settings.DEMO_VARIANTS`, our detail transport
+    alone; ``"detail,whole"`` adds the paper's whole-image transport).
+
+    A second run does not touch the first: when ``out`` holds anything, the demo writes into
+    ``out-2`` (``out-3``, ...) and says so in its notes; ``overwrite`` replaces ``out`` instead.
     """
-    out = Path(out)
+    out, asked = Path(out), Path(out)
+    if not overwrite:
+        out = fresh_folder(asked)
     clean_dir = out / "data" / "clean"
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise InputError(out, "--out folder is not empty; pass --overwrite or choose another --out")
     check_output_folder(out)
     check_writable_folder(out.parent, out)
     codec, note = resolve_vae(vae, device=device)  # before writing anything: an unknown --vae fails cleanly
@@ -169,8 +190,16 @@ def demo(out: str | Path = "dotrestore-demo", vae: str = "auto", overwrite: bool
         paths, fit = make_demo_images(clean_dir)
         config = ExperimentConfig(clean=str(clean_dir), degrade=DEGRADE, restorer=RESTORER, vae=codec.spec,
                                   fit_source=fit, fit_target=fit, paired=True, out=str(out), overwrite=True,
-                                  collages=len(paths) - fit, device=device, progress=progress)
+                                  collages=len(paths) - fit, device=device, progress=progress,
+                                  variants=variants or list(settings.DEMO_VARIANTS))
         notes = [note] if note else []
+        if out != asked:
+            notes.append(f"{asked} already holds files (a previous demo?): this run wrote {out} instead and left "
+                         f"{asked} as it was (`--overwrite` replaces it)")
+            logger.warning("%s", notes[-1])
+        if "whole" not in (config.variants if isinstance(config.variants, list) else str(config.variants)):
+            notes.append(f"this demo runs our detail transport alone; `dotrestore demo --variants {COMPARE_VARIANTS}` "
+                         "adds the paper's whole-image transport beside it (about twice the evaluation time)")
         return run(config, codec=codec, notes=notes, reserved=("data",))
     except BaseException:  # a failed demo leaves nothing of its own behind
         shutil.rmtree(out if created else clean_dir, ignore_errors=True)

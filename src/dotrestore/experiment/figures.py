@@ -1,4 +1,4 @@
-"""Pictures of an experiment: the perception–distortion curve (matplotlib, Agg) and collages (PIL)."""
+"""Pictures of an experiment: collages and the before/after (PIL); the curve is in :mod:`.curve`."""
 
 from __future__ import annotations
 
@@ -9,109 +9,10 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ..io.files import atomic_write
+from .curve import is_dot, lowest_mse_alpha, pd_curve
 
 _PANEL = 256      # longest side of a collage panel, pixels
 _CAPTION_H = 40   # caption strip below each panel
-
-
-_TITLES = {"latent_fd": "latent FD (codec patches)", "patch_fd": "patch FD (7×7 RGB patches)",
-           "spectrum_distance": "high-frequency spectrum distance", "halo_measure": "halo measure (edge overshoot)"}
-_COLOURS = ("tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:cyan")
-
-
-def is_dot(method: str) -> bool:
-    """True for the rows of a DOT variant (``dot-detail``, ``dot-whole``, ``dot-mix4``...)."""
-    return method == "dot" or method.startswith("dot-")
-
-
-def lowest_mse_alpha(rows: list[dict], method: str) -> float | None:
-    """The α of ``method``'s row with the lowest MSE: where the perception–distortion trade-off starts.
-
-    For an MMSE restorer that is α = 1 (x* itself); from it towards α = 0 MSE rises while
-    perception improves. None when the method has no rows.
-    """
-    dot = [r for r in rows if r["method"] == method and r.get("mse") is not None]
-    return min(dot, key=lambda r: (r["mse"], -r["alpha"]))["alpha"] if dot else None
-
-
-def _mark_points(ax, curves: dict, others: dict, key: str) -> None:
-    """x* as a labelled red star, y as a black cross, and each curve's lowest-MSE α as a ring.
-
-    Every mark carries an SVG id (``gid``: ``x-star-<panel>``, ``lowest-mse-<method>-<panel>``), so
-    the vector file says what is marked where.
-    """
-    if "restored" in others:
-        r = others["restored"]
-        ax.plot([r["mse"]], [r[key]], "*", color="tab:red", markersize=16, label="restored x* (the restorer, α = 1)",
-                zorder=4, gid=f"x-star-{key}")
-        ax.annotate("x*", (r["mse"], r[key]), textcoords="offset points", xytext=(-14, -14), color="tab:red",
-                    fontsize=11, fontweight="bold", gid=f"x-star-label-{key}")
-    if "degraded" in others:
-        r = others["degraded"]
-        ax.plot([r["mse"]], [r[key]], "X", color="black", markersize=10, label="degraded y", zorder=3,
-                gid=f"degraded-y-{key}")
-    for colour, (method, dot) in zip(_COLOURS, curves.items(), strict=False):
-        alpha = lowest_mse_alpha(dot, method)
-        if alpha is None:
-            continue
-        r = next(r for r in dot if r["alpha"] == alpha)
-        ax.plot([r["mse"]], [r[key]], "o", markersize=15, markerfacecolor="none", markeredgecolor=colour,
-                markeredgewidth=2, zorder=3, gid=f"lowest-mse-{method}-{key}",
-                label=f"lowest MSE ({'x*' if alpha == 1 else f'α = {alpha:g}'}): trade-off starts")
-        ax.annotate("lowest MSE", (r["mse"], r[key]), textcoords="offset points", xytext=(8, -12), color=colour,
-                    fontsize=8, gid=f"lowest-mse-label-{method}-{key}")
-
-
-def pd_curve(rows: list[dict], stem: Path, panels=("latent_fd", "patch_fd")) -> list[Path]:
-    """Write ``stem.png`` and ``stem.svg``: perception (y) against distortion (x = MSE).
-
-    One panel per perception column in ``panels`` (those with values), against MSE. Each DOT
-    variant is one curve, its points joined in α order and labelled with α; x* (α = 1 of the
-    restorer) is a labelled red star, y a black cross, and a ring marks each curve's lowest-MSE
-    α, where the theory's trade-off starts (:func:`lowest_mse_alpha`). An axis is logarithmic
-    when its values span more than a decade.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
-
-    methods = list(dict.fromkeys(r["method"] for r in rows if is_dot(r["method"])))
-    curves = {m: sorted((r for r in rows if r["method"] == m), key=lambda r: r["alpha"]) for m in methods}
-    others = {r["method"]: r for r in rows if not is_dot(r["method"])}
-    panels = [k for k in panels if all(r.get(k) is not None for r in rows)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.8), constrained_layout=True, squeeze=False)
-    for ax, key in zip(axes[0], panels, strict=True):
-        title = _TITLES.get(key, key)
-        for colour, (method, dot) in zip(_COLOURS, curves.items(), strict=False):
-            xs, ys = [r["mse"] for r in dot], [r[key] for r in dot]
-            label = "DOT x̂α" if method == "dot" else f"DOT {method[4:]} x̂α"
-            ax.plot(xs, ys, "-o", color=colour, label=label, zorder=2, gid=f"curve-{method}-{key}")
-            for r in dot:
-                ax.annotate(f"{r['alpha']:g}", (r["mse"], r[key]), textcoords="offset points", xytext=(5, 4),
-                            fontsize=8)
-        _mark_points(ax, curves, others, key)
-        # Log axes when the points span a decade (y's noise is usually far from the rest).
-        for values, axis, set_scale in (([r[key] for r in rows], ax.yaxis, ax.set_yscale),
-                                        ([r["mse"] for r in rows], ax.xaxis, ax.set_xscale)):
-            if all(v is not None and v > 0 for v in values) and max(values) / min(values) > 10:
-                set_scale("log")
-                axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-                # label only the 2·10^k and 5·10^k minor ticks: all of them overlap
-                axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
-        ax.set_xlabel("distortion: MSE (lower is better)")
-        ax.set_ylabel(f"perception: {key} (lower is better)")
-        ax.set_title(title)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle("Perception–distortion trade-off (points labelled by α; from the ring towards α = 0, "
-                 "MSE rises while perception improves)")
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    atomic_write(paths[0], lambda handle: fig.savefig(handle, format="png", dpi=120))  # a full disk names the file
-    atomic_write(paths[1], lambda handle: fig.savefig(handle, format="svg"))
-    plt.close(fig)
-    return paths
 
 
 def _font(size: int = 13):
@@ -135,8 +36,55 @@ def _to_pil(img: torch.Tensor, height: int) -> Image.Image:
     return pil
 
 
+def _strip(pictures: list[tuple[Image.Image, str, str]], font, has_greek: bool) -> Image.Image:
+    """Pictures side by side, each with a title and a caption below it."""
+    gap = 4
+    height = max(p.height for p, _, _ in pictures)
+    width = sum(p.width for p, _, _ in pictures) + gap * (len(pictures) - 1)
+    canvas = Image.new("RGB", (width, height + _CAPTION_H), "white")
+    draw = ImageDraw.Draw(canvas)
+    x = 0
+    for pic, title, caption in pictures:
+        canvas.paste(pic, (x, 0))
+        draw.text((x + 4, height + 3), title if has_greek else title.replace("α", "alpha"), fill="black", font=font)
+        draw.text((x + 4, height + 20), caption, fill=(60, 60, 60), font=font)
+        x += pic.width + gap
+    return canvas
+
+
+#: 1:1 crops of a collage: the most detailed window of at most CROP_SIDE px, enlarged by an
+#: integer factor (nearest neighbour: every pixel an exact block) up to CROP_SIDE when smaller
+CROP_SIDE = 192
+#: the α of the crops row, when present
+CROP_ALPHAS = (0.0, 0.5)
+
+
+def _crops(item: dict) -> list[tuple[Image.Image, str, str]]:
+    """clean | x* | DOT at α = 0 and 0.5, the same most detailed window of each, pixel-exact."""
+    clean = item["clean"]
+    h, w = clean.shape[-2:]
+    side = min(CROP_SIDE, max(8, min(h, w) // 2))
+    top, left = detail_window(clean, side)
+    scale = max(1, CROP_SIDE // side)
+    zoom = "crop 1:1" if scale == 1 else f"crop ×{scale}"
+    where = f"{side} px at y {top}, x {left}"
+    panels = [(clean, f"clean, {zoom}", where), (item["restored"], f"restored x*, {zoom}", where)]
+    panels += [(img, f"{_dot_label(method)} α={alpha:g}, {zoom}", where)
+               for (method, alpha), img in item["dot"].items() if alpha in CROP_ALPHAS]
+    out = []
+    for img, title, caption in panels:
+        region = _to_pil(img[:, top:top + side, left:left + side], side)
+        out.append((region.resize((side * scale, side * scale), Image.NEAREST), title, caption))
+    return out
+
+
+def _dot_label(method: str) -> str:
+    return "DOT" if method == "dot" else f"DOT {method[4:]}"
+
+
 def collage(item: dict, path: Path) -> Path:
-    """clean | degraded | restored | DOT at a few α, each captioned with MSE / PSNR vs clean.
+    """clean | degraded | restored | DOT at a few α, each captioned with MSE / PSNR vs clean; below,
+    pixel-exact crops of the most detailed region: clean | x* | DOT at α = 0 and 0.5 (:func:`_crops`).
 
     ``item`` holds ``stem``, ``clean``, ``degraded`` (or None), ``restored``, ``dot``
     {(method, α): image} (one column per DOT variant and α)
@@ -154,20 +102,13 @@ def collage(item: dict, path: Path) -> Path:
     panels.append((item["restored"], "restored x*", f"MSE {r['mse']:.4f} | {r['psnr']:.2f} dB"))
     for (method, alpha), img in item["dot"].items():
         d = m[(method, alpha)]
-        name = "DOT" if method == "dot" else f"DOT {method[4:]}"
-        panels.append((img, f"{name} α={alpha:g}", f"MSE {d['mse']:.4f} | {d['psnr']:.2f} dB"))
-    pictures = [(_to_pil(img, height), title, caption) for img, title, caption in panels]
-    gap = 4
-    width = sum(p.width for p, _, _ in pictures) + gap * (len(pictures) - 1)
-    canvas = Image.new("RGB", (width, height + _CAPTION_H), "white")
-    draw, (font, has_greek) = ImageDraw.Draw(canvas), _font()
-    x = 0
-    for pic, title, caption in pictures:
-        title = title if has_greek else title.replace("α", "alpha")
-        canvas.paste(pic, (x, 0))
-        draw.text((x + 4, height + 3), title, fill="black", font=font)
-        draw.text((x + 4, height + 20), caption, fill=(60, 60, 60), font=font)
-        x += pic.width + gap
+        panels.append((img, f"{_dot_label(method)} α={alpha:g}", f"MSE {d['mse']:.4f} | {d['psnr']:.2f} dB"))
+    font, has_greek = _font()
+    rows = [_strip([(_to_pil(img, height), title, caption) for img, title, caption in panels], font, has_greek),
+            _strip(_crops(item), font, has_greek)]
+    canvas = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows) + 8), "white")
+    canvas.paste(rows[0], (0, 0))
+    canvas.paste(rows[1], (0, rows[0].height + 8))
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, lambda handle: canvas.save(handle, format="PNG"))
 
@@ -219,7 +160,7 @@ def before_after(item: dict, folder: Path, name: str, method: str, alpha: float)
     scale = max(1, -(-HERO_PANEL // side))
     m = item["metrics"]
     x_star, dot = m[("restored", None)], m[(method, alpha)]
-    label = "DOT" if method == "dot" else f"DOT {method[4:]}"
+    label = _dot_label(method)
     panels = [(item["restored"], "restored input x* (the restorer's output)",
                f"PSNR {x_star['psnr']:.2f} dB | SSIM {x_star['ssim']:.3f}"),
               (item["dot"][(method, alpha)], f"{label} at α = {alpha:g}",

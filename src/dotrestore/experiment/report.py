@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ..io.files import atomic_write
 from ..ot.split import describe
-from .figures import lowest_mse_alpha
+from .curve import lowest_mse_alpha
+from .glossary import bound_notes, definitions
 
 COLUMNS = ("method", "alpha", "mse", "psnr", "ssim", "latent_fd", "patch_fd", "lpips", "fid", "kid", "n_images")
 
@@ -106,12 +107,19 @@ def _plain_cell(key: str, value) -> str:
     return {"psnr": lambda v: f"{v:.2f}", "ssim": lambda v: f"{v:.4f}"}.get(key, _num)(value)
 
 
+def shown_columns(rows: list[dict]) -> list[str]:
+    """The measures the report's table shows, in order: the fixed ones, then those with values."""
+    optional = ("spectrum_distance", "halo_measure", "lpips", "fid", "kid")
+    return ["psnr", "ssim", "mse", "latent_fd", "patch_fd"] + [
+        m for m in optional if any(r.get(m) is not None for r in rows)]
+
+
 def markdown_table(rows: list[dict]) -> str:
     """The report's table: x* first (the reference), then every DOT row with x*'s value beside it
     (a difference or ratio in brackets, see :func:`_with_delta`), then y."""
-    perception = [m for m in ("spectrum_distance", "halo_measure") if any(r.get(m) is not None for r in rows)]
-    extra = perception + [m for m in ("lpips", "fid", "kid") if any(r.get(m) is not None for r in rows)]
-    keys = ["psnr", "ssim", "mse", "latent_fd", "patch_fd"] + extra
+    keys = shown_columns(rows)
+    extra = keys[5:]
+    perception = [m for m in extra if m in ("spectrum_distance", "halo_measure")]
     header = ["method", "α", "PSNR (dB, data range 1.0)", "SSIM", "MSE", "latent_fd", "patch_fd"] + [
         m if m in perception else m.upper() for m in extra]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
@@ -240,12 +248,21 @@ def _results_section(rows: list[dict], config, counts: dict) -> list[str]:
             "lower is better for every column except PSNR and SSIM). The restored input x* comes first; "
             "beside each DOT value, in brackets, is how it compares with x*'s: the difference for PSNR and "
             "SSIM (+ is better), the ratio for every other column (below ×1 is better).", "",
-            markdown_table(rows), "",
-            "- **latent_fd**: W2² between Gaussians fitted to the codec-latent "
-            f"{config.patch_size}×{config.patch_size} patches of the outputs and of the clean test images, "
-            "in the same latent space and with the same patch Gaussians that DOT transports (Adrai et al., "
-            "NeurIPS 2023).",
-            "- **patch_fd**: the same on 7×7 RGB pixel patches (stride 4), independent of the codec.", ""]
+            markdown_table(rows), "", "What each column is:", "",
+            *definitions(shown_columns(rows), config.patch_size), ""]
+
+
+def _variants_words(variants: dict) -> list[str]:
+    """Which DOT variants ran, and (with one) how to add the paper's whole-image transport beside it."""
+    if len(variants) > 1:
+        return ["Variants compared (each its own rows, curve and collage columns): " + "; ".join(
+            f"`{m}` ({describe(v.get('lowpass_sigma'), v.get('split', 'gaussian'))}, operator `{v['operator']}`)"
+            for m, v in variants.items()), ""]
+    if not variants or not next(iter(variants.values())).get("lowpass_sigma"):
+        return []
+    return ["Only details are transported here. To see the paper's whole-image transport beside it, run "
+            "`dotrestore experiment --config config.yaml --variants detail,whole --out NEW_FOLDER` in this folder "
+            "(each variant gets its own rows, curve and collage columns).", ""]
 
 
 def _curve_section(reading: dict | None, method: str) -> list[str]:
@@ -259,8 +276,10 @@ def _curve_section(reading: dict | None, method: str) -> list[str]:
             "better) on the horizontal axis, perception (lower is better) on the vertical one. The restorer's "
             "output x* (α = 1) is the red star labelled x*." + start + " For an MMSE restorer the ring is on x* "
             "and MSE at α = 0 is at most 2× x*'s (Freirich et al., NeurIPS 2021). α < 0 overshoots towards "
-            "sharper, noisier images; α > 1 extrapolates past x*. The degraded input y (black cross) is shown "
-            "for scale. Vector version: [pd_curve.svg](pd_curve.svg).", ""]
+            "sharper, noisier images; α > 1 extrapolates past x*. The frame is x* and the DOT points; the "
+            "degraded input y is a black cross when it falls inside, otherwise an arrow at the edge points "
+            "towards it, with its numbers. The large panel is the first perception column; the small ones "
+            "beside it are the others, against the same MSE. Vector version: [pd_curve.svg](pd_curve.svg).", ""]
 
 
 def _setup_section(config, info: dict) -> list[str]:
@@ -327,10 +346,9 @@ def write_report(folder: Path, rows: list[dict], config, info: dict) -> Path:
     if text:
         lines += [text, ""]
     variants = info.get("variants") or {}
-    if len(variants) > 1:
-        lines += ["Variants compared (each its own rows, curve and collage columns): " + "; ".join(
-            f"`{m}` ({describe(v.get('lowpass_sigma'), v.get('split', 'gaussian'))}, operator `{v['operator']}`)"
-            for m, v in variants.items()), ""]
+    for note in bound_notes(rows, variants, data):
+        lines += [note, ""]
+    lines += _variants_words(variants)
     lines += _results_section(rows, config, data["counts"])
     skipped = info["skipped_metrics"]
     if skipped:
@@ -341,8 +359,11 @@ def write_report(folder: Path, rows: list[dict], config, info: dict) -> Path:
     if info["collages"]:
         alphas = ", ".join(f"{a:g}" for a in info["collage_alphas"])
         lines += ["## Examples", "",
-                  f"Panels: clean | degraded | restored x* | DOT at α = {alphas}; each captioned with its "
-                  "MSE and PSNR against the clean image.", ""]
+                  f"Top row: clean | degraded | restored x* | DOT at α = {alphas}, whole images (shrunk to at "
+                  "most 256 px), each captioned with its MSE and PSNR against the clean image. Bottom row: the same "
+                  "most detailed window of each (chosen on the clean image) at 1:1, or enlarged by a whole factor "
+                  "with nearest-neighbour pixels when the image is small: clean | x* | DOT at α = 0 and 0.5, "
+                  "where texture can be judged.", ""]
         lines += [f"![{Path(p).stem}]({p})" for p in info["collages"]] + [""]
     lines += _setup_section(config, info)
     return atomic_write(folder / "report.md", "\n".join(lines))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .. import settings
 from ..estimator import DOT
 from ..runtime import pipeline
 from ..tasks import fit as fitting
@@ -35,7 +36,7 @@ class Variant:
 def variants_of(config) -> list[Variant]:
     """The variants of a (validated) configuration: ``config.variants``, or by default the
     configured transport first (details unless ``lowpass_sigma`` is 0), then whole images."""
-    names = config.variants or (["detail", "whole"] if config.lowpass_sigma else ["whole"])
+    names = config.variants or (list(settings.DEFAULT_VARIANTS) if config.lowpass_sigma else ["whole"])
     out: list[Variant] = []
     for name in names:
         mix = _MIX.fullmatch(name)

@@ -57,6 +57,10 @@ EDGE_RANGE = 6
 #: Guided-filter regulariser ε (variance, intensities in [0, 1]): windows whose grey variance is
 #: well above ε (an edge of contrast ≳ 2√ε = 0.2) are kept in the low-pass.
 GUIDED_EPS = 0.01
+#: Near-saturated pixels (:func:`keep_hue`): where the brighter of x* and x̂0 has a channel at or above
+#: BRIGHT[1], the transported change may brighten, darken or (de)saturate the pixel but not turn
+#: its hue; below BRIGHT[0] it is free, in between the two blend linearly.
+BRIGHT = (0.75, 0.9)
 #: :func:`recombine` works on bands of rows of about this many pixels: whole, its temporaries
 #: are about a dozen full-size copies (3.5 GB for a 24-megapixel photograph)
 BAND_PIXELS = 1 << 20
@@ -277,6 +281,9 @@ def recombine(
     of x* over the (2⌈σ⌉+1)² window and δ half the local range of the decoded detail over the
     same window: texture keeps its own amplitude, while a detail lobe cannot push past the
     brightest or darkest side of a nearby edge by more than the texture around it.
+
+    Last, near-saturated pixels keep x*'s hue (:func:`keep_hue`) and values beyond [0, 1] are
+    desaturated towards their grey (:func:`clip_keeping_hue`), never clipped channel by channel.
     """
     if low is None:
         return decoded
@@ -322,7 +329,62 @@ def _recombine(decoded: torch.Tensor, low: torch.Tensor, kind: str, reference: t
         dlo, dhi = local_range(decoded, radius)
         margin = (dhi - dlo) / 2
         out = torch.maximum(torch.minimum(out, hi + margin), lo - margin)
-    return out
+    if reference is not None and sigma:  # last, so that no clamp above turns a hue back
+        out = reference + keep_hue(out - reference, reference)
+    return clip_keeping_hue(out)
+
+
+def _chroma(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(m, c): x = m·(1, 1, 1) + c per pixel, m the channel mean and c the chroma (Σ_c c = 0)."""
+    mean = x.mean(1, keepdim=True)
+    return mean, x - mean
+
+
+def keep_hue(change: torch.Tensor, reference: torch.Tensor, bright: tuple[float, float] = BRIGHT) -> torch.Tensor:
+    r"""The transported change Δ with its hue-turning part removed at near-saturated pixels.
+
+    The map moves latent patches of the detail image, and the decoded detail carries colour of
+    its own: at a bright yellow light x* = (231, 225, 168) the change was (−19, +24, +34), a
+    green-cyan core. A change that keeps the hue of x* lies in the plane spanned by grey
+    (1, 1, 1) (lighter, darker) and x*'s own chroma c* (more or less saturated)::
+
+        Δ_hue = m_Δ·(1, 1, 1) + max(b, −1)·c*,     b = ⟨c_Δ, c*⟩ / (‖c*‖² + 10⁻⁴)
+
+    (m, c: channel mean and chroma of a pixel, :func:`_chroma`; b ≥ −1 so that saturation is
+    at most removed, never inverted: a hue is never flipped, and a near-neutral highlight,
+    ‖c*‖ ≈ 0, gets no colour). Δ' = Δ + w·(Δ_hue − Δ), where w rises from 0 to 1 as the largest
+    channel of x* or of x* + Δ goes from ``bright[0]`` to ``bright[1]``: texture keeps its
+    colours in the rest of the image. RGB only (other channel counts are returned as they are).
+    """
+    if change.shape[1] != 3:
+        return change
+    change_mean, change_chroma = _chroma(change)
+    _, chroma = _chroma(reference)
+    b = (change_chroma * chroma).sum(1, keepdim=True) / (chroma.square().sum(1, keepdim=True) + 1e-4)
+    kept = change_mean + b.clamp_(min=-1.0) * chroma
+    value = torch.maximum(reference.amax(1, keepdim=True), (reference + change).amax(1, keepdim=True))
+    weight = ((value - bright[0]) / (bright[1] - bright[0])).clamp_(0, 1)
+    return change + weight * (kept - change)
+
+
+def clip_keeping_hue(x: torch.Tensor) -> torch.Tensor:
+    r"""x brought into [0, 1] by desaturating towards its own grey, not by clipping each channel.
+
+    Clipping channels one by one turns hues (a bright orange (1.2, 0.9, 0.3) clips to (1, 0.9,
+    0.3), yellower). Here x' = g + s·(x − g) with g = clip(mean_c x, 0, 1) and s ∈ [0, 1] the
+    largest factor putting every channel in [0, 1]: the chroma keeps its direction (the hue)
+    and pixels already in range are unchanged. RGB only; other channel counts are clipped.
+    """
+    if x.shape[1] != 3:
+        return x.clamp(0, 1)
+    grey = x.mean(1, keepdim=True).clamp_(0, 1)
+    spread = x - grey
+    # per channel, the factor at which it reaches the bound it crosses (1 where it crosses none)
+    above = torch.where(x > 1, (1 - grey) / spread.clamp(min=1e-12), torch.ones_like(x))
+    below = torch.where(x < 0, grey / (-spread).clamp(min=1e-12), torch.ones_like(x))
+    scale = torch.minimum(above, below).amin(1, keepdim=True).clamp_(0, 1)
+    # pixels in range are returned bit for bit; the clamp only removes rounding
+    return torch.where(scale < 1, (grey + scale * spread).clamp_(0, 1), x)
 
 
 def _clamp_at_edges(out: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

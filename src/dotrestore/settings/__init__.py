@@ -30,6 +30,8 @@ from ..ot.split import SPLITS
 from .values import (  # noqa: F401  (the parsers and constants are part of this module's API)
     ALPHA_LIMIT,
     DEFAULT_ALPHAS,
+    DEFAULT_VARIANTS,
+    DEMO_VARIANTS,
     DTYPES,
     INTERPOLATIONS,
     MAX_MIXTURE,
@@ -173,10 +175,12 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("clean", _E, None, optional_text, "folder of clean images (sorted by name)", "DIR", types=(*_TEXT, *_NONE)),
     Setting("restored", _E, None, optional_text, "folder of your restored images, paired with --clean by file "
             "stem", "DIR", types=(*_TEXT, *_NONE)),
-    Setting("degrade", _E, None, optional_text, "degradation: noise:sigma=S (0-255 units), blur:sigma=S, "
-            "down:scale=K, jpeg:quality=Q; compose with +", "SPEC", types=(str, *_NONE)),
-    Setting("restorer", _E, None, optional_text, "gaussian-blur:sigma=S, nlmeans, bicubic, identity, or "
-            "module:function / file.py:function on (B,3,H,W) tensors in [0,1]", "SPEC", types=(str, *_NONE)),
+    Setting("degrade", _E, None, optional_text, "degradation name[:k=v,...], composed with +, from the "
+            "degradation registry (`dotrestore experiment --help` lists them with their parameters)", "SPEC",
+            types=(str, *_NONE)),
+    Setting("restorer", _E, None, optional_text, "restorer name[:k=v,...] from the restorer registry "
+            "(`dotrestore experiment --help` lists them with their parameters), or module:function / "
+            "file.py:function on (B,3,H,W) tensors in [0,1]", "SPEC", types=(str, *_NONE)),
     Setting("test_clean", _E, None, optional_text, "test images (default: the clean images not used for "
             "fitting)", "DIR", types=(*_TEXT, *_NONE)),
     Setting("fit_source", _E, 10, integer(1), "restored images for the source statistics", "N", types=_INT),
@@ -192,9 +196,10 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("out", _E, "dotrestore-experiment", optional_text, "output folder", "DIR", types=_TEXT),
     Setting("overwrite", _E, False, boolean, "replace the results of a previous run in --out", types=(bool,)),
     Setting("collages", _E, 4, integer(0), "collages for the first K test images", "K", types=_INT),
-    Setting("variants", _E, None, variants, "DOT configurations compared, comma-separated: whole (the "
-            "paper), detail (--lowpass-sigma), mix<K> (the first one is operator.safetensors and the headline)",
-            "LIST", types=(str, list, tuple, *_NONE)),
+    Setting("variants", _E, None, variants, "DOT configurations compared, comma-separated: whole (the paper), "
+            "detail (--lowpass-sigma), mix<K> (the first one is operator.safetensors and the headline; default: "
+            f"{','.join(DEFAULT_VARIANTS)}, or whole alone with --lowpass-sigma 0)", "LIST",
+            types=(str, list, tuple, *_NONE)),
     # ---- apply and serve
     Setting("alpha", "apply", 0.0, alpha, "trade-off: 0 = perceptual, 1 = the input; repeat for several", "A",
             types=_NUMBER),

@@ -181,6 +181,12 @@ def alphas(value) -> list[float]:
     return list(dict.fromkeys(alpha(a) for a in value))
 
 
+#: The DOT configurations ``dotrestore experiment`` compares by default (``whole`` alone when
+#: ``lowpass_sigma`` is 0), and ``dotrestore demo``'s: our detail transport alone.
+DEFAULT_VARIANTS = ("detail", "whole")
+DEMO_VARIANTS = ("detail",)
+
+
 def variants(value):
     """Variant names as given (checked against the low-pass by the experiment's configuration)."""
     return value
