@@ -8,10 +8,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from dotrestore.tasks.apply import alpha_dirname
 from dotrestore.cli import build_parser, main
 from dotrestore.cli.experiment import config_from_args
 from dotrestore.settings import DEFAULT_ALPHAS
+from dotrestore.tasks.apply import alpha_dirname
 
 from support import run_cli, write_images
 

@@ -22,9 +22,8 @@ import torch.nn.functional as F
 from PIL import ImageOps
 
 from ..errors import InputError
-from ..ot.tradeoff import feather
-from ..settings.values import ALPHA_LIMIT
-from .images import _SIXTEEN_BIT_MODES, _check_size, _open, list_images
+from ..ot.tradeoff import ALPHA_LIMIT, feather
+from .images import SIXTEEN_BIT_MODES, check_size, list_images, open_image
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +31,7 @@ logger = logging.getLogger(__name__)
 def _grey(path: Path, image) -> np.ndarray:
     """(H, W) float64 grey levels in [0, 1] (a float map as stored); InputError for colour maps."""
     mode = image.mode
-    if mode in _SIXTEEN_BIT_MODES:
+    if mode in SIXTEEN_BIT_MODES:
         return np.asarray(image).astype(np.float64) / 65535
     if mode == "F":
         grey = np.asarray(image, dtype=np.float64)
@@ -52,8 +51,8 @@ def read_alpha_map(path: str | Path, size: tuple[int, int], value_range: Sequenc
     """The α map (H, W) float64 of the image of ``size`` = (H, W) from the greyscale file ``path``."""
     path = Path(path)
     try:
-        with _open(path) as image:
-            _check_size(path, image, max_pixels)
+        with open_image(path) as image:
+            check_size(path, image, max_pixels)
             image.load()
             grey = _grey(path, ImageOps.exif_transpose(image))
     except InputError:

@@ -34,7 +34,7 @@ Paths = PathLike | Iterable[PathLike]
 # EXIF orientations 5-8 swap width and height (transpose / rotate by 90 or 270 degrees).
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
-_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 #: Largest image (width × height, from the file header) read without ``max_pixels``: a
 #: 6000×4000 photograph passes; a small file declaring a huge canvas is refused before
@@ -52,7 +52,7 @@ def check_max_pixels(max_pixels) -> int | None:
 
 
 @contextlib.contextmanager
-def _open(path: Path) -> Iterator[Image.Image]:
+def open_image(path: Path) -> Iterator[Image.Image]:
     """The image at ``path``, lazily decoded; a FIFO or device is refused, never waited on."""
     with open_regular(path) as handle:
         # Our own limit (max_pixels, checked right after) replaces Pillow's bomb warning.
@@ -63,7 +63,7 @@ def _open(path: Path) -> Iterator[Image.Image]:
             yield image
 
 
-def _check_size(path: Path, image: Image.Image, max_pixels: int | None) -> None:
+def check_size(path: Path, image: Image.Image, max_pixels: int | None) -> None:
     width, height = image.size
     if width < 1 or height < 1:
         raise InputError(path, f"declares an empty {width}x{height} image")
@@ -115,8 +115,8 @@ def list_images(paths: Paths, max_pixels: int | None = DEFAULT_MAX_PIXELS, *, he
             found.append(path)
             continue
         try:  # header only: cheap; full decoding is validate_images' job
-            with _open(path) as image:
-                _check_size(path, image, max_pixels)
+            with open_image(path) as image:
+                check_size(path, image, max_pixels)
         except InputError:
             raise
         except Exception as err:  # Pillow raises many types for foreign bytes
@@ -162,7 +162,7 @@ def _oriented_size(image: Image.Image) -> tuple[int, int]:
 
 def header_size(path: PathLike) -> tuple[int, int]:
     """(H, W) of an image after EXIF orientation, from its header (nothing decoded)."""
-    with _open(Path(path)) as image:
+    with open_image(Path(path)) as image:
         return _oriented_size(image)
 
 
@@ -194,7 +194,7 @@ def check_image(path: PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> 
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 image = Image.open(handle)
             with image:
-                _check_size(path, image, max_pixels)
+                check_size(path, image, max_pixels)
                 image.load()
                 size = _oriented_size(image)
     except InputError:
@@ -227,7 +227,7 @@ def _to_rgb_array(image: Image.Image) -> np.ndarray:
     mode = image.mode
     if mode == "RGB":
         return np.asarray(image, dtype=np.uint8).astype(np.float32) / 255
-    if mode in _SIXTEEN_BIT_MODES:
+    if mode in SIXTEEN_BIT_MODES:
         gray = np.asarray(image).astype(np.float32) / 65535
     elif mode == "F":  # float images are taken as already in [0, 1]
         gray = np.asarray(image, dtype=np.float32)
@@ -274,8 +274,8 @@ def read_image_and(path: PathLike, max_pixels: int | None, inspect: Callable[[Im
     if not path.exists():
         raise InputError(path, "does not exist")
     try:
-        with _open(path) as image:
-            _check_size(path, image, max_pixels)
+        with open_image(path) as image:
+            check_size(path, image, max_pixels)
             bits = _stored_bits(image)
             image.load()
             image = ImageOps.exif_transpose(image)

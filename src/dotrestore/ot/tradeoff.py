@@ -16,6 +16,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+#: α of the explorer's slider and of the API; |α| above ALPHA_LIMIT is refused everywhere: the
+#: blend of two images in [0, 1] is then far outside [0, 1] and saturates to black or white.
+ALPHA_LIMIT = 1000.0
+
 
 def as_alpha_map(alpha: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
     """An α map (H, W), (1, H, W), (B, 1, H, W) or (1, 1, H, W) as float64 (B, 1, H, W) for images ``shape``.

@@ -16,7 +16,7 @@ import torch
 from ..errors import SettingError
 from ..ot.filters import MAX_SIGMA
 from ..ot.gaussian import parse_shrinkage
-from ..ot.tradeoff import as_alpha_map
+from ..ot.tradeoff import ALPHA_LIMIT, as_alpha_map
 
 #: Largest patch side: D = C·p² grows fast, and the D×D covariances with it.
 MAX_PATCH_SIZE = 15
@@ -26,9 +26,6 @@ STOCHASTIC = ("auto", "never", "always")
 INTERPOLATIONS = ("pixel", "latent")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEFAULT_ALPHAS = (-0.7, -0.5, -0.3, 0.0, 0.3, 0.5, 0.7, 1.0, 1.3, 1.5)
-#: α of the explorer's slider and of the API; |α| above ALPHA_LIMIT is refused everywhere: the
-#: blend of two images in [0, 1] is then far outside [0, 1] and saturates to black or white.
-ALPHA_LIMIT = 1000.0
 
 
 # ---------------------------------------------------------------------- value parsers
