@@ -127,7 +127,7 @@ def test_a_stochastic_map_keeps_still_frames_still(tmp_path):
     assert main(["apply", str(tmp_path / "op.safetensors"), str(grey), "-o", str(tmp_path / "out.mkv"),
                  "--device", "cpu", "--no-progress"]) == 0
     out = [f.frame for f in read_frames(tmp_path / "out.mkv")]
-    assert temporal_change(out[3:]) * 255 <= 0.1
+    assert temporal_change(out[4:]) * 255 <= 0.1  # frame 3, the first still one, settles (temporal blend)
     reseeded = DOT.load(tmp_path / "op.safetensors", runtime={"device": "cpu", "progress": False})
     reseeded.seed = 1  # the control: other draws change the picture by many levels
     assert float((reseeded.transform(frames[5]) - out[5]).abs().mean()) * 255 > 2.0
