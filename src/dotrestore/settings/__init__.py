@@ -174,7 +174,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             "stem", "DIR", types=(*_TEXT, *_NONE)),
     Setting("degrade", _E, None, optional_text, "degradation: noise:sigma=S (0-255 units), blur:sigma=S, "
             "down:scale=K, jpeg:quality=Q; compose with +", "SPEC", types=(str, *_NONE)),
-    Setting("restorer", _E, None, optional_text, "gaussian-blur:sigma=S, nlmeans, bicubic, identity, or "
+    Setting("restorer", _E, None, optional_text, "gaussian-blur:sigma=S, nlmeans, bicubic, identity, a model file "
+            "(.pth/.pt/.ckpt/.safetensors: ESRGAN, SwinIR, SCUNet, ... via spandrel), or "
             "module:function / file.py:function on (B,3,H,W) tensors in [0,1]", "SPEC", types=(str, *_NONE)),
     Setting("test_clean", _E, None, optional_text, "test images (default: the clean images not used for "
             "fitting)", "DIR", types=(*_TEXT, *_NONE)),
