@@ -95,8 +95,11 @@ def plan_outputs(inputs: Sequence[Path], out: str | Path, alphas: Sequence[float
 
 
 def write_outputs(dot, plan: OutputPlan, *, interpolation: str = "pixel", operator: str | Path = "operator",
-                  progress: Callable[[int], None] | None = None) -> int:
+                  progress: Callable[[int], None] | None = None, restorer: Callable | None = None) -> int:
     """Transport every input of ``plan`` with the fitted ``dot`` and write its PNGs; returns how many.
+
+    With ``restorer`` the inputs are degraded images y and x* = restorer(y) is what is transported
+    (a batch at a time, in the main process, on the restorer's device); α = 1 writes x* itself.
 
     Under torchrun rank r takes inputs r, r + W, ...; every rank validates its share first, and
     the staged outputs move into place only once every rank succeeded: a failure anywhere
@@ -117,8 +120,9 @@ def write_outputs(dot, plan: OutputPlan, *, interpolation: str = "pixel", operat
             for batch in pipeline.batches(paths, read, sizes=sizes, batch_size=runtime.batch_size,
                                           workers=runtime.workers):
                 # One α at a time: a big photograph holds one output, not one per α.
+                x_star = batch.images if restorer is None else restorer(batch.images)
                 try:
-                    for a, result in dot.iter_alphas(batch.images, plan.alphas, interpolation=interpolation):
+                    for a, result in dot.iter_alphas(x_star, plan.alphas, interpolation=interpolation):
                         if not bool(result.isfinite().all()):
                             raise OperatorFileError(operator, f"gave non-finite values when transporting "
                                                     f"{batch.names[0]}: its statistics are unusable")

@@ -13,6 +13,7 @@ from ..io.video import is_video
 from ..operator_file import read_operator_file
 from ..runtime import parallel
 from . import options
+from .restorer import add_restorer_option, restorer_files, restorer_from
 
 
 def register(sub) -> None:
@@ -31,6 +32,7 @@ def register(sub) -> None:
     options.add(p, "alpha", action="append", table_default=False,
                 help="trade-off: 0 = perceptual (default), 1 = the input; repeat for several")
     options.add(p, "interpolation")
+    add_restorer_option(p, "the inputs are degraded images: x* = RESTORER(input) is transported (alpha 1 writes x*)")
     options.add(p, "codec", table_default=False,
                 help="codec to use instead of the one recorded in the operator (must be the same weights)")
     options.add(p, "video_codec")
@@ -51,13 +53,15 @@ def run(args) -> int:
         if getattr(args, name) is not None:
             raise InputError(settings.SETTINGS[name].option, "applies to video inputs only")
     inputs = list_images(args.inputs, runtime.max_pixels)
+    restorer = restorer_from(args.restorer, runtime)
     plan = applying.plan_outputs(inputs, args.output, args.alpha or [0.0],
-                                 protected=[args.operator, *spec_files(args.codec)], overwrite=args.overwrite)
+                                 protected=[args.operator, *spec_files(args.codec), *restorer_files(args.restorer)],
+                                 overwrite=args.overwrite)
     parallel.init(runtime.device)
     dot = DOT.load(args.operator, codec=args.codec, runtime=runtime)
     with runtime.progress_bar(len(inputs), "applying") as bar:
         count = applying.write_outputs(dot, plan, interpolation=args.interpolation, operator=args.operator,
-                                       progress=lambda done: bar.update(done - bar.n))
+                                       progress=lambda done: bar.update(done - bar.n), restorer=restorer)
     if parallel.is_main():
         alphas = ", ".join(f"{a:g}" for a in plan.alphas)
         print(f"wrote {count} image{'' if count == 1 else 's'} to {plan.out} (alpha = {alphas})")
@@ -67,6 +71,8 @@ def run(args) -> int:
 def _run_video(args, runtime) -> int:
     from ..estimator import DOT
 
+    if args.restorer is not None:
+        raise InputError("--restorer", "applies to images only (restore the clip's frames as an image folder)")
     plan = apply_video.plan_video(args.inputs, args.output, args.alpha or [0.0], max_pixels=runtime.max_pixels,
                                   codec=args.video_codec, crf=args.crf, overwrite=args.overwrite,
                                   protected=[args.operator, *spec_files(args.codec)])

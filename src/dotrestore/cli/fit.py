@@ -15,6 +15,7 @@ from ..ot.split import describe
 from ..runtime import parallel
 from ..runtime.frames import TrainingInputs
 from . import options
+from .restorer import add_restorer_option, restored_batches, restorer_files, restorer_from
 
 log = logging.getLogger("dotrestore")
 
@@ -29,6 +30,7 @@ def register(sub) -> None:
     p.add_argument("--source", nargs="+", metavar="PATH", help="restored images x* (files or folders) and video clips")
     p.add_argument("--target", nargs="+", metavar="PATH", required=True,
                    help="clean images (files or folders) and video clips")
+    add_restorer_option(p, "the --source images are degraded: the source statistics come from x* = RESTORER(source)")
     p.add_argument("-o", "--output", required=True, metavar="OP.safetensors", help="operator file to write")
     for name in ("codec", *settings.METHOD):
         options.add(p, name)
@@ -49,7 +51,10 @@ def run(args) -> int:
     target = TrainingInputs.from_paths(args.target, runtime.max_pixels)
     if args.frame_step is not None and not target.videos and not (source and source.videos):
         raise InputError("--frame-step", "applies to video inputs only")
-    inputs = (source.files if source else []) + target.files + spec_files(args.codec)
+    restorer = restorer_from(args.restorer, runtime)
+    if restorer is not None and source is None:
+        raise InputError("--restorer", "needs --source: the degraded images the restorer restores")
+    inputs = (source.files if source else []) + target.files + spec_files(args.codec) + restorer_files(args.restorer)
     output = check_output_file(Path(args.output), inputs, args.overwrite)
     method = {name: getattr(args, name) for name in ("codec", *settings.METHOD) if hasattr(args, name)}
     dot = DOT(**method, runtime=runtime)
@@ -58,8 +63,11 @@ def run(args) -> int:
                          "merge across processes): run without torchrun")
     parallel.init(runtime.device)
     # under torchrun: each process its share of the files and frames, sums added exactly
-    dot.fit(source and source.source(runtime, "source images", args.frame_step),
-            target.source(runtime, "target images", args.frame_step))
+    source_data = source and source.source(runtime, "source images", args.frame_step)
+    if restorer is not None:  # x* = R(y), a batch at a time, in this process (on the codec's device)
+        log.info("source statistics from the outputs of %s", getattr(restorer, "describe", restorer.__str__)())
+        source_data = restored_batches(source.batches(runtime, "source images", args.frame_step), restorer)
+    dot.fit(source_data, target.source(runtime, "target images", args.frame_step))
     if parallel.is_main():  # through the folder's handle: never over an input, nor over a file that appeared
         save_operator(dot, output, protected=file_ids(inputs), overwrite=args.overwrite)
         _summary(dot, output, source is not None)
