@@ -85,3 +85,22 @@ def test_real_esrgan_alpha_one_is_the_model_alone(shared_dir, kodak24_dir, tmp_p
             image.save(clean / path.name)
     _op, out = _fit_and_apply(tmp_path, model, lq, clean, vae="taef2")
     _check_outputs(model, lq, out, 4)
+
+
+def test_the_explorer_restores_a_dropped_degraded_image_like_apply(tmp_path):
+    from dotrestore.cli.restorer import restorer_from
+    from dotrestore.runtime import Runtime
+    from dotrestore.serve.session import Explorer
+
+    model = save_model(tmp_path / "sr.safetensors", "swinir", 2)
+    lq = write_images(tmp_path / "lq", 2, seed=0, size=(24, 28))
+    clean = write_images(tmp_path / "clean", 2, seed=1, size=(48, 56))
+    op, out = _fit_and_apply(tmp_path, model, lq, clean)
+    runtime = Runtime(device="cpu", progress=False)
+    explorer = Explorer(op, runtime=runtime, restorer=restorer_from(str(model), runtime), work_dir=tmp_path / "s")
+    try:
+        for alpha in (0, 1):
+            png = explorer.transform_file(lq / "img00.png", alpha)
+            assert np.array_equal(_levels(png), _levels(out / f"alpha_{alpha}" / "img00.png"))
+    finally:
+        explorer.close()

@@ -161,3 +161,26 @@ def test_experiment_with_real_esrgan_names_architecture_and_scale(shared_dir, ko
 
     results = json.loads((out / "results.json").read_text())
     assert results["data"]["restorer_model"] == "ESRGAN ×4 (RealESRGAN_x4plus.pth)"
+
+
+@pytest.mark.slow
+def test_a_2000_pixel_input_runs_in_tiles_under_2gb_and_matches_untiled_on_a_crop(tmp_path):
+    restorer = parse_restorer(str(save_model(tmp_path / "net.pth", "esrgan", 4)))
+    restorer.configure(max_memory=2 * 1024 ** 3)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.interpolate(torch.rand(1, 3, 250, 250, generator=generator), size=(2000, 2000),
+                                        mode="bilinear", align_corners=False)  # photo-like smoothness
+    tiles = []
+    run = restorer._run_tile
+    restorer._run_tile = lambda t: tiles.append(t.shape) or run(t)
+    tiled = restorer(x)
+    assert tiled.shape == (1, 3, 8000, 8000) and len(tiles) >= 4
+    assert max(s[-1] * s[-2] for s in tiles) * restorer.bytes_per_pixel() <= 2 * 1024 ** 3
+    # untiled on a 256-pixel crop across a tile seam; its inner 128 pixels (64 of context each side,
+    # more than the network's reach) must equal the tiled output there
+    restorer._run_tile = run
+    restorer.configure(max_memory=1 << 40)
+    top = left = 900
+    whole = restorer(x[..., top:top + 256, left:left + 256])
+    inner = whole[..., 256:768, 256:768]
+    assert float((tiled[..., 4 * top + 256:4 * top + 768, 4 * left + 256:4 * left + 768] - inner).abs().max()) * 255 < 0.5
