@@ -30,9 +30,13 @@ def run(args) -> int:
 
 def bundled_note(meta: dict, tensors: dict) -> str:
     """" (the bundled ...)" when the target statistics are the clean photographs shipped with dotrestore."""
+    from ..errors import InputError
     from ..targets import read_bundled_target
 
-    bundled = read_bundled_target()
+    try:
+        bundled = read_bundled_target()
+    except InputError:  # a damaged installation must not stop info from describing the operator
+        return ""
     mean = tensors.get("mean_target")
     if (meta.get("codec_id") != bundled.codec_id or mean is None or meta.get("n_target_patches") != int(bundled.moments.count)
             or not bool((mean.double() - bundled.moments.mean.cpu()).abs().max() < 1e-5)):
