@@ -50,7 +50,7 @@ def test_tiles_under_a_memory_budget_match_the_whole_image(tmp_path):
     calls = []
     run = restorer._run_tile
     restorer._run_tile = lambda t: calls.append(t.shape) or run(t)
-    restorer.configure(max_memory=int(restorer.bytes_per_pixel() * 64 * 64))  # tiles of 64 input pixels
+    restorer.configure(max_memory=int(restorer.bytes_per_pixel() * 128 * 128))  # tiles of 64 + 2 * 32 context
     tiled = restorer(x)
     assert len(calls) >= 4 and max(s[-1] for s in calls) < 130
     assert float((tiled - whole).abs().max()) * 255 < 0.5

@@ -115,7 +115,8 @@ class ModelRestorer:
             if per_image <= budget:  # one image fits: several at a time would not
                 step = max(1, int(budget // per_image))
                 return torch.cat([self._run(x[i:i + step]) for i in range(0, len(x), step)]).to(x.device)
-            tile = max(MIN_TILE, int(math.sqrt(budget / self.bytes_per_pixel())))
+            # a tile and its context on both sides within the budget
+            tile = max(MIN_TILE, int(math.sqrt(budget / self.bytes_per_pixel())) - 2 * TILE_CONTEXT)
             outs = [tiling.tiled_apply(image[None].to(device), self._run_tile, tile, min(self.tile_overlap, tile // 2),
                                        self.scale, 1, 3, desc="restorer tiles", context=TILE_CONTEXT)
                     for image in x]
