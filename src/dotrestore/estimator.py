@@ -40,7 +40,7 @@ from .ot.patches import extract_patches, transport_latent
 from .ot.tradeoff import blend, latent_alpha  # noqa: F401 (blend: part of this module's API)
 from .runtime import Runtime, parallel, pipeline
 from .settings.values import check_alpha
-from .state import ROLES, FittedState
+from .state import ROLES, FittedState, RoleState
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +200,12 @@ class DOT:
         if source_images is not None:
             self.partial_fit(source_images, role="source")
         return self.partial_fit(target_images, role="target")
+
+    def set_target_moments(self, moments: gaussian.Moments, n_images: int) -> DOT:
+        """Take the target's statistics from moments computed earlier (the bundled clean photographs)."""
+        self._prepare()
+        self.state_.target = RoleState(moments=moments, n_images=int(n_images))
+        return self._refit() or self
 
     def partial_fit(self, images, role: str = "source") -> DOT:
         """Accumulate the latent patch statistics of ``images`` as ``role`` ("source" or "target").

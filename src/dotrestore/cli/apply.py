@@ -16,6 +16,7 @@ from ..runtime import parallel
 from ..tasks import apply as applying
 from ..tasks import apply_video
 from . import options
+from .restorer import add_restorer_option, restorer_files, restorer_from
 
 logger = logging.getLogger(__name__)
 #: the flags of per-pixel α (``--alpha-map`` and how a map is read)
@@ -39,6 +40,7 @@ def register(sub) -> None:
                    "for a video, the output clip (.mkv: lossless FFV1, .mp4: H.264, ...)")
     options.add_alpha_list(p, "alpha", "trade-off: 0 = perceptual (default), 1 = the input")
     options.add(p, "interpolation")
+    add_restorer_option(p, "the inputs are degraded images: x* = RESTORER(input) is transported (alpha 1 writes x*)")
     options.add(p, "codec", table_default=False,
                 help="codec to use instead of the one recorded in the operator (must be the same weights)")
     for name in ALPHA_MAP_OPTIONS:
@@ -64,16 +66,20 @@ def run(args) -> int:
         if getattr(args, name) is not None:
             raise InputError(settings.SETTINGS[name].option, "applies to video inputs only")
     inputs = list_images(args.inputs, runtime.max_pixels, headers=False)  # opened by write_outputs, each rank its share
+    if args.alpha_map is not None and args.restorer is not None:
+        raise InputError("--alpha-map", "cannot be combined with --restorer yet (restore first, then apply the map)")
     maps = alpha_maps(args, inputs, runtime.max_pixels)
+    restorer = restorer_from(args.restorer, runtime)
     plan = applying.plan_outputs(inputs, args.output, args.alpha or [0.0],
-                                 protected=[args.operator, *spec_files(args.codec), *(maps.maps.values() if maps else ())],
-                                 overwrite=args.overwrite,
-                                 file_ok=True)
+                                 protected=[args.operator, *spec_files(args.codec), *restorer_files(args.restorer),
+                                            *(maps.maps.values() if maps else ())],
+                                 overwrite=args.overwrite, file_ok=True)
     parallel.init(runtime.device)
     dot = DOT.load(operator, codec=args.codec, runtime=runtime)
     with runtime.progress_bar(len(inputs), "applying") as bar:
         count = applying.write_outputs(dot, plan, interpolation=args.interpolation, operator=args.operator,
-                                       progress=lambda done: bar.update(done - bar.n), alpha_maps=maps)
+                                       progress=lambda done: bar.update(done - bar.n), alpha_maps=maps,
+                                       restorer=restorer)
     if parallel.is_main():
         alphas = ", ".join(f"{a:g}" for a in plan.alphas)
         print(f"wrote {count} image{'' if count == 1 else 's'} to {plan.file or plan.out} (alpha = {alphas})")
@@ -98,6 +104,8 @@ def alpha_maps(args, inputs, max_pixels) -> AlphaMaps | None:
 def _run_video(args, runtime, operator) -> int:
     from ..estimator import DOT
 
+    if args.restorer is not None:
+        raise InputError("--restorer", "applies to images only (restore the clip's frames as an image folder)")
     plan = apply_video.plan_video(args.inputs, args.output, args.alpha or [0.0], max_pixels=runtime.max_pixels,
                                   codec=args.video_codec, crf=args.crf, overwrite=args.overwrite,
                                   temporal=args.temporal or settings.default("temporal"),

@@ -15,6 +15,7 @@ from ..runtime import parallel
 from ..runtime.frames import TrainingInputs
 from ..tasks import fit as fitting
 from . import options
+from .restorer import add_restorer_option, restorer_files, restorer_from
 
 log = logging.getLogger("dotrestore")
 
@@ -27,8 +28,10 @@ def register(sub) -> None:
         "write the closed-form optimal transport operator. Source and target need not be paired.",
     )
     p.add_argument("--source", nargs="+", metavar="PATH", help="restored images x* (files or folders) and video clips")
-    p.add_argument("--target", nargs="+", metavar="PATH", required=True,
-                   help="clean images (files or folders) and video clips")
+    p.add_argument("--target", nargs="+", metavar="PATH",
+                   help="clean images (files or folders) and video clips; without it, the clean-photograph "
+                   "statistics bundled for the TAEF2 codec at the default settings (24 Kodak images)")
+    add_restorer_option(p, "the --source images are degraded: the source statistics come from x* = RESTORER(source)")
     p.add_argument("-o", "--output", required=True, metavar="OP.safetensors", help="operator file to write")
     for name in ("codec", *settings.METHOD):
         options.add(p, name)
@@ -46,10 +49,15 @@ def run(args) -> int:
         raise InputError("--source", "fit needs the restored images (or --zero-shot)")
     # images are listed and clips probed (checked) before any work
     source = TrainingInputs.from_paths(args.source, runtime.max_pixels) if args.source and not args.zero_shot else None
-    target = TrainingInputs.from_paths(args.target, runtime.max_pixels)
+    if args.target is None and not source:
+        raise InputError("--target", "fit needs clean images (--target), or --source to use the bundled target")
+    target = TrainingInputs.from_paths(args.target or [], runtime.max_pixels)
     if args.frame_step is not None and not target.videos and not (source and source.videos):
         raise InputError("--frame-step", "applies to video inputs only")
-    inputs = (source.files if source else []) + target.files + spec_files(args.codec)
+    restorer = restorer_from(args.restorer, runtime)
+    if restorer is not None and source is None:
+        raise InputError("--restorer", "needs --source: the degraded images the restorer restores")
+    inputs = (source.files if source else []) + target.files + spec_files(args.codec) + restorer_files(args.restorer)
     output = check_output_file(Path(args.output), inputs, args.overwrite)
     method = {name: getattr(args, name) for name in ("codec", *settings.METHOD) if hasattr(args, name)}
     dot = DOT(**method, runtime=runtime)
@@ -60,15 +68,16 @@ def run(args) -> int:
     # each process opens and checks its own share of the images, once, before any encoding
     source, target = source and source.checked(runtime.max_pixels), target.checked(runtime.max_pixels)
     # under torchrun: each process its share of the files and frames, sums added exactly
-    fitting.fit(dot, source, target, frame_step=args.frame_step)
+    fitting.fit(dot, source, target if args.target is not None else None, frame_step=args.frame_step,
+                restorer=restorer)
     # through the folder's handle: never over an input, nor over a file that appeared
     fitting.save(dot, output, protected=file_ids(inputs), overwrite=args.overwrite)
     if parallel.is_main():
-        _summary(dot, output, source is not None)
+        _summary(dot, output, source is not None, bundled=args.target is None)
     return 0
 
 
-def _summary(dot, output: Path, has_source: bool) -> None:
+def _summary(dot, output: Path, has_source: bool, bundled: bool = False) -> None:
     print(f"codec: {dot.codec_.id}  patch {dot.patch_size}x{dot.patch_size}  "
           f"D = C*p^2 = {dot.codec_.latent_channels}*{dot.patch_size}^2 = {dot.dim_}  "
           f"transporting {describe(dot.lowpass_sigma, dot.split)}"
@@ -77,6 +86,8 @@ def _summary(dot, output: Path, has_source: bool) -> None:
         ("target", dot.n_target_images_, dot.n_target_patches_)]
     for line in patch_budget(sides, dot.dim_, dot.shrinkage_used_ or {}):
         print(line)
+    if bundled:
+        print("target: the clean-photograph statistics bundled with dotrestore (no --target given)")
     if any(n < 2 * dot.dim_ for _, _, n in sides) and dot.shrinkage is None:
         log.warning("fewer than 2*D = %d patches per side: the covariances are ill-conditioned; "
                     "consider --shrinkage oas or more images", 2 * dot.dim_)

@@ -28,6 +28,22 @@ def run(args) -> int:
     return 0
 
 
+def bundled_note(meta: dict, tensors: dict) -> str:
+    """" (the bundled ...)" when the target statistics are the clean photographs shipped with dotrestore."""
+    from ..errors import InputError
+    from ..targets import read_bundled_target
+
+    try:
+        bundled = read_bundled_target()
+    except InputError:  # a damaged installation must not stop info from describing the operator
+        return ""
+    mean = tensors.get("mean_target")
+    if (meta.get("codec_id") != bundled.codec_id or mean is None or meta.get("n_target_patches") != int(bundled.moments.count)
+            or not bool((mean.double() - bundled.moments.mean.cpu()).abs().max() < 1e-5)):
+        return ""
+    return f" (bundled: {bundled.n_images} clean photographs, {bundled.path.name})"
+
+
 def summary(path, meta: dict, tensors: dict) -> str:
     """A readable description of an operator file's metadata."""
     p, sigma = meta["patch_size"], meta.get("lowpass_sigma") or 0.0
@@ -51,7 +67,7 @@ def summary(path, meta: dict, tensors: dict) -> str:
         if f"cov_{role}" in tensors:
             used = shrunk.get(role) if isinstance(shrunk, dict) else shrunk
             lines.append(f"  {role:<12} {meta.get(f'n_{role}_images', 0)} images, {meta.get(f'n_{role}_patches', 0)} "
-                         f"patches, shrinkage {used or 'none'}")
+                         f"patches, shrinkage {used or 'none'}" + (bundled_note(meta, tensors) if role == "target" else ""))
     if meta.get("w2_squared") is not None:
         lines.append(f"  W2^2         {meta['w2_squared']:.6g} (latent Gaussians, source vs target)")
     lines.append(f"  settings     eps {meta.get('eps', 'n/a')}, shrinkage {meta.get('shrinkage')}, "

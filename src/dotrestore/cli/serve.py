@@ -11,6 +11,7 @@ import sys
 
 from ..errors import InputError
 from . import options
+from .restorer import add_restorer_option, restorer_from
 
 log = logging.getLogger("dotrestore")
 
@@ -31,6 +32,8 @@ def register(subparsers) -> None:
     options.add(p, "port")
     options.add(p, "max_pixels")
     options.add(p, "device")
+    add_restorer_option(p, "images dropped into Explore (and Batch inputs) are degraded: x* = RESTORER(image) "
+                        "is what alpha explores")
     p.set_defaults(func=serve_command)
 
 
@@ -40,8 +43,9 @@ def serve_command(args) -> int:
     from ..runtime import Runtime
     from ..serve import Explorer, serve
 
-    explorer = Explorer(args.operator, images=args.images, reference=args.reference,
-                        runtime=Runtime(device=args.device, max_pixels=args.max_pixels, progress=False))
+    runtime = Runtime(device=args.device, max_pixels=args.max_pixels, progress=False)
+    explorer = Explorer(args.operator, images=args.images, reference=args.reference, runtime=runtime,
+                        restorer=restorer_from(args.restorer, runtime))
     log.info("%s", explorer.describe_operator())
     try:
         serve(explorer, host=args.host, port=args.port, block=True)

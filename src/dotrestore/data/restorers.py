@@ -24,6 +24,7 @@ import torch
 from ..errors import InputError
 from ..io.images import resize_image
 from ..ot.filters import MAX_SIGMA
+from ..restorers import ModelRestorer, is_model_path
 from .degradations import gaussian_blur
 from .specs import Param, SpecRegistry, format_value
 
@@ -238,7 +239,8 @@ class UserRestorer(Restorer):
 
 #: The named restorers, parsed from ``name:k=v`` specs by the shared :class:`SpecRegistry`.
 RESTORERS = SpecRegistry("restorer", (GaussianBlurRestorer, NLMeans, BM3D, Bicubic, Identity))
-_USER_HINT = "or 'module:function' / 'path/to/file.py:function' for your own model"
+_USER_HINT = ("or a model file (.pth, .pt, .ckpt, .safetensors; ESRGAN, SwinIR, SCUNet, ... via spandrel), "
+              "or 'module:function' / 'path/to/file.py:function' for your own model")
 
 
 def _load_callable(target: str, func: str) -> Callable:
@@ -274,16 +276,18 @@ def _load_callable(target: str, func: str) -> Callable:
     return fn
 
 
-def parse_restorer(spec: str | Restorer | Callable) -> Restorer:
+def parse_restorer(spec: str | Restorer | ModelRestorer | Callable) -> Restorer | ModelRestorer:
     """Build a restorer from a spec.
 
     ``gaussian-blur:sigma=S`` (S in pixels), ``nlmeans`` (``nlmeans:h=..,sigma=..`` in 0-255
     units, ``patch_size``, ``patch_distance``), ``bm3d:sigma=S`` (0-255 units; the optional
-    ``bm3d`` package), ``bicubic``, ``identity``, or a user callable
+    ``bm3d`` package), ``bicubic``, ``identity``, a model file ``path/to/model.pth`` (``.pt``,
+    ``.ckpt``, ``.safetensors``; weights only, architecture detected by spandrel:
+    :class:`dotrestore.restorers.ModelRestorer`), or a user callable
     ``module:function`` / ``path/to/file.py:function`` (also a Python callable directly).
     Bad specs raise InputError listing the valid names.
     """
-    if isinstance(spec, Restorer):
+    if isinstance(spec, (Restorer, ModelRestorer)):
         return spec
     if callable(spec) and not isinstance(spec, str):
         return UserRestorer(spec, getattr(spec, "__qualname__", type(spec).__name__))
@@ -291,6 +295,8 @@ def parse_restorer(spec: str | Restorer | Callable) -> Restorer:
     if not isinstance(spec, str) or not spec.strip():
         raise InputError("restorer spec", f"is empty ({spec!r}); {valid}")
     spec = spec.strip()
+    if is_model_path(spec):
+        return ModelRestorer(spec)
     name = spec.partition(":")[0].strip().lower()
     if name in RESTORERS:
         return RESTORERS.parse(spec)

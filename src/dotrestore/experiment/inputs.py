@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from .. import data
 from ..errors import InputError
+from ..runtime.devices import local_device
 from .config import ExperimentConfig
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ def plan_inputs(config: ExperimentConfig, validate=data.validate_images) -> Plan
     validate(clean_paths + test_paths + restored_paths, limit)
     degradation = data.parse_degradation(config.degrade) if config.degrade else None
     restorer = data.parse_restorer(config.restorer) if config.restorer else None
+    if hasattr(restorer, "configure"):  # a model file: the codec's device, precision and memory budget
+        restorer.configure(device=local_device(config.device), dtype=config.dtype, max_memory=config.max_memory)
     notes: list[str] = []
 
     pool = [Item(p, None, i) for i, p in enumerate(clean_paths)]

@@ -298,7 +298,8 @@ def _setup_section(config, info: dict) -> list[str]:
              "(reuse it with `dotrestore apply`).",
              f"- Clean images: `{data['clean']}` ({counts['clean_images']} files){tests}",
              (f"- Restored images: `{data['restored']}` ({counts['restored_images']} files, paired by stem)"
-              if data["restored"] else f"- Degradation `{data['degradation']}`, restorer `{data['restorer']}`"),
+              if data["restored"] else f"- Degradation `{data['degradation']}`, restorer `{data['restorer']}`"
+              + (f" (model: {data['restorer_model']}, read by spandrel)" if data.get("restorer_model") else "")),
              f"- Split ({data['split']}): {counts['source']} source (restored) images, {counts['target']} target "
              f"(clean) images, {counts['test']} test images",
              f"- Image sizes (H×W after crop/resize): {', '.join(data['image_sizes'])}"

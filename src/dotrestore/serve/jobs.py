@@ -81,7 +81,7 @@ def batch_apply(explorer: Explorer, images: list, alphas: list[float], *, out_di
                                  exists="already exists: the batch never overwrites; choose another output folder")
     with explorer.exclusive():
         written = applying.write_outputs(dot, plan, progress=lambda done: progress(
-            done / len(images), f"{done}/{len(images)} images"))
+            done / len(images), f"{done}/{len(images)} images"), restorer=explorer.restorer)
     progress(1.0, "done")
     if not as_zip:
         return out, written

@@ -55,7 +55,7 @@ class Explorer:
 
     def __init__(self, operator: str | Path | None = None, images: str | Path | None = None,
                  reference: str | Path | None = None, *, runtime: Runtime | dict | None = None,
-                 cache_size: int = 16, work_dir: str | Path | None = None):
+                 cache_size: int = 16, work_dir: str | Path | None = None, restorer=None):
         self.images_dir = None if images is None else Path(images)
         self.reference_dir = None if reference is None else Path(reference)
         for folder, flag in ((self.images_dir, "--images"), (self.reference_dir, "--reference")):
@@ -66,6 +66,8 @@ class Explorer:
         self.work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="dotrestore-serve-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.dot = None
+        # with a restorer, images are degraded inputs y and x* = restorer(y) is what is explored
+        self.restorer = restorer
         self.operator_path: Path | None = None
         self._generation = 0  # part of every cache key: a new operator never sees old x̂0
         self._lock = threading.RLock()  # one transport at a time: torch already uses every core
@@ -140,6 +142,8 @@ class Explorer:
         kept = image_formats.read_kept(path, self.max_pixels)  # x*, and its grey / alpha / 16 bits
         x_star = kept["image"]
         with self._lock:
+            if self.restorer is not None:  # the same x* as `dotrestore apply --restorer`
+                x_star = self.restorer(x_star[None])[0].cpu()
             # the same call `dotrestore apply` makes, so x̂0 carries the same bits
             x0 = dict(dot.iter_alphas(x_star[None], [0.0]))[0.0][0].cpu()
         return self.cache.put(Entry(key=key, stem=stem or Path(path).stem, x_star=x_star, x0=x0,

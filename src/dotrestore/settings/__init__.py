@@ -179,7 +179,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             "degradation registry (`dotrestore experiment --help` lists them with their parameters)", "SPEC",
             types=(str, *_NONE)),
     Setting("restorer", _E, None, optional_text, "restorer name[:k=v,...] from the restorer registry "
-            "(`dotrestore experiment --help` lists them with their parameters), or module:function / "
+            "(`dotrestore experiment --help` lists them with their parameters), a model file (.pth/.pt/.ckpt/"
+            ".safetensors: ESRGAN, SwinIR, SCUNet, ... via spandrel), or module:function / "
             "file.py:function on (B,3,H,W) tensors in [0,1]", "SPEC", types=(str, *_NONE)),
     Setting("test_clean", _E, None, optional_text, "test images (default: the clean images not used for "
             "fitting)", "DIR", types=(*_TEXT, *_NONE)),

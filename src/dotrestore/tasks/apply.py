@@ -138,8 +138,12 @@ def _plan_file(inputs: Sequence[Path], out: Path, alphas: Sequence[float], *, pr
 
 
 def write_outputs(dot, plan: OutputPlan, *, interpolation: str = "pixel", operator: str | Path = "operator",
-                  progress: Callable[[int], None] | None = None, alpha_maps: AlphaMaps | None = None) -> int:
+                  progress: Callable[[int], None] | None = None, alpha_maps: AlphaMaps | None = None,
+                  restorer: Callable | None = None) -> int:
     """Transport every input of ``plan`` with the fitted ``dot`` and write its PNGs; returns how many.
+
+    With ``restorer`` the inputs are degraded images y and x* = restorer(y) is what is transported
+    (a batch at a time, in the main process, on the restorer's device); α = 1 writes x* itself.
 
     Under torchrun rank r takes inputs r, r + W, ...; every rank validates its share first, and
     the staged outputs move into place only once every rank succeeded: a failure anywhere
@@ -163,16 +167,19 @@ def write_outputs(dot, plan: OutputPlan, *, interpolation: str = "pixel", operat
             for batch in pipeline.batches(paths, read, sizes=sizes, batch_size=runtime.batch_size,
                                           workers=runtime.workers):
                 # One α at a time: a big photograph holds one output, not one per α.
+                images = batch.data["image"]
+                x_star = images if restorer is None else restorer(images)
                 try:
-                    alphas = _alphas(plan, [paths[k] for k in batch.positions], batch.data["image"].shape, alpha_maps)
-                    for a, result in dot.iter_alphas(batch.data["image"], alphas, interpolation=interpolation):
+                    alphas = _alphas(plan, [paths[k] for k in batch.positions], x_star.shape, alpha_maps)
+                    for a, result in dot.iter_alphas(x_star, alphas, interpolation=interpolation):
                         a = plan.alphas[0] if isinstance(a, torch.Tensor) else a  # a map: the plan's one α
                         if not bool(result.isfinite().all()):
                             raise OperatorFileError(operator, f"gave non-finite values when transporting "
                                                     f"{batch.names[0]}: its statistics are unusable")
                         for j, k in enumerate(batch.positions):
                             writer.submit(result[j], plan.targets[a][mine[k]], staged.write,
-                                          encode=image_formats.kept_writer(batch.data["source"][j]))
+                                          encode=None if restorer is not None  # x* has the model's size
+                                          else image_formats.kept_writer(batch.data["source"][j]))
                         del result
                 except ImageTooSmallError as exc:  # zero-shot statistics of this very image
                     raise ImageTooSmallError(batch.names[0], exc.problem) from None

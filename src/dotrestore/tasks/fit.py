@@ -11,26 +11,41 @@ solves the map; :func:`save` writes the operator file from the main process.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from ..operator_file import save_operator
 from ..runtime import parallel
 from ..runtime.frames import TrainingInputs
 
+logger = logging.getLogger("dotrestore")
+
 #: ``progress(fraction, message)``, called as the images of each role are encoded.
 Progress = Callable[[float, str], None]
 
 
-def fit(dot, source, target, *, frame_step: int | None = None, progress: Progress | None = None):
+def fit(dot, source, target, *, frame_step: int | None = None, progress: Progress | None = None,
+        restorer: Callable | None = None):
     """Fit ``dot`` (a :class:`~dotrestore.DOT`; returned) from restorations ``source`` (None:
     zero-shot) and clean images ``target``.
 
     Each side is what :meth:`DOT.partial_fit` takes (tensors, checked images, a stream of
     batches) or :class:`~dotrestore.runtime.frames.TrainingInputs` (its share of images and
     frames). With ``progress`` (one process: the explorer) the images go one at a time, so the
-    progress can name each; the statistics are the same either way.
+    progress can name each; the statistics are the same either way. With ``restorer`` the
+    source images are degraded and x* = restorer(y) gives the source statistics; ``target``
+    None takes the clean-photograph statistics bundled with the package (TAEF2, default
+    settings: :mod:`dotrestore.targets`).
     """
+    if restorer is not None:
+        if not isinstance(source, TrainingInputs):
+            raise TypeError("fit(restorer=...) takes the source as TrainingInputs")
+        logger.info("source statistics from the outputs of %s", getattr(restorer, "describe", restorer.__str__)())
+        source = _restored(source.batches(dot.runtime, "source images", frame_step), restorer)
+    if target is None:
+        return _fit_with_bundled_target(dot, _as_images(source, dot, "source", frame_step))
     if progress is None:
         return dot.fit(None if source is None else _as_images(source, dot, "source", frame_step),
                        _as_images(target, dot, "target", frame_step))
@@ -43,6 +58,25 @@ def fit(dot, source, target, *, frame_step: int | None = None, progress: Progres
             progress(done / total, f"encoding {role} image {i + 1}/{len(side)}: {name}")
             dot.partial_fit([item], role=role)  # streams: moments accumulate, the map is re-solved
             done += 1
+    return dot
+
+
+def _restored(batches, restorer):
+    """The same stream of :class:`~dotrestore.runtime.pipeline.Batch` with each batch's images restored."""
+    for batch in batches:
+        yield replace(batch, data=restorer(batch.images))
+
+
+def _fit_with_bundled_target(dot, source):
+    """Target = the clean-photograph moments shipped with dotrestore (TAEF2, default settings only)."""
+    from ..targets import check_applies, read_bundled_target
+
+    bundled = read_bundled_target()
+    check_applies(dot, bundled)
+    dot.set_target_moments(bundled.moments, bundled.n_images)
+    check_applies(dot, bundled, dot.codec_.id)
+    logger.info("target: %s (no --target given)", bundled.describe())
+    dot.partial_fit(source, role="source")
     return dot
 
 
