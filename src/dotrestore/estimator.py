@@ -203,7 +203,7 @@ class DOT:
 
     def set_target_moments(self, moments: gaussian.Moments, n_images: int) -> DOT:
         """Take the target's statistics from moments computed earlier (the bundled clean photographs)."""
-        self._prepare()
+        self.prepare()
         self.state_.target = RoleState(moments=moments, n_images=int(n_images))
         return self._refit() or self
 

@@ -96,10 +96,11 @@ class DOTFit:
     def fit(self, codec: str, patch_size: int, lowpass_sigma: float, device: str = "auto", source=None,
             target=None, source_folder: str = "", target_folder: str = "", save_path: str = ""):
         from ..estimator import DOT
+        from ..tasks import fit as fitting
 
         dot = DOT(codec=codec, patch_size=int(patch_size), lowpass_sigma=float(lowpass_sigma),
                   runtime=_runtime(device))
-        dot.fit(_images(source, source_folder, "source"), _images(target, target_folder, "target"))
+        fitting.fit(dot, _images(source, source_folder, "source"), _images(target, target_folder, "target"))
         if save_path:
             dot.save(Path(save_path).expanduser())
         return (dot,)
