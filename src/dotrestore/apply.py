@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .errors import ImageTooSmallError, InputError, OperatorFileError
 from .io.folder import FileId, file_id, file_ids
-from .io.guard import check_not_input, check_output_folder
+from .io.guard import check_apart, check_not_input, check_output_folder
 from .io.images import read_image, validate_images
 from .io.staged import STAGING_PREFIX, StagedFiles
 from .runtime import parallel, pipeline
@@ -79,6 +79,7 @@ def plan_outputs(inputs: Sequence[Path], out: str | Path, alphas: Sequence[float
             raise InputError(path, f"has the same stem as {stems[path.stem]}: outputs would collide")
         stems[path.stem] = path
     protected = inputs + [Path(p) for p in protected]
+    check_apart([("-o", out)], [(None, p) for p in protected])  # never into (or above) what the run reads
     out = check_output_folder(out, protected)
     folder = Path(os.path.realpath(out))  # x/../out is out: nothing creates an x
     alphas = list(dict.fromkeys(float(a) for a in alphas))

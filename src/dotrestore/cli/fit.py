@@ -9,7 +9,8 @@ from .. import settings
 from ..codecs import spec_files
 from ..errors import InputError
 from ..io.folder import file_ids
-from ..io.guard import check_output_file
+from ..io.guard import check_apart, check_output_file
+from ..io.images import image_extensions
 from ..operator_file import save_operator
 from ..ot.split import describe
 from ..runtime import parallel
@@ -50,6 +51,9 @@ def run(args) -> int:
     if args.frame_step is not None and not target.videos and not (source and source.videos):
         raise InputError("--frame-step", "applies to video inputs only")
     inputs = (source.files if source else []) + target.files + spec_files(args.codec)
+    given = [("--source", p) for p in (args.source or []) if not args.zero_shot] + [("--target", p) for p in args.target]
+    check_apart([("-o", args.output)], given + [("--vae", p) for p in spec_files(args.codec)])
+    _check_not_listed(Path(args.output), given)
     output = check_output_file(Path(args.output), inputs, args.overwrite)
     method = {name: getattr(args, name) for name in ("codec", *settings.METHOD) if hasattr(args, name)}
     dot = DOT(**method, runtime=runtime)
@@ -65,6 +69,17 @@ def run(args) -> int:
         _summary(dot, output, source is not None)
     parallel.barrier()  # every process exits after the file exists
     return 0
+
+
+def _check_not_listed(output: Path, given) -> None:
+    """An operator written into an input folder under an image's extension would be listed (and
+    fail) as an image by the next run over that folder: refused."""
+    if output.suffix.lower() not in image_extensions():
+        return
+    for flag, folder in given:
+        if Path(folder).is_dir() and Path(folder).resolve() == output.parent.resolve():
+            raise InputError(output, f"is in the input folder {flag} {folder} with an image's extension: the next "
+                             "run would read it as an image (use .safetensors, or write it elsewhere)")
 
 
 def _summary(dot, output: Path, has_source: bool) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path, PurePath
 
 from ..errors import InputError
 from ..io.folder import FileId, OutputFolder, file_id, file_ids, lstat_at, open_folder
-from ..io.guard import check_not_input, check_not_inside, check_output_folder, check_writable_folder
+from ..io.guard import check_apart, check_not_input, check_not_inside, check_output_folder, check_writable_folder
 from .config import ExperimentConfig
 
 #: Everything a run writes at the top of --out; --overwrite removes these (and only these).
@@ -41,15 +41,30 @@ def check_out(out: Path, overwrite: bool, reserved) -> None:
             raise InputError(out, f"--out folder is not empty ({shown}); pass --overwrite or choose another --out")
 
 
-def check_inputs_kept(out: Path, config: ExperimentConfig, inputs) -> frozenset[FileId]:
-    """The shared output guard: --out (and the staging folder beside it) must be writable, and
-    no input may be one of the entries a run replaces in --out (whatever path leads there).
+def given_inputs(config: ExperimentConfig, inputs=()) -> list[tuple[str, Path]]:
+    """(option, path) of every input location an experiment reads, as given."""
+    given = [("--clean", config.clean), ("--test-clean", config.test_clean), ("--restored", config.restored),
+             *(("--config", p) for p in inputs)]
+    if Path(config.vae).expanduser().exists():
+        given.append(("--vae", config.vae))
+    return [(flag, Path(p).expanduser()) for flag, p in given if p]
+
+
+def check_inputs_kept(out: Path, config: ExperimentConfig, inputs, reserved=()) -> frozenset[FileId]:
+    """The shared output guard: --out (and the staging folder beside it) must be writable, apart
+    from every input location (not one, not holding one but for the ``reserved`` entries) and no
+    input may be one of the entries a run replaces in --out (whatever path leads there).
     Returns the identities of the input files (never replaced, see :class:`OutputFolder`)."""
+    given_flags = given_inputs(config, inputs)
+    for flag, path in given_flags:
+        if flag == "--config" and path.name == "config.yaml" and _inside(path, out):
+            raise InputError(path, f"is a previous run's configuration inside --out {out}, which this run replaces: "
+                             "rerun it into another folder (--out NEW) or copy it out of --out first")
+    check_apart([("--out", Path(config.out).expanduser())], given_flags, reserved)  # named as given
+    check_apart([("--out", out.parent / f".{out.name}.partial")], given_flags)
     check_output_folder(out)
     check_writable_folder(out.parent, out)  # the staging folder lives beside --out
-    given = [Path(p).expanduser() for p in (config.clean, config.test_clean, config.restored, *inputs) if p]
-    if Path(config.vae).expanduser().exists():
-        given.append(Path(config.vae).expanduser())
+    given = [path for _, path in given_flags]
     replaced = [out / name for name in OUTPUT_NAMES]
     read: list[Path] = []
     for path in given:
@@ -59,6 +74,10 @@ def check_inputs_kept(out: Path, config: ExperimentConfig, inputs) -> frozenset[
             check_not_inside(entry, [path])  # an input folder inside outputs/, collages/ ...
             check_not_input(entry, files)    # an input file that a run's output would replace
     return file_ids(read)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return os.path.realpath(folder) in map(str, Path(os.path.realpath(path)).parents)
 
 
 class ExperimentOutput:
@@ -121,4 +140,4 @@ class ExperimentOutput:
         self.folder.close(keep=False)
 
 
-__all__ = ["OUTPUT_NAMES", "ExperimentOutput", "check_out", "check_inputs_kept", "is_output_name"]
+__all__ = ["OUTPUT_NAMES", "ExperimentOutput", "check_out", "check_inputs_kept", "given_inputs", "is_output_name"]
