@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from . import settings
+from .checks import check_images
 from .codecs import Codec, load_codec
 from .errors import ImageTooSmallError, InputError, NotFittedError, SettingError
 from .ot import gaussian
@@ -345,10 +346,15 @@ class DOT:
         when given (an evaluation needs E(x*) anyway).
         """
         self._check_fitted()
+        x = check_images(x, "images", ndims=(4,), allow_empty=True)  # the check every entry point shares
         interpolation = settings.check("interpolation", interpolation)
         alphas = [settings.check("alpha", a) for a in alphas]
         codec = self._prepare()
         x = x.to(codec.device, torch.float32)
+        if x.shape[0] == 0:  # an empty batch in, an empty batch out
+            for a in alphas:
+                yield a, x.clone()
+            return
         encoded, low = detail.split(x, self.lowpass_sigma, self.split)
         z = codec.encode(encoded) if z is None or low is not None else z.to(codec.device)
         del encoded  # a full-size image no longer needed
@@ -378,7 +384,9 @@ class DOT:
         """
         self._check_fitted()
         alpha = settings.check("alpha", alpha)
-        stream, kind, total = pipeline.image_batches(images, "images to transform", self.runtime)
+        stream, kind, total = pipeline.image_batches(images, "images to transform", self.runtime, allow_empty=True)
+        if kind == "batch" and total == 0:  # an empty batch in, an empty batch out
+            return images.to(self.runtime.torch_device, torch.float32).clone()
         outputs: list[torch.Tensor] = []
         with self.runtime.progress_bar(total, "transporting") as bar:
             for batch in stream:
