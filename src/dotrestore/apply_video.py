@@ -36,7 +36,8 @@ from .errors import ImageTooSmallError, InputError, OperatorFileError
 from .io.files import commit, temporary_path
 from .io.folder import make_folders
 from .io.guard import check_output_file
-from .io.video import VideoInfo, VideoWriter, concat_segments, encoding, probe, segment_ranges
+from .io.video import VideoInfo, VideoWriter, concat_segments, probe, segment_ranges
+from .io.video_check import check_writable
 from .runtime import parallel
 from .runtime.frames import frame_batches
 
@@ -81,7 +82,7 @@ def plan_video(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, alph
     reads = [inputs[0], *protected]
     for target in targets.values():
         check_output_file(target, reads, overwrite)
-        encoding(target, info, codec, crf)
+        check_writable(target, info, codec, crf)  # the encoder, streams and time stamps, before any work
     return VideoPlan(info, list(targets), targets, codec, crf)
 
 

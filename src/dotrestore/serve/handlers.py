@@ -19,6 +19,7 @@ import gradio as gr
 import numpy as np
 import torch
 
+from .. import settings
 from ..errors import DotRestoreError, user_message
 from ..io.images import quantize
 from ..metrics import mse
@@ -179,8 +180,9 @@ def transform_api(ex: Explorer, file, alpha):
     """Image file + α → lossless PNG of x̂α (pixel interpolation), as `dotrestore apply` writes it."""
     if file is None:
         raise gr.Error("no image given")
-    try:
-        return str(ex.transform_file(file, float(alpha)))
+    try:  # α as the caller sent it ("abc", None, [0.5]): a SettingError naming α, never an internal error
+        alpha = settings.check("alpha", alpha, "α", text=isinstance(alpha, str))
+        return str(ex.transform_file(file, alpha))
     except Exception as exc:  # noqa: BLE001 (reported to the API caller)
         raise gr.Error(_message(exc)) from None
 
