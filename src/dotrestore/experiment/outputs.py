@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path, PurePath
 
 from ..errors import InputError
+from ..io.files import shortened
 from ..io.folder import FileId, OutputFolder, file_id, file_ids, lstat_at, open_folder
 from ..io.guard import check_apart, check_not_input, check_not_inside, check_output_folder, check_writable_folder
 from .config import ExperimentConfig
@@ -61,7 +62,7 @@ def check_inputs_kept(out: Path, config: ExperimentConfig, inputs, reserved=()) 
             raise InputError(path, f"is a previous run's configuration inside --out {out}, which this run replaces: "
                              "rerun it into another folder (--out NEW) or copy it out of --out first")
     check_apart([("--out", Path(config.out).expanduser())], given_flags, reserved)  # named as given
-    check_apart([("--out", out.parent / f".{out.name}.partial")], given_flags)
+    check_apart([("--out", staging_folder(out))], given_flags)
     check_output_folder(out)
     check_writable_folder(out.parent, out)  # the staging folder lives beside --out
     given = [path for _, path in given_flags]
@@ -76,6 +77,11 @@ def check_inputs_kept(out: Path, config: ExperimentConfig, inputs, reserved=()) 
     return file_ids(read)
 
 
+def staging_folder(out: Path) -> Path:
+    """The hidden staging folder beside ``out``: ``.OUT.partial`` (OUT shortened to fit one file name)."""
+    return out.parent / f".{shortened(out.name, 9)}.partial"
+
+
 def _inside(path: Path, folder: Path) -> bool:
     return os.path.realpath(folder) in map(str, Path(os.path.realpath(path)).parents)
 
@@ -85,7 +91,7 @@ class ExperimentOutput:
 
     def __init__(self, out: Path, protected: frozenset[FileId], overwrite: bool):
         self.folder = OutputFolder(out, protected=protected, overwrite=overwrite, lock=True, expected=file_id(out))
-        self.staging = out.parent / f".{out.name}.partial"
+        self.staging = staging_folder(out)
         self._staging_id: FileId | None = None
 
     def open(self) -> None:
