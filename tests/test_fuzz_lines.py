@@ -115,3 +115,36 @@ def test_long_names_for_apply_and_video_outputs(world, tmp_path):
     code, err = run("apply", op, clip, "-o", target, "--no-progress")
     assert code == 0, err
     assert target.stat().st_size > 0
+
+
+@pytest.mark.parametrize("flag, value, says", [("--host", "no.such.host.invalid", "not a known host"),
+                                               ("--host", "203.0.113.7", "not an address of this machine"),
+                                               ("--port", "busy", "already in use")])
+def test_serve_names_its_flag_for_a_bad_address(flag, value, says):
+    import socket
+
+    from dotrestore.cli.serve import check_address
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        host, port = "127.0.0.1", busy.getsockname()[1]
+        if flag == "--host":
+            host, port = value, 0
+        with pytest.raises(InputError, match=says) as caught:
+            check_address(host, port)
+    assert caught.value.subject == flag
+
+
+def test_a_picture_beside_a_clip_is_not_called_the_video(world, tmp_path):
+    av = pytest.importorskip("av")
+    from video_clips import make_clip
+
+    root, op, _, _ = world
+    clip = make_clip(tmp_path / "clip.mkv", frames=3, size=32, audio=None)
+    picture = root / "restored" / "restored0.png"
+    assert av is not None
+    for inputs in ([clip, picture], [picture, clip]):
+        code, err = run("apply", op, *inputs, "-o", tmp_path / "out.mkv", "--no-progress")
+        line = assert_one_line_error(code, err, picture, says="not a video clip")
+        assert f"{picture}: is not a video clip, given beside the clip {clip}" in line

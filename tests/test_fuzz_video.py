@@ -94,16 +94,16 @@ def test_apply_refuses_streams_the_output_cannot_hold(world, clips, tmp_path, cl
     assert not list(tmp_path.iterdir())
 
 
-def _encode(path, sizes, pts, codec="libx264", fmt=None):
+def _encode(path, sizes, pts, codec="libx264", fmt=None, time_base=Fraction(1, 25)):
     container = av.open(str(path), "w", format=fmt)
-    stream = container.add_stream(codec, rate=25)
+    stream = container.add_stream(codec, rate=1 / time_base)
     stream.width, stream.height = sizes[0]
-    stream.pix_fmt = "yuv420p" if codec == "libx264" else "bgr0"
-    stream.codec_context.time_base = Fraction(1, 25)
+    stream.pix_fmt = "bgr0" if codec == "ffv1" else "yuv420p"
+    stream.codec_context.time_base = time_base
     for t, (size, stamp) in enumerate(zip(sizes, pts)):
         rgb = (np.random.default_rng(t).random((size[1], size[0], 3)) * 255).astype(np.uint8)
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=stream.pix_fmt)
-        frame.pts, frame.time_base = stamp, Fraction(1, 25)
+        frame.pts, frame.time_base = stamp, time_base
         container.mux(stream.encode(frame))
     container.mux(stream.encode(None))
     container.close()
@@ -172,3 +172,20 @@ def test_one_pixel_wide_frames_are_one_line(world, tmp_path):
     code, err = run("fit", "--source", tmp_path / "thin.mov", "--target", root / "clean", "--vae", "pixel",
                     "-o", tmp_path / "op.safetensors", "--no-progress")
     assert_one_line_error(code, err, tmp_path / "thin.mov", says="too small")
+
+
+@pytest.mark.parametrize("pts, time_base", [([0, 1, 2, 5, 6, 7], Fraction(1, 25)),
+                                             ([0, 24, 48, 72], Fraction(1, 600))], ids=["dropped-frames", "1/600"])
+def test_complete_avi_files_are_read_and_cut_ones_refused(world, tmp_path, pts, time_base):
+    _, op, _, _ = world
+    clip = _encode(tmp_path / "clip.avi", [(32, 32)] * len(pts), pts, codec="mpeg4", fmt="avi", time_base=time_base)
+    info = probe(clip)
+    assert info.frame_count == len(pts) and list(info.pts) == pts
+    code, err = run("apply", op, clip, "-o", tmp_path / "out.mkv", "--no-progress")
+    assert code == 0, err
+    assert probe(tmp_path / "out.mkv").frame_count == len(pts)
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(InputError, match="truncated"):
+        probe(cut)

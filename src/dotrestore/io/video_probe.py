@@ -219,7 +219,12 @@ def _check_complete(stream, path: Path, pts: np.ndarray, durations: np.ndarray, 
     cut file still declares the whole length. Other containers (MPEG-TS, ...) only estimate
     durations and are not judged by them.
     """
-    if stream.frames and len(pts) < stream.frames:
+    present = len(pts)
+    if stream.container.format.name == "avi":
+        # AVI counts ticks of its time base, dropped frames (gaps) and a 1/600 base included: a
+        # complete file's last frame is at tick frames - 1 however many frames it holds.
+        present = max(present, int(pts[-1]) + 1)
+    if stream.frames and present < stream.frames:
         raise InputError(path, f"is truncated: its header declares {stream.frames} frames, "
                          f"only {len(pts)} are present")
     if "matroska" not in stream.container.format.name:
