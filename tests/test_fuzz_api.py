@@ -125,3 +125,38 @@ def test_empty_batch_in_empty_batch_out(fitted):
 def test_the_nan_is_named_by_its_position(fitted):
     with pytest.raises(InputError, match=r"images to transform \[1\]: image contains NaN"):
         fitted.transform(_nan(1))
+
+
+def test_many_alphas_decode_once(fitted, monkeypatch):
+    """x̂0 is decoded once however many α are asked for: each further α costs only its blend."""
+    codec = fitted.codec_
+    calls = {"encode": 0, "decode": 0}
+    for name in calls:
+        real = getattr(codec, name)
+
+        def counted(*args, _real=real, _name=name, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+        monkeypatch.setattr(codec, name, counted)
+    outputs = list(fitted.iter_alphas(GOOD, [float(a) for a in torch.linspace(-1, 2, 500)]))
+    assert len(outputs) == 500 and calls == {"encode": 1, "decode": 1}
+
+
+def test_long_alpha_sweeps_label_a_few_points():
+    from dotrestore.experiment.figures import MAX_ALPHA_LABELS, labelled
+
+    points = [{"alpha": round(-1 + i / 1000, 6)} for i in range(3001)]
+    shown = [p["alpha"] for p in labelled(points)]
+    assert len(shown) <= MAX_ALPHA_LABELS + 2 and shown[0] == -1.0 and shown[-1] == 2.0 and {0.0, 1.0} <= set(shown)
+    assert labelled(points[:5]) == points[:5]
+
+
+def test_identical_rows_are_measured_once():
+    from dotrestore.experiment import evaluation
+
+    images = {("dot", i): torch.full((3, 16, 16), (i % 7) / 7) for i in range(120)}
+    encoded = []
+    ev = evaluation.Evaluation(list(images), DOT(codec="pixel")._prepare(), [])
+    ev.encode = lambda pictures: encoded.extend(pictures) or [torch.zeros(1, 3, 16, 16) for _ in pictures]
+    ev.update(0, "x", torch.full((3, 16, 16), 0.5), images, {})
+    assert len(encoded) == 8  # the clean image and 7 distinct rows

@@ -62,6 +62,20 @@ def _mark_points(ax, curves: dict, others: dict, key: str) -> None:
                     fontsize=8, gid=f"lowest-mse-label-{method}-{key}")
 
 
+#: At most this many α are written beside a curve: more cannot be read, and each label costs text layout.
+MAX_ALPHA_LABELS = 12
+
+
+def labelled(points: list[dict], most: int = MAX_ALPHA_LABELS) -> list[dict]:
+    """The points of a curve (sorted by α) whose α is written: all of a short curve; of a long one
+    the ends, α = 0 and α = 1, and evenly spaced others, ``most`` in all."""
+    if len(points) <= most:
+        return points
+    keep = {round(i * (len(points) - 1) / (most - 1)) for i in range(most - 2)} | {len(points) - 1}
+    keep |= {i for i, r in enumerate(points) if r["alpha"] in (0.0, 1.0)}
+    return [points[i] for i in sorted(keep)]
+
+
 def pd_curve(rows: list[dict], stem: Path, panels=("latent_fd", "patch_fd")) -> list[Path]:
     """Write ``stem.png`` and ``stem.svg``: perception (y) against distortion (x = MSE).
 
@@ -88,7 +102,7 @@ def pd_curve(rows: list[dict], stem: Path, panels=("latent_fd", "patch_fd")) -> 
             xs, ys = [r["mse"] for r in dot], [r[key] for r in dot]
             label = "DOT x̂α" if method == "dot" else f"DOT {method[4:]} x̂α"
             ax.plot(xs, ys, "-o", color=colour, label=label, zorder=2, gid=f"curve-{method}-{key}")
-            for r in dot:
+            for r in labelled(dot):
                 ax.annotate(f"{r['alpha']:g}", (r["mse"], r[key]), textcoords="offset points", xytext=(5, 4),
                             fontsize=8)
         _mark_points(ax, curves, others, key)
