@@ -352,8 +352,7 @@ class DOT:
         codec = self._prepare()
         x = x.to(codec.device, torch.float32)
         if x.shape[0] == 0:  # an empty batch in, an empty batch out
-            for a in alphas:
-                yield a, x.clone()
+            yield from ((a, x.clone()) for a in alphas)
             return
         encoded, low = detail.split(x, self.lowpass_sigma, self.split)
         z = codec.encode(encoded) if z is None or low is not None else z.to(codec.device)
@@ -385,8 +384,6 @@ class DOT:
         self._check_fitted()
         alpha = settings.check("alpha", alpha)
         stream, kind, total = pipeline.image_batches(images, "images to transform", self.runtime, allow_empty=True)
-        if kind == "batch" and total == 0:  # an empty batch in, an empty batch out
-            return images.to(self.runtime.torch_device, torch.float32).clone()
         outputs: list[torch.Tensor] = []
         with self.runtime.progress_bar(total, "transporting") as bar:
             for batch in stream:
@@ -394,7 +391,8 @@ class DOT:
                 bar.update(len(batch))
         if kind == "single":
             return outputs[0]
-        return torch.stack(outputs) if kind == "batch" else outputs
+        empty = kind == "batch" and not outputs  # an empty batch in, an empty batch out
+        return (images.float().to(self.runtime.torch_device) if empty else torch.stack(outputs)) if kind == "batch" else outputs
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | Path) -> Path:
