@@ -135,3 +135,17 @@ def test_serve_transform_api_refuses_bad_alpha_naming_it(world, tmp_path, alpha)
         transform_api(explorer, str(root / "restored" / "restored0.png"), alpha)
     assert "α" in str(caught.value) and "internal error" not in str(caught.value)
     assert str(transform_api(explorer, str(root / "restored" / "restored0.png"), "0.5")).endswith(".png")
+
+
+def test_a_refused_upload_prints_no_traceback_on_the_server_console(world, tmp_path):
+    gr = pytest.importorskip("gradio", reason="gradio is not installed (pip install 'dotrestore[ui]')")
+    from dotrestore.serve import Explorer
+    from dotrestore.serve.handlers import transform_api
+
+    _, op, _, _ = world
+    corrupt = tmp_path / "upload.png"
+    corrupt.write_bytes(b"not a picture")
+    with pytest.raises(gr.Error) as caught:
+        transform_api(Explorer(op, work_dir=tmp_path / "scratch"), str(corrupt), 0.0)
+    assert "upload.png" in str(caught.value)
+    assert caught.value.print_exception is False  # Gradio prints a traceback for every error unless told not to

@@ -179,12 +179,13 @@ def on_operator(ex: Explorer, file):
 def transform_api(ex: Explorer, file, alpha):
     """Image file + α → lossless PNG of x̂α (pixel interpolation), as `dotrestore apply` writes it."""
     if file is None:
-        raise gr.Error("no image given")
+        raise gr.Error("no image given", print_exception=False)
     try:  # α as the caller sent it ("abc", None, [0.5]): a SettingError naming α, never an internal error
         alpha = settings.check("alpha", alpha, "α", text=isinstance(alpha, str))
         return str(ex.transform_file(file, alpha))
     except Exception as exc:  # noqa: BLE001 (reported to the API caller)
-        raise gr.Error(_message(exc)) from None
+        # the caller gets the line; the console no traceback per refused upload (a bug's is logged by _message)
+        raise gr.Error(_message(exc), print_exception=False) from None
 
 
 # ---------------------------------------------------------------------- fit / batch
