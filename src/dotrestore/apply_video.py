@@ -76,7 +76,8 @@ def plan_video(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, alph
     inputs = [Path(p) for p in inputs]
     clips = [p for p in inputs if is_video(p) and not p.is_dir()]
     if len(inputs) != 1:
-        other = next(p for p in inputs if p != clips[0])
+        first = inputs.index(clips[0])
+        other = next(p for i, p in enumerate(inputs) if i != first)
         kind = "another video clip" if other in clips else "not a video clip"
         raise InputError(other, f"is {kind}, given beside the clip {clips[0]}: a clip is applied on its own (one "
                          "clip per run; pictures in another run, or a folder of frames)")
