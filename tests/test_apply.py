@@ -30,7 +30,7 @@ def test_plan_layout_and_refusals(tmp_path):
     data.save_image(torch.rand(3, 8, 8), twin.with_suffix(".png")).rename(twin)
     with pytest.raises(InputError, match="same stem"):
         plan_outputs([*inputs, twin], tmp_path / "out", [0.0])
-    with pytest.raises(InputError, match="is one of the inputs"):
+    with pytest.raises(InputError, match="contains the input"):
         plan_outputs(inputs, tmp_path / "in", [0.0], overwrite=True)  # one α writes OUT/<stem>.png: the inputs
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "img01.png").write_bytes(b"old")

@@ -328,7 +328,7 @@ def test_apply_refuses_output_onto_operator_and_inputs(files, tmp_path, capsys):
     src, _, op = files
     before = tree_digest(tmp_path)
     code, err = run_cli(capsys, "apply", op, src, "-o", src, "--overwrite")
-    assert code == 2 and "is one of the inputs" in err
+    assert code == 2 and "contains the input" in err
     assert tree_digest(tmp_path) == before
 
 

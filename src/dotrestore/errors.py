@@ -64,6 +64,19 @@ class NotFittedError(DotRestoreError, AttributeError):
     """The estimator is used before it has the statistics it needs."""
 
 
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal: control characters (ANSI escape sequences, carriage
+    returns, bidirectional overrides) written as ``\\x1b``-style escapes, the rest unchanged.
+
+    File names and an operator file's metadata are the user's bytes: printed raw, ``ESC[2J``
+    in a name would clear the screen, ``\\r`` hide the start of a line.
+    """
+    import unicodedata
+
+    return "".join(ch if ch.isprintable() or ch == " " or unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp")
+                   else ch.encode("unicode_escape").decode("ascii") for ch in str(text))
+
+
 def user_message(exc: BaseException) -> str | None:
     """The one-line message of an error that is the user's to fix, or None for a bug.
 
@@ -72,12 +85,12 @@ def user_message(exc: BaseException) -> str | None:
     Anything else, a ``ValueError`` from inside the library included, is a bug to report.
     """
     if isinstance(exc, DotRestoreError):
-        return " ".join(str(exc).split())
+        return printable(" ".join(str(exc).split()))
     if isinstance(exc, OSError):
         where = exc.filename if exc.filename is not None else "(unknown file)"
-        return f"{where}: {exc.strerror or exc}"
+        return printable(f"{where}: {exc.strerror or exc}")
     return None
 
 
 __all__ = ["DotRestoreError", "InputError", "SettingError", "ImageTooSmallError", "OperatorFileError",
-           "CodecUnavailableError", "NotFittedError", "user_message"]
+           "CodecUnavailableError", "NotFittedError", "printable", "user_message"]

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from . import settings
+from .checks import check_images
 from .codecs import Codec, load_codec
 from .errors import ImageTooSmallError, InputError, NotFittedError, SettingError
 from .ot import gaussian
@@ -355,11 +356,16 @@ class DOT:
         latents with the map averaged onto the latent grid.
         """
         self._check_fitted()
+        x = check_images(x, "images", ndims=(4,), allow_empty=True)  # the check every entry point shares
         interpolation = settings.check("interpolation", interpolation)
         codec = self.prepare()
         x = x.to(codec.device, torch.float32)
         checked = [check_alpha(a, x.shape) for a in alphas]
         given = [c if not isinstance(c, torch.Tensor) else a for a, c in zip(alphas, checked)]
+
+        if x.shape[0] == 0:  # an empty batch in, an empty batch out
+            yield from ((a, x.clone()) for a in alphas)
+            return
         encoded, low = detail.split(x, self.lowpass_sigma, self.split)
         z = codec.encode(encoded) if z is None or low is not None else z.to(codec.device)
         del encoded  # a full-size image no longer needed
@@ -392,7 +398,7 @@ class DOT:
         self._check_fitted()
         per_image = isinstance(alpha, torch.Tensor) and alpha.dim() == 4 and alpha.shape[0] > 1
         alpha = alpha if isinstance(alpha, torch.Tensor) and alpha.dim() > 0 else check_alpha(alpha, ())
-        stream, kind, total = pipeline.image_batches(images, "images to transform", self.runtime)
+        stream, kind, total = pipeline.image_batches(images, "images to transform", self.runtime, allow_empty=True)
         outputs: list[torch.Tensor] = []
         with self.runtime.progress_bar(total, "transporting") as bar:
             for batch in stream:
@@ -401,7 +407,8 @@ class DOT:
                 bar.update(len(batch))
         if kind == "single":
             return outputs[0]
-        return torch.stack(outputs) if kind == "batch" else outputs
+        empty = kind == "batch" and not outputs  # an empty batch in, an empty batch out
+        return (images.float().to(self.runtime.torch_device) if empty else torch.stack(outputs)) if kind == "batch" else outputs
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | Path) -> Path:

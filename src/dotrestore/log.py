@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from .errors import printable
+
 logger = logging.getLogger("dotrestore")
 
 
@@ -30,7 +32,7 @@ class StderrHandler(logging.StreamHandler):
 class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         level = "" if record.levelno <= logging.INFO else f"{record.levelname.lower()}: "
-        text = f"dotrestore: {level}{record.getMessage()}"
+        text = f"dotrestore: {level}{printable(record.getMessage())}"  # file names are the user's bytes
         if record.exc_info:  # an internal error logged with its traceback keeps it
             text += "\n" + self.formatException(record.exc_info)
         return text

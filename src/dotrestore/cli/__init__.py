@@ -19,7 +19,7 @@ import threading
 
 from .. import log, settings
 from .._version import __version__
-from ..errors import SettingError, user_message
+from ..errors import SettingError, printable, user_message
 from ..runtime import parallel
 from . import apply, experiment, fit, info, serve
 
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 def _say(line: str) -> None:
     # one write of the whole line: under torchrun every rank shares stderr, and print's two
     # writes (text, then newline) let two ranks' lines run together
-    sys.stderr.write(line + "\n")
+    sys.stderr.write(printable(line) + "\n")  # a file name's escape codes never reach the terminal raw
     sys.stderr.flush()
 
 

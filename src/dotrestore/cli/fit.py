@@ -8,8 +8,9 @@ from pathlib import Path
 from .. import settings
 from ..codecs import spec_files
 from ..errors import InputError
+from ..io.images import image_extensions
 from ..io.outputs.folder import file_ids
-from ..io.outputs.guard import check_output_file
+from ..io.outputs.guard import check_apart, check_output_file
 from ..ot.split import describe
 from ..runtime import parallel
 from ..runtime.frames import TrainingInputs
@@ -58,6 +59,10 @@ def run(args) -> int:
     if restorer is not None and source is None:
         raise InputError("--restorer", "needs --source: the degraded images the restorer restores")
     inputs = (source.files if source else []) + target.files + spec_files(args.codec) + restorer_files(args.restorer)
+    given = [("--source", p) for p in (args.source or []) if not args.zero_shot] + [("--target", p) for p in args.target or []]
+    check_apart([("-o", args.output)], given + [("--vae", p) for p in spec_files(args.codec)]
+                + [("--restorer", p) for p in restorer_files(args.restorer)])
+    _check_not_listed(Path(args.output), given)
     output = check_output_file(Path(args.output), inputs, args.overwrite)
     method = {name: getattr(args, name) for name in ("codec", *settings.METHOD) if hasattr(args, name)}
     dot = DOT(**method, runtime=runtime)
@@ -75,6 +80,17 @@ def run(args) -> int:
     if parallel.is_main():
         _summary(dot, output, source is not None, bundled=args.target is None)
     return 0
+
+
+def _check_not_listed(output: Path, given) -> None:
+    """An operator written into an input folder under an image's extension would be listed (and
+    fail) as an image by the next run over that folder: refused."""
+    if output.suffix.lower() not in image_extensions():
+        return
+    for flag, folder in given:
+        if Path(folder).is_dir() and Path(folder).resolve() == output.parent.resolve():
+            raise InputError(output, f"is in the input folder {flag} {folder} with an image's extension: the next "
+                             "run would read it as an image (use .safetensors, or write it elsewhere)")
 
 
 def _summary(dot, output: Path, has_source: bool, bundled: bool = False) -> None:

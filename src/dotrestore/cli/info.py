@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from ..errors import printable
 from ..operator_file import read_operator_file
 from ..ot.split import describe
 
@@ -24,7 +25,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(meta, indent=2, sort_keys=True))
         return 0
-    print(summary(args.operator, meta, tensors))
+    print(printable_lines(summary(args.operator, meta, tensors)))
     return 0
 
 
@@ -42,6 +43,10 @@ def bundled_note(meta: dict, tensors: dict) -> str:
             or not bool((mean.double() - bundled.moments.mean.cpu()).abs().max() < 1e-5)):
         return ""
     return f" (bundled: {bundled.n_images} clean photographs, {bundled.path.name})"
+
+def printable_lines(text: str) -> str:
+    """Each line escaped for the terminal (the file's name and metadata are the user's bytes)."""
+    return "\n".join(printable(line) for line in text.split("\n"))
 
 
 def summary(path, meta: dict, tensors: dict) -> str:

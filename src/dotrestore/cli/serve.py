@@ -40,6 +40,7 @@ def register(subparsers) -> None:
 def serve_command(args) -> int:
     if importlib.util.find_spec("gradio") is None:
         raise InputError("dotrestore serve", 'needs Gradio: pip install "dotrestore[ui]"')
+    check_address(args.host, args.port)  # before any work: Gradio's own "Cannot find empty port" names no flag
     from ..runtime import Runtime
     from ..serve import Explorer, serve
 
@@ -64,3 +65,25 @@ def _leave_now(code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+def check_address(host: str, port: int) -> None:
+    """InputError naming ``--host`` when it is not an address of this machine, ``--port`` when the
+    port is taken there (a test bind, released at once)."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise InputError("--host", f"{host!r} is not a known host name or address ({exc})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise InputError("--port", f"{port} is already in use on {host}: stop what uses it or choose "
+                                 "another --port") from None
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                raise InputError("--port", f"{port} needs privileges on {host}: choose a port above 1023") from None
+            raise InputError("--host", f"{host!r} is not an address of this machine ({exc.strerror or exc})") from None

@@ -154,6 +154,11 @@ class ExperimentConfig:
                  "--restorer SPEC")
         if self.crop is not None and self.resize is not None:
             fail("resize", "give --crop N or --resize N, not both")
+        for name in ("resize", "crop"):  # an image of side N has at least N² pixels: refused before any work
+            side = getattr(self, name)
+            if side is not None and self.max_pixels is not None and side * side > self.max_pixels:
+                fail(name, f"{side} makes images of at least {side}x{side} = {side * side:,} pixels, over the "
+                     f"limit of {self.max_pixels:,} (lower it, or raise --max-pixels)")
         try:
             settings.check_precision(self.dtype, self.device)
         except SettingError as exc:

@@ -16,8 +16,9 @@ import shutil
 from pathlib import Path, PurePath
 
 from ..errors import InputError
+from ..io.files import shortened
 from ..io.outputs.folder import FileId, OutputFolder, file_id, file_ids, lstat_at, open_folder
-from ..io.outputs.guard import check_not_input, check_not_inside, check_output_folder, check_writable_folder
+from ..io.outputs.guard import check_apart, check_not_input, check_not_inside, check_output_folder, check_writable_folder
 from .config import ExperimentConfig
 
 #: Everything a run writes at the top of --out; --overwrite removes these (and only these).
@@ -41,15 +42,30 @@ def check_out(out: Path, overwrite: bool, reserved) -> None:
             raise InputError(out, f"--out folder is not empty ({shown}); pass --overwrite or choose another --out")
 
 
-def check_inputs_kept(out: Path, config: ExperimentConfig, inputs) -> frozenset[FileId]:
-    """The shared output guard: --out (and the staging folder beside it) must be writable, and
-    no input may be one of the entries a run replaces in --out (whatever path leads there).
+def given_inputs(config: ExperimentConfig, inputs=()) -> list[tuple[str, Path]]:
+    """(option, path) of every input location an experiment reads, as given."""
+    given = [("--clean", config.clean), ("--test-clean", config.test_clean), ("--restored", config.restored),
+             *(("--config", p) for p in inputs)]
+    if Path(config.vae).expanduser().exists():
+        given.append(("--vae", config.vae))
+    return [(flag, Path(p).expanduser()) for flag, p in given if p]
+
+
+def check_inputs_kept(out: Path, config: ExperimentConfig, inputs, reserved=()) -> frozenset[FileId]:
+    """The shared output guard: --out (and the staging folder beside it) must be writable, apart
+    from every input location (not one, not holding one but for the ``reserved`` entries) and no
+    input may be one of the entries a run replaces in --out (whatever path leads there).
     Returns the identities of the input files (never replaced, see :class:`OutputFolder`)."""
+    given_flags = given_inputs(config, inputs)
+    for flag, path in given_flags:
+        if flag == "--config" and path.name == "config.yaml" and _inside(path, out):
+            raise InputError(path, f"is a previous run's configuration inside --out {out}, which this run replaces: "
+                             "rerun it into another folder (--out NEW) or copy it out of --out first")
+    check_apart([("--out", Path(config.out).expanduser())], given_flags, reserved)  # named as given
+    check_apart([("--out", staging_folder(out))], given_flags)
     check_output_folder(out)
     check_writable_folder(out.parent, out)  # the staging folder lives beside --out
-    given = [Path(p).expanduser() for p in (config.clean, config.test_clean, config.restored, *inputs) if p]
-    if Path(config.vae).expanduser().exists():
-        given.append(Path(config.vae).expanduser())
+    given = [path for _, path in given_flags]
     replaced = [out / name for name in OUTPUT_NAMES]
     read: list[Path] = []
     for path in given:
@@ -61,12 +77,21 @@ def check_inputs_kept(out: Path, config: ExperimentConfig, inputs) -> frozenset[
     return file_ids(read)
 
 
+def staging_folder(out: Path) -> Path:
+    """The hidden staging folder beside ``out``: ``.OUT.partial`` (OUT shortened to fit one file name)."""
+    return out.parent / f".{shortened(out.name, 9)}.partial"
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return os.path.realpath(folder) in map(str, Path(os.path.realpath(path)).parents)
+
+
 class ExperimentOutput:
     """``--out`` held open and locked by the process that writes (rank 0), and its staging folder."""
 
     def __init__(self, out: Path, protected: frozenset[FileId], overwrite: bool):
         self.folder = OutputFolder(out, protected=protected, overwrite=overwrite, lock=True, expected=file_id(out))
-        self.staging = out.parent / f".{out.name}.partial"
+        self.staging = staging_folder(out)
         self._staging_id: FileId | None = None
 
     def open(self) -> None:
@@ -121,4 +146,4 @@ class ExperimentOutput:
         self.folder.close(keep=False)
 
 
-__all__ = ["OUTPUT_NAMES", "ExperimentOutput", "check_out", "check_inputs_kept", "is_output_name"]
+__all__ = ["OUTPUT_NAMES", "ExperimentOutput", "check_out", "check_inputs_kept", "given_inputs", "is_output_name"]

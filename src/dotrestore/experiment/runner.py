@@ -79,8 +79,9 @@ def run(config: ExperimentConfig, *, codec=None, notes=(), reserved=(), inputs=(
     variants = variants_of(config)
     parallel.init(config.device)
     out = Path(config.out).expanduser().resolve()
-    check_out(out, config.overwrite, reserved)  # before anything slow: a refused --out fails at once
-    output = ExperimentOutput(out, check_inputs_kept(out, config, inputs), config.overwrite)  # --out as checked
+    protected = check_inputs_kept(out, config, inputs, reserved)  # before anything slow: a refused --out fails at once
+    check_out(out, config.overwrite, reserved)
+    output = ExperimentOutput(out, protected, config.overwrite)  # --out as checked
     plan = plan_inputs(config, validate=_validate_shard)  # each rank decodes its share of the files
     main = parallel.is_main()
     if main:

@@ -57,10 +57,25 @@ def default_file_mode() -> int:
     return 0o666 & ~umask
 
 
+#: Bytes in one file name on the file systems we meet (ext4, XFS, Btrfs, APFS, NTFS in UTF-16 units).
+NAME_MAX = 255
+
+
+def shortened(name: str, room: int) -> str:
+    """``name`` cut (at a character boundary) so that it and ``room`` more bytes fit in one file name:
+    a staging file beside an output whose own name is 240-255 bytes long must still be creatable."""
+    encoded = name.encode("utf-8", "surrogateescape")
+    keep = max(1, NAME_MAX - room)
+    return name if len(encoded) <= keep else encoded[:keep].decode("utf-8", "ignore")
+
+
 def temporary_path(path: str | os.PathLike, suffix: str = ".tmp") -> Path:
-    """A new, empty hidden file beside ``path`` (``.NAME.XXXX.tmp``, or ``suffix``) for staging its content."""
+    """A new, empty hidden file beside ``path`` (``.NAME.XXXX.tmp``, or ``suffix``) for staging its content.
+
+    NAME is shortened when needed: the staging name fits wherever ``path``'s name fits."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    room = 2 + 8 + len(suffix.encode("utf-8", "surrogateescape"))  # the dots, mkstemp's 8 characters, the suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{shortened(path.name, room)}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     return Path(tmp)
 
@@ -126,5 +141,6 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object] | 
     return Path(path)
 
 
-__all__ = ["atomic_write", "atomic_path", "default_file_mode", "temporary_path", "commit", "named", "write_content",
+__all__ = ["atomic_write", "atomic_path", "default_file_mode", "temporary_path", "shortened", "NAME_MAX",
+           "commit", "named", "write_content",
            "open_regular"]

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
+from ..checks import RANGE_TOLERANCE
 from ..errors import InputError, SettingError
 from .files import atomic_write, open_regular
 from .outputs.folder import FileId
@@ -222,6 +223,14 @@ def validate_images(paths: Paths, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
     return [record.size for record in check_images(list_images(paths, max_pixels, headers=False), max_pixels)]
 
 
+class _NotFinite(Exception):
+    """A float image holds NaN or ±inf (raised before any clip could hide it)."""
+
+
+class _OutOfRange(Exception):
+    """A float image's values (min, max) are outside [0, 1] beyond the tolerance."""
+
+
 def _to_rgb_array(image: Image.Image) -> np.ndarray:
     """(H, W, 3) float32 in [0, 1]; alpha is dropped (not composited), 16-bit scaled by 65535."""
     mode = image.mode
@@ -229,8 +238,12 @@ def _to_rgb_array(image: Image.Image) -> np.ndarray:
         return np.asarray(image, dtype=np.uint8).astype(np.float32) / 255
     if mode in SIXTEEN_BIT_MODES:
         gray = np.asarray(image).astype(np.float32) / 65535
-    elif mode == "F":  # float images are taken as already in [0, 1]
+    elif mode == "F":  # float images are taken as already in [0, 1]: checked before the clip hides inf
         gray = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(gray).all():
+            raise _NotFinite
+        if gray.size and (gray.min() < -RANGE_TOLERANCE or gray.max() > 1 + RANGE_TOLERANCE):
+            raise _OutOfRange(float(gray.min()), float(gray.max()))
     elif mode in ("L", "LA", "La", "1"):
         gray = np.asarray(image.convert("L"), dtype=np.uint8).astype(np.float32) / 255
     else:  # RGBA, RGBa, P, PA, CMYK, YCbCr, LAB, HSV, ...: Pillow's conversion, alpha dropped
@@ -281,8 +294,14 @@ def read_image_and(path: PathLike, max_pixels: int | None, inspect: Callable[[Im
             image = ImageOps.exif_transpose(image)
             array = _to_rgb_array(image)
             if not np.isfinite(array).all():  # a float TIFF can hold NaN or inf
-                raise InputError(path, "has NaN or infinite pixel values")
+                raise _NotFinite
             seen = inspect(image, bits)
+    except _NotFinite:
+        raise InputError(path, "has NaN or infinite pixel values") from None
+    except _OutOfRange as exc:
+        low, high = exc.args
+        raise InputError(path, f"has values in [{low:.4g}, {high:.4g}]; expected a float image in [0, 1] "
+                         f"(a tolerance of {RANGE_TOLERANCE:g} is clamped, nothing more)") from None
     except InputError:
         raise
     except Exception as err:
@@ -337,7 +356,11 @@ def load_images(paths: Paths, crop: int | None = None, resize: int | None = None
         if resize is not None:
             height, width = img.shape[-2:]
             scale = resize / min(height, width)
-            img = resize_image(img, (max(1, round(height * scale)), max(1, round(width * scale))))
+            size = (max(1, round(height * scale)), max(1, round(width * scale)))
+            if max_pixels is not None and size[0] * size[1] > max_pixels:  # before allocating it
+                raise InputError(path, f"resized to {size[1]}x{size[0]} = {size[0] * size[1]:,} pixels, over the "
+                                 f"limit of {max_pixels:,} (lower --resize, or raise --max-pixels)")
+            img = resize_image(img, size)
         if crop is not None:
             img = center_crop(img, crop, path)
         images.append(img)

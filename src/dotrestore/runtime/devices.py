@@ -8,9 +8,9 @@ when available, else the CPU; under torchrun, ``cuda`` without an index means
 
 from __future__ import annotations
 
-import os
-
 import torch
+
+from . import environment
 
 
 def local_device(device: str | torch.device | None = None) -> torch.device:
@@ -19,9 +19,9 @@ def local_device(device: str | torch.device | None = None) -> torch.device:
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if dev.type == "cuda" and dev.index is None and environment.world_size() > 1:
         # more processes than GPUs share them round robin (gloo only)
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % max(1, torch.cuda.device_count()))
+        dev = torch.device("cuda", environment.env_int("LOCAL_RANK", 0) % max(1, torch.cuda.device_count()))
     return dev
 
 

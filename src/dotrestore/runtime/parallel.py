@@ -21,8 +21,8 @@ What the processes exchange:
 - :func:`agree_on_error`: after validation every rank learns whether any rank failed and why,
   so all of them stop with the same message (the CLI exits with status 2).
 
-Every collective has a timeout (:data:`TIMEOUT_S`): a rank that dies makes the others fail
-instead of hanging.
+Every collective has a timeout (``DOTRESTORE_DIST_TIMEOUT`` seconds, :func:`~.environment.dist_timeout_s`):
+a rank that dies makes the others fail instead of hanging.
 """
 
 from __future__ import annotations
@@ -34,11 +34,9 @@ from collections.abc import Sequence
 
 import torch
 
-from ..errors import DotRestoreError
+from ..errors import DotRestoreError, InputError
+from . import environment
 from .devices import local_device
-
-#: Seconds a collective waits for the other ranks before failing.
-TIMEOUT_S = float(os.environ.get("DOTRESTORE_DIST_TIMEOUT", "60"))
 
 _state = {"initialised": False, "device": None}
 
@@ -51,7 +49,7 @@ def _dist():
 
 def requested() -> bool:
     """True when the environment asks for more than one process (set by torchrun)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return environment.world_size() > 1
 
 
 def active() -> bool:
@@ -75,7 +73,14 @@ def init(device: str | torch.device | None = None) -> bool:
     kwargs = {"device_id": dev} if dev.type == "cuda" else {}
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=TIMEOUT_S), **kwargs)
+    timeout = environment.dist_timeout_s()
+    try:
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout), **kwargs)
+    except (dist.DistError, RuntimeError, ValueError) as exc:  # a peer that never comes, a bad MASTER_ADDR ...
+        reason = " ".join(str(exc).split())[:300]
+        raise InputError(f"torchrun (WORLD_SIZE={environment.world_size()})", f"the processes could not meet within "
+                         f"{timeout:g} s ({reason}): start every process, check MASTER_ADDR/MASTER_PORT, or raise "
+                         "DOTRESTORE_DIST_TIMEOUT") from None
     _state.update(initialised=True, device=dev)
     return True
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..checks import check_images, check_values
 from ..errors import InputError
 from ..io import images as image_files
 from . import parallel
@@ -197,7 +198,8 @@ def batches(items: Sequence, load: Callable, *, sizes: Sequence | None = None, b
 
 
 # ---------------------------------------------------------------------- what DOT accepts
-def image_batches(images, what: str, runtime, *, shard: bool = False) -> tuple[Iterator[Batch], str, int | None]:
+def image_batches(images, what: str, runtime, *, shard: bool = False,
+                  allow_empty: bool = False) -> tuple[Iterator[Batch], str, int | None]:
     """(stream of Batch, input kind, number of images or None) for anything DOT accepts as images.
 
     Kinds: ``"single"`` a (3, H, W) tensor; ``"batch"`` a (B, 3, H, W) tensor (split into
@@ -208,20 +210,21 @@ def image_batches(images, what: str, runtime, *, shard: bool = False) -> tuple[I
     an iterable of :class:`Batch` or of (B, 3, H, W) tensors, such as a DataLoader.
     With ``shard`` (fitting under torchrun), this process takes its share of files and folders:
     files r, r + W, ...; tensors and streams are taken as this process's share already.
-    Every image is checked to be finite; errors name the file (or ``what`` and the position).
+    Every tensor passes :func:`~dotrestore.checks.check_images` (dense, real floating point, at
+    least 1×1 pixels, finite, in [0, 1]); errors name the file (or ``what`` and the position).
+    ``allow_empty`` accepts a (0, 3, H, W) batch (an empty stream).
     """
     if isinstance(images, torch.Tensor):
-        if images.ndim == 3 and images.shape[0] == 3:
-            return _finite(_chunks(images[None], 1, what), what), "single", 1
-        if images.ndim == 4 and images.shape[1] == 3:
-            return _finite(_chunks(images, runtime.batch_size, what), what), "batch", images.shape[0]
-        raise InputError(what, f"expected a (3, H, W) or (B, 3, H, W) tensor, got shape {tuple(images.shape)}")
+        images = check_images(images, what, allow_empty=allow_empty, values=False)
+        if images.ndim == 3:
+            return _checked(_chunks(images[None], 1, what), what), "single", 1
+        return _checked(_chunks(images, runtime.batch_size, what), what), "batch", images.shape[0]
     if isinstance(images, (str, os.PathLike)):
         images = [images]
     if isinstance(images, (list, tuple)):
         return _listed(list(images), what, runtime, shard)
     if isinstance(images, Iterable):
-        return _finite(_streamed(images, what), what), "stream", None
+        return _checked(_streamed(images, what), what), "stream", None
     raise InputError(what, f"expected tensors, image paths or an iterable of batches, got {type(images).__name__}")
 
 
@@ -250,14 +253,15 @@ def _listed(items: list, what: str, runtime, shard: bool):
             return image_files.read_image(record.path, runtime.max_pixels)
         stream = batches(items, read, sizes=[r.size for r in items], batch_size=runtime.batch_size,
                          workers=runtime.workers, name=lambda r: str(r.path))
-        return _finite(stream, what), "list", len(items)
+        return _checked(stream, what), "list", len(items)
     for i, item in enumerate(items):
-        if not (isinstance(item, torch.Tensor) and item.ndim == 3 and item.shape[0] == 3):
-            raise InputError(what, f"item {i} is not a (3, H, W) tensor or a path (all items must be one kind)")
+        if isinstance(item, (str, os.PathLike)):
+            raise InputError(what, f"item {i} is a path among tensors (all items must be one kind)")
+        check_images(item, f"{what} [{i}]", ndims=(3,), values=False)
     plan = size_batches([tuple(x.shape[-2:]) for x in items], runtime.batch_size)
     stream = (Batch(group, torch.stack([items[i] for i in group]).float(), [f"{what} [{i}]" for i in group])
               for group in plan)
-    return _finite(stream, what), "list", len(items)
+    return _checked(stream, what), "list", len(items)
 
 
 def _chunks(images: torch.Tensor, size: int, what: str) -> Iterator[Batch]:
@@ -270,25 +274,31 @@ def _streamed(stream: Iterable, what: str) -> Iterator[Batch]:
     seen = 0
     for item in stream:
         if isinstance(item, Batch):
+            check_images(item.images, f"{what} (batch at image {seen})", ndims=(4,), allow_empty=True, values=False)
             yield item
             seen += len(item)
             continue
-        if not (isinstance(item, torch.Tensor) and item.ndim in (3, 4) and item.shape[-3] == 3):
+        if not isinstance(item, torch.Tensor):
             raise InputError(what, f"a stream must yield Batch objects or (B, 3, H, W) tensors, got "
-                             f"{type(item).__name__}{tuple(item.shape) if isinstance(item, torch.Tensor) else ''}")
+                             f"{type(item).__name__}")
+        item = check_images(item, f"{what} (batch at image {seen})", allow_empty=True, values=False)
         item = item if item.ndim == 4 else item[None]
         positions = list(range(seen, seen + item.shape[0]))
         seen += item.shape[0]
-        yield Batch(positions, item.float(), [f"{what} [{i}]" for i in positions])
+        if positions:
+            yield Batch(positions, item.float(), [f"{what} [{i}]" for i in positions])
 
 
-def _finite(stream: Iterator[Batch], what: str) -> Iterator[Batch]:
+def _checked(stream: Iterator[Batch], what: str) -> Iterator[Batch]:
+    """Each batch finite and in [0, 1] (clamped within the tolerance); the error names the image."""
     for batch in stream:
-        images = batch.images
-        if not bool(torch.isfinite(images).all()):
-            bad = next(j for j in range(len(batch)) if not bool(torch.isfinite(images[j]).all()))
-            raise InputError(batch.names[bad], "image contains NaN or infinite values")
-        yield batch
+        try:
+            images = check_values(batch.images, what)
+        except InputError:
+            for j in range(len(batch)):
+                check_values(batch.images[j], batch.names[j])
+            raise
+        yield batch if images is batch.images else Batch(batch.positions, images, batch.names)
 
 
 # ---------------------------------------------------------------------- writing

@@ -19,6 +19,7 @@ import gradio as gr
 import numpy as np
 import torch
 
+from .. import settings
 from ..errors import DotRestoreError, user_message
 from ..io.images import quantize
 from ..metrics import mse
@@ -221,11 +222,13 @@ def transform_api(ex: Explorer, file, alpha, alpha_map=None):
     """Image file + α (or a greyscale α map file) → lossless PNG of x̂α (pixel interpolation), as
     `dotrestore apply --alpha A` (or `--alpha-map MAP`) writes it."""
     if file is None:
-        raise gr.Error("no image given")
-    try:
-        return str(ex.transform_file(file, float(alpha), alpha_map=alpha_map))
+        raise gr.Error("no image given", print_exception=False)
+    try:  # α as the caller sent it ("abc", None, [0.5]): a SettingError naming α, never an internal error
+        alpha = settings.check("alpha", alpha, "α", text=isinstance(alpha, str))
+        return str(ex.transform_file(file, alpha, alpha_map=alpha_map))
     except Exception as exc:  # noqa: BLE001 (reported to the API caller)
-        raise gr.Error(_message(exc)) from None
+        # the caller gets the line; the console no traceback per refused upload (a bug's is logged by _message)
+        raise gr.Error(_message(exc), print_exception=False) from None
 
 
 # ---------------------------------------------------------------------- fit / batch

@@ -28,7 +28,7 @@ from ..io import image_formats
 from ..io.alpha_maps import AlphaMaps
 from ..io.images import check_images
 from ..io.outputs.folder import FileId, file_id, file_ids
-from ..io.outputs.guard import check_not_input, check_output_folder
+from ..io.outputs.guard import check_apart, check_not_input, check_output_folder
 from ..io.outputs.staged import STAGING_PREFIX, StagedFiles
 from ..runtime import parallel, pipeline
 
@@ -101,6 +101,7 @@ def plan_outputs(inputs: Sequence[Path], out: str | Path, alphas: Sequence[float
             raise InputError(path, f"has the same stem as {stems[path.stem]}: outputs would collide")
         stems[path.stem] = path
     protected = inputs + [Path(p) for p in protected]
+    check_apart([("-o", out)], [(None, p) for p in protected])  # never into (or above) what the run reads
     out = check_output_folder(out, protected)
     folder = Path(os.path.realpath(out))  # x/../out is out: nothing creates an x
     alphas = list(dict.fromkeys(float(a) for a in alphas))

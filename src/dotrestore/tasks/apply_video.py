@@ -38,7 +38,8 @@ from ..errors import ImageTooSmallError, InputError, OperatorFileError
 from ..io.files import commit, temporary_path
 from ..io.outputs.folder import make_folders
 from ..io.outputs.guard import check_output_file
-from ..io.video import VideoInfo, VideoWriter, concat_segments, encoding, probe, segment_ranges
+from ..io.video import VideoInfo, VideoWriter, concat_segments, is_video, probe, segment_ranges
+from ..io.video.check import check_writable
 from ..ot.tradeoff import blend
 from ..runtime import parallel
 from ..runtime.frames import frame_batches
@@ -79,15 +80,19 @@ def plan_video(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, alph
     output may be one of them or the input, even with ``overwrite``.
     """
     inputs = [Path(p) for p in inputs]
+    clips = [p for p in inputs if is_video(p) and not p.is_dir()]
     if len(inputs) != 1:
-        raise InputError(inputs[1], f"a video is applied on its own: give one clip per run ({inputs[0]} "
-                         "is a video), or a folder of frames")
+        first = inputs.index(clips[0])
+        other = next(p for i, p in enumerate(inputs) if i != first)
+        kind = "another video clip" if other in clips else "not a video clip"
+        raise InputError(other, f"is {kind}, given beside the clip {clips[0]}: a clip is applied on its own (one "
+                         "clip per run; pictures in another run, or a folder of frames)")
     info = probe(inputs[0], max_pixels)
     targets = video_targets(out, alphas)
     reads = [inputs[0], *protected]
     for target in targets.values():
         check_output_file(target, reads, overwrite)
-        encoding(target, info, codec, crf)
+        check_writable(target, info, codec, crf)  # the encoder, streams and time stamps, before any work
     return VideoPlan(info, list(targets), targets, codec, crf, settings.check("temporal", temporal))
 
 

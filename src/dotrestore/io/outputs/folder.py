@@ -29,7 +29,7 @@ from pathlib import Path, PurePath
 from typing import BinaryIO
 
 from ...errors import InputError
-from ..files import named, write_content
+from ..files import named, shortened, write_content
 
 #: Opening a folder: never through a symlink at its last component, not inherited by programs we run.
 O_FOLDER = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -258,7 +258,7 @@ def write_file(path: str | os.PathLike, content: Callable[[BinaryIO], object] | 
     ``OSError`` (a full disk) names ``path``."""
     path = Path(path)
     folder = OutputFolder(os.path.realpath(path.parent), name=path.parent, protected=protected, overwrite=overwrite)
-    tmp, done = f".{path.name}.{secrets.token_hex(4)}.tmp", False
+    tmp, done = f".{shortened(path.name, 14)}.{secrets.token_hex(4)}.tmp", False  # fits beside a 255-byte name
     try:
         folder.open()
         folder.check(PurePath(path.name))  # before the work of writing

@@ -4,6 +4,9 @@ Checked before any slow work, so a refused output costs nothing and leaves nothi
 
 - an output is never one of the command's inputs, whatever path leads to it (symlinks, hard
   links, ``..``), with or without ``--overwrite``: :func:`check_not_input`;
+- an output location is never an input location (a file or a folder as the user gave it, under
+  any spelling: ``dir/.``, ``dir/../dir``, a symlink to it), and an output folder never holds an
+  input: :func:`check_apart`;
 - an output file is not an existing folder, does not exist unless ``overwrite``, and its
   folder can really be written (a probe file is created and removed there, which catches
   read-only or immutable folders, ``/proc``, a path under a regular file ...):
@@ -38,6 +41,58 @@ def check_not_input(output: str | os.PathLike, inputs: Iterable[str | os.PathLik
         if _same_file(output, Path(given)):
             raise InputError(output, f"is one of the inputs ({given}): choose another output "
                              "(inputs are never modified, even with --overwrite)")
+
+
+def _identity(path: Path) -> tuple | str:
+    """(device, inode) of what ``path`` leads to, or its resolved spelling when it does not exist."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return str(Path(os.path.abspath(path)).resolve())
+    return st.st_dev, st.st_ino
+
+
+def _chain(path: Path) -> list[tuple | str]:
+    """The identities of ``path`` and of every folder above it (symlinks resolved first)."""
+    resolved = Path(os.path.realpath(path))
+    return [_identity(p) for p in (resolved, *resolved.parents)]
+
+
+def _label(flag: str | None, path) -> str:
+    return f"{flag} {path}" if flag else str(path)
+
+
+def check_apart(outputs: Iterable[tuple[str | None, str | os.PathLike]],
+                inputs: Iterable[tuple[str | None, str | os.PathLike]], reserved: Iterable[str] = ()) -> None:
+    """InputError unless every output location is apart from every input location.
+
+    ``outputs`` and ``inputs`` are ``(flag, path)`` pairs as the user gave them (files or folders;
+    ``flag`` names the option, or None for a positional argument). An output is refused when it
+    is an input under any spelling (same device and inode, so ``dir/.``, ``dir/../dir``, symlinks
+    and bind mounts are caught) or when an input lies inside it (the output folder would hold,
+    list or replace what the run reads). An input inside the output's entries ``reserved`` (the
+    demo's own ``data/``) is allowed. Checked before any work, with or without ``--overwrite``.
+    """
+    inputs = [(flag, Path(path).expanduser()) for flag, path in inputs if path is not None and str(path)]
+    reserved = set(reserved)
+    for out_flag, output in outputs:
+        output = Path(output).expanduser()
+        where = _identity(Path(os.path.realpath(output)))
+        for in_flag, given in inputs:
+            chain = _chain(given)
+            if chain[0] == where:
+                raise InputError(output, f"is one of the inputs ({_label(in_flag, given)}, the same location): "
+                                 f"choose another {out_flag or 'output'} (inputs are never written, even with "
+                                 "--overwrite)")
+            if where in chain[1:]:
+                inside = Path(os.path.realpath(given))
+                depth = chain.index(where)
+                first = inside.parts[len(inside.parts) - depth] if depth <= len(inside.parts) else ""
+                if first in reserved:
+                    continue
+                raise InputError(output, f"contains the input {_label(in_flag, given)}: give "
+                                 f"{out_flag or 'the output'} a location outside the inputs (outputs never land "
+                                 "among inputs)")
 
 
 def check_not_inside(folder: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:
@@ -103,5 +158,5 @@ def check_output_folder(folder: str | os.PathLike, inputs: Iterable = ()) -> Pat
     return folder
 
 
-__all__ = ["check_not_input", "check_not_inside", "check_writable_folder", "check_output_file",
+__all__ = ["check_apart", "check_not_input", "check_not_inside", "check_writable_folder", "check_output_file",
            "check_output_folder"]

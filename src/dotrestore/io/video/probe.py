@@ -153,8 +153,10 @@ def _video_stream(container, path: Path):
     return stream
 
 
-def _check_header_size(stream, path: Path, max_pixels: int | None) -> None:
-    width, height = stream.codec_context.width, stream.codec_context.height
+def _check_header_size(stream, path: Path, max_pixels: int | None, size: tuple[int, int] | None = None) -> None:
+    """InputError unless the frames (the header's size, or ``size`` = (width, height) of a decoded
+    frame) are non-empty and within ``max_pixels``."""
+    width, height = size or (stream.codec_context.width, stream.codec_context.height)
     if width < 1 or height < 1:
         raise InputError(path, f"declares an empty {width}x{height} video")
     if max_pixels is not None and width * height > max_pixels:
@@ -217,7 +219,12 @@ def _check_complete(stream, path: Path, pts: np.ndarray, durations: np.ndarray, 
     cut file still declares the whole length. Other containers (MPEG-TS, ...) only estimate
     durations and are not judged by them.
     """
-    if stream.frames and len(pts) < stream.frames:
+    present = len(pts)
+    if stream.container.format.name == "avi":
+        # AVI counts ticks of its time base, dropped frames (gaps) and a 1/600 base included: a
+        # complete file's last frame is at tick frames - 1 however many frames it holds.
+        present = max(present, int(pts[-1]) + 1)
+    if stream.frames and present < stream.frames:
         raise InputError(path, f"is truncated: its header declares {stream.frames} frames, "
                          f"only {len(pts)} are present")
     if "matroska" not in stream.container.format.name:
@@ -307,6 +314,7 @@ def probe(path: PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> VideoI
         time_base = Fraction(stream.time_base)
         pts, durations, keyframes = _timing(av, container, stream, path)
         first = _first_frame(av, path, stream.index)
+        _check_header_size(stream, path, max_pixels, (first.width, first.height))  # what is decoded, not only declared
         if first.pts is not None and first.pts > pts[0]:
             # Frames before the first the decoder outputs (a clip cut inside a group of pictures,
             # open-GOP leading pictures) are never shown: they are not frames of the clip.

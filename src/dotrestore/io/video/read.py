@@ -124,6 +124,7 @@ def _frames(info: VideoInfo, start: int, stop: int, step: int, threads: int) -> 
                     continue  # frames between the keyframe and the range, or between samples
                 if index > expected:
                     raise InputError(info.path, f"frame {expected} could not be decoded (damaged file)")
+                _check_frame_size(info, index, frame)
                 yield index, frame
                 expected += step
                 if expected >= stop:
@@ -132,6 +133,15 @@ def _frames(info: VideoInfo, start: int, stop: int, step: int, threads: int) -> 
             raise InputError(info.path, f"cannot be decoded at frame {expected}: {exc.strerror or exc}") from exc
     raise InputError(info.path, f"only {min(expected, stop)} of its {info.frame_count} frames could be decoded "
                      "(damaged or truncated file)")
+
+
+def _check_frame_size(info: VideoInfo, index: int, frame) -> None:
+    """Every frame has the probed size, so the limits checked on the first (``--max-pixels``) hold
+    for what is decoded, and a batch of frames stacks: a size change mid-stream is refused."""
+    if (frame.width, frame.height) != (info.width, info.height):
+        raise InputError(info.path, f"changes its frame size mid-stream: frame {index} is {frame.width}x"
+                         f"{frame.height}, frame 0 is {info.width}x{info.height} (every frame must have "
+                         "one size; re-encode it at one size, e.g. ffmpeg -vf scale=W:H)")
 
 
 def read_frames(video: PathLike | VideoInfo, start: int = 0, stop: int | None = None, *, step: int = 1,
