@@ -54,12 +54,12 @@ def test_option_parsing():
         settings.dtype("float64")
 
 
-def test_reduced_precision_on_cpu_is_refused_with_a_clear_error(tmp_path, capsys):
+def test_half_precision_on_cpu_is_refused_with_a_clear_error(tmp_path, capsys):
     with pytest.raises(ValueError, match="needs a CUDA device"):
-        load_codec("pixel", dtype="bfloat16")
+        load_codec("pixel", dtype="float16")
     code = main(["apply", str(tmp_path / "op.safetensors"), str(tmp_path), "-o", str(tmp_path / "o"),
-                 "--device", "cpu", "--dtype", "bfloat16"])
-    assert code == 2 and "--dtype: bfloat16 needs a CUDA device" in capsys.readouterr().err
+                 "--device", "cpu", "--dtype", "float16"])
+    assert code == 2 and "--dtype: float16 needs a CUDA device" in capsys.readouterr().err
 
 
 def test_auto_never_tiles_up_to_1024_squared_and_tiles_beyond_the_budget():

@@ -344,3 +344,10 @@ def test_demo_function_survives_importing_its_module():
     assert callable(experiment.demo) and experiment.demo.__module__ == "dotrestore.experiment.demo"
 
 
+
+
+def test_report_says_which_precision_the_codec_ran_in(tiny_run):
+    out, _ = tiny_run
+    assert "precision float32 (the pixel codec has no network to run)" in (out / "report.md").read_text()
+    info = json.loads((out / "results.json").read_text())
+    assert "precision" in json.dumps(info)

@@ -148,6 +148,8 @@ class DOT:
         if "codec_" not in self.__dict__:
             self.codec_ = load_codec(self.codec, device=self.runtime.torch_device, **self.runtime.codec_options())
             self.codec_.configure(progress=self.runtime.progress and parallel.is_main())
+            if parallel.is_main():
+                logger.info("codec %s on %s in %s", self.codec_.id, self.codec_.device, self.codec_.precision)
             self.dim_ = self.codec_.latent_channels * self.patch_size**2
         if self.__dict__.get("state_") is None:
             self.state_ = FittedState()

@@ -219,7 +219,7 @@ def _write(staging: Path, config, plan: Plan, variants, dots, codec, rows, per_i
     timings["total_s"] = time.perf_counter() - started
     info = {
         "codec": {"id": codec.id, "spec": codec.spec, "latent_channels": codec.latent_channels,
-                  "downscale": codec.downscale, "device": str(codec.device)},
+                  "downscale": codec.downscale, "device": str(codec.device), "precision": str(codec.precision)},
         "operator": _operator_info(dots[variants[0]], config),
         "variants": {v.method: {"operator": operator_name(v, v == variants[0]), **_operator_info(dots[v], config)}
                      for v in variants},

@@ -26,8 +26,9 @@ class Runtime:
     """How to run: every field is a setting of :data:`dotrestore.settings.SETTINGS` (group "runtime").
 
     Values are checked (and made canonical) when the object is made; a bad one is a
-    :class:`~dotrestore.errors.SettingError` naming the field. Reduced precision needs a CUDA
-    device.
+    :class:`~dotrestore.errors.SettingError` naming the field. ``dtype="auto"`` (the default)
+    runs the codec in bfloat16 on CPUs that compute it natively and in float32 elsewhere
+    (:func:`dotrestore.settings.resolve_precision`); float16 needs a CUDA device.
 
     >>> Runtime(device="cpu", batch_size=4, max_pixels=None).batch_size
     4
@@ -66,6 +67,10 @@ class Runtime:
     def torch_device(self) -> torch.device:
         """This process's device (under torchrun, ``cuda`` is ``cuda:LOCAL_RANK``)."""
         return local_device(self.device)
+
+    def precision(self) -> settings.Precision:
+        """The codec precision this runtime gives on its device, and why."""
+        return settings.resolve_precision(self.dtype, self.torch_device)
 
     def codec_options(self) -> dict:
         """What configures a codec: tiling, overlap, precision and memory budget."""

@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import torch
 
-from ..errors import SettingError
 from ..ot.filters import MAX_SIGMA
 from ..ot.gaussian import parse_shrinkage
+from .precision import AUTO, DTYPES, check_precision  # noqa: F401 (re-exported)
 
 #: Largest patch side: D = C·p² grows fast, and the D×D covariances with it.
 MAX_PATCH_SIZE = 15
@@ -23,7 +23,6 @@ MAX_PATCH_SIZE = 15
 MAX_MIXTURE = 64
 STOCHASTIC = ("auto", "never", "always")
 INTERPOLATIONS = ("pixel", "latent")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEFAULT_ALPHAS = (-0.7, -0.5, -0.3, 0.0, 0.3, 0.5, 0.7, 1.0, 1.3, 1.5)
 #: α of the explorer's slider and of the API; |α| above ALPHA_LIMIT is refused everywhere: the
 #: blend of two images in [0, 1] is then far outside [0, 1] and saturates to black or white.
@@ -192,23 +191,10 @@ def tile(value) -> str | int:
 
 
 def dtype(value) -> str:
-    """The codec's compute precision, by name."""
+    """The codec's compute precision, by name: auto (the default; see :mod:`.precision`) or a dtype."""
     if isinstance(value, torch.dtype):
         value = str(value).removeprefix("torch.")
-    return choice(DTYPES)("float32" if value is None else value)
-
-
-def check_precision(precision, where) -> None:
-    """SettingError (``dtype``) unless float32, or reduced precision on a CUDA device.
-
-    oneDNN's bf16/fp16 convolutions are slower than float32 on most CPUs, and half precision
-    there only loses accuracy: reduced precision is a GPU feature.
-    """
-    name = dtype(precision)
-    kind = torch.device(where).type if where is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-    if name != "float32" and kind != "cuda":
-        raise SettingError("dtype", f"{name} needs a CUDA device (the codec would run on {where or kind}); "
-                           "on the CPU use float32")
+    return choice((AUTO, *DTYPES))(AUTO if value is None else value)
 
 
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 1024, "m": 1e6, "mb": 1e6, "mib": 1024**2,
@@ -245,7 +231,7 @@ _RULES = ((lowpass_sigma, f"a number in [0, {MAX_SIGMA:g}] (pixels; 0 = whole im
           (shrinkage, "none, 'oas' or a number in [0, 1]"), (boolean, "true or false"),
           (optional_text, "a non-empty string"), (alpha, f"a finite number in [-{ALPHA_LIMIT:g}, {ALPHA_LIMIT:g}]"),
           (alphas, "a non-empty list of numbers"), (device, "a device of this machine (cpu, cuda, cuda:N, mps)"),
-          (tile, "auto, off or a tile side of at least 16 pixels"), (dtype, "float32, bfloat16 or float16"),
+          (tile, "auto, off or a tile side of at least 16 pixels"), (dtype, "auto, float32, bfloat16 or float16"),
           (memory, "a size such as 8GB or 512MiB"), (codec_spec, "a codec spec or a Codec"),
           (variants, "a list of whole, detail, mix<K>"))
 for _parser, _rule in _RULES:
