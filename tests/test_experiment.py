@@ -351,3 +351,38 @@ def test_report_says_which_precision_the_codec_ran_in(tiny_run):
     assert "precision float32 (the pixel codec has no network to run)" in (out / "report.md").read_text()
     info = json.loads((out / "results.json").read_text())
     assert "precision" in json.dumps(info)
+
+
+def test_variants_restore_and_read_each_image_once(clean_dir, tmp_path, monkeypatch):
+    """Three variants: every source and test image is restored once (not once per variant), and
+    every progress bar has a total and names its phase."""
+    from dotrestore import Runtime
+
+    bars, bar = [], Runtime.progress_bar
+    monkeypatch.setattr(Runtime, "progress_bar", lambda self, total, desc, unit="img": bars.append((total, desc))
+                        or bar(self, total, desc, unit))
+    restorer = tmp_path / "counting.py"
+    restorer.write_text(
+        "from pathlib import Path\n"
+        "import torch.nn.functional as F\n\n"
+        "def restore(y):\n"
+        "    with open(Path(__file__).with_suffix('.log'), 'a') as log:\n"
+        "        log.write('x\\n' * y.shape[0])\n"
+        "    return F.avg_pool2d(y, 3, 1, 1, count_include_pad=False)\n")
+    result = run(_config(clean_dir, tmp_path / "o", restorer=f"{restorer}:restore", variants=["detail", "whole", "mix2"],
+                         alphas=[0.0, 1.0], collages=0, workers=0))
+    calls = len(restorer.with_suffix(".log").read_text().splitlines())
+    counts = json.loads((tmp_path / "o" / "results.json").read_text())
+    counts = next(v for k, v in _walk(counts) if k == "counts")
+    assert calls == counts["source"] + counts["test"] == 6
+    assert {r["method"] for r in result.rows} >= {"dot-detail", "dot-whole", "dot-mix2"}
+    assert bars == [(3, "fitting detail, whole, mix2 · degrading, restoring + encoding source"),
+                    (3, "fitting detail, whole, mix2 · encoding target"),
+                    (3, "testing · restoring, transporting, measuring")]
+
+
+def _walk(tree):
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            yield k, v
+            yield from _walk(v)

@@ -38,6 +38,7 @@ from .ot import split as detail
 from .ot.mixture import MixtureTransport, PatchReservoir
 from .ot.patches import extract_patches, transport_latent
 from .runtime import Runtime, parallel, pipeline
+from .runtime.fitting import partial_fit_together
 from .state import ROLES, FittedState
 
 logger = logging.getLogger(__name__)
@@ -216,34 +217,18 @@ class DOT:
         float64 sums of every process are added exactly (:func:`~dotrestore.runtime.parallel.all_reduce_moments`).
         A bad file on any process stops every process with the message naming it.
         """
+        partial_fit_together([self], images, role)  # the engine, shared with fits of several DOTs at once
+        return self
+
+    def _start_fit(self, role: str) -> Codec:
+        """Check ``role`` and the settings for fitting; load the codec. Returns it."""
         if role not in ROLES:
             raise SettingError("role", f"must be 'source' or 'target', got {role!r}")
-        self._prepare()
+        codec = self._prepare()
         if self.mixture > 1 and parallel.active():
             raise SettingError("mixture", "a mixture fits in one process only (EM needs the patches, not sums "
                                "that merge across processes): run without torchrun")
-        moments, count = gaussian.Moments(self.dim_), 0
-
-        def accumulate() -> None:
-            nonlocal count
-            stream, _, total = pipeline.image_batches(images, f"{role} images", self.runtime, shard=True)
-            with self.runtime.progress_bar(total, f"encoding {role}") as bar:
-                for batch in stream:
-                    for name, z in zip(batch.names, self._encode(batch.images)):
-                        patches = self._patches(z[None], name, batch.images.shape[-2:])
-                        moments.update(patches)
-                        if self.mixture > 1:  # EM needs the patches themselves
-                            self._reservoir(role).update(patches)
-                    count += len(batch)
-                    bar.update(len(batch))
-
-        parallel.run_checked(accumulate)
-        role_state = self.state_.role(role)
-        role_state.moments = role_state.moments or gaussian.Moments(self.dim_)
-        role_state.moments.merge(parallel.all_reduce_moments(moments))
-        role_state.n_images += int(parallel.all_reduce_sum(torch.tensor(float(count), dtype=torch.float64)))
-        self._refit()
-        return self
+        return codec
 
     def _patches(self, z: torch.Tensor, name: str, size) -> torch.Tensor:
         patches = extract_patches(z, self.patch_size)
@@ -382,7 +367,7 @@ class DOT:
         alpha = settings.check("alpha", alpha)
         stream, kind, total = pipeline.image_batches(images, "images to transform", self.runtime)
         outputs: list[torch.Tensor] = []
-        with self.runtime.progress_bar(total, "transporting") as bar:
+        with self.runtime.progress_bar(total, "transforming · encoding, transporting, decoding") as bar:
             for batch in stream:
                 outputs.extend(dict(self.iter_alphas(batch.images, [alpha], interpolation))[alpha])
                 bar.update(len(batch))

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .. import data, metrics
 from .._version import __version__
@@ -152,7 +151,7 @@ def _run(config: ExperimentConfig, variants: list[Variant], plan: Plan, staging:
     t = time.perf_counter()
     tests = parallel.shard(list(range(len(plan.test))))
     test_sizes = _test_sizes(plan, config)
-    bar = tqdm(total=len(plan.test), desc="evaluating", unit="img", disable=not config.progress or not main)
+    bar = config.runtime().progress_bar(len(plan.test), "testing · restoring, transporting, measuring")
     with bar, pipeline.ImageWriter() as writer:
         for loaded in pipeline.batches(
                 [plan.test[i] for i in tests], _loaded_triple(plan, config), batch_size=config.batch_size,
