@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(os.environ.get("DOTRESTORE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
 
 def timed(argv: list[str], env: dict) -> tuple[float, float]:

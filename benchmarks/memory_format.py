@@ -16,6 +16,7 @@ say nothing about a CPU that has it; its fidelity still holds (same arithmetic).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ import torch
 from dotrestore.codecs import codec_from_diffusers, load_codec, sd_vae_config
 from dotrestore.data import read_image
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(os.environ.get("DOTRESTORE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
 
 def sd_vae():
