@@ -386,3 +386,22 @@ def _walk(tree):
         for k, v in tree.items():
             yield k, v
             yield from _walk(v)
+
+
+def test_variants_with_the_same_codec_input_share_one_encoding():
+    from dotrestore import DOT
+
+    g = torch.Generator().manual_seed(0)
+    source, target = torch.rand(2, 3, 24, 24, generator=g), torch.rand(2, 3, 24, 24, generator=g)
+    detail = DOT(codec="pixel", lowpass_sigma=2.0).fit(source, target)
+    mix = DOT(codec=detail.codec_, lowpass_sigma=2.0, mixture=2, max_patches=500).fit(source, target)
+    whole = DOT(codec=detail.codec_, lowpass_sigma=0.0).fit(source, target)
+    codec, calls = detail.codec_, []
+    encode = codec.encode
+    codec.encode = lambda x: calls.append(x.shape) or encode(x)
+    x = torch.rand(1, 3, 24, 24, generator=g)
+    latents: dict = {}
+    shared = [dict(d.iter_alphas(x, [0.0], latents=latents))[0.0] for d in (detail, mix, whole)]
+    assert len(calls) == 2  # one encoding of the detail image for two variants, one of x itself
+    for d, out in zip((detail, mix, whole), shared):
+        torch.testing.assert_close(out, dict(d.iter_alphas(x, [0.0]))[0.0])

@@ -38,7 +38,7 @@ from .ot import split as detail
 from .ot.mixture import MixtureTransport, PatchReservoir
 from .ot.patches import extract_patches, transport_latent
 from .runtime import Runtime, parallel, pipeline
-from .runtime.fitting import partial_fit_together
+from .runtime.fitting import encoding_key, partial_fit_together
 from .state import ROLES, FittedState
 
 logger = logging.getLogger(__name__)
@@ -322,14 +322,16 @@ class DOT:
                                 noise_sqrt=noise, noise_seed=self.seed)
 
     def iter_alphas(self, x: torch.Tensor, alphas: Sequence[float], interpolation: str = "pixel",
-                    z: torch.Tensor | None = None) -> Iterator[tuple[float, torch.Tensor]]:
+                    z: torch.Tensor | None = None, latents: dict | None = None) -> Iterator[tuple[float, torch.Tensor]]:
         """Yield (α, x̂α) one α at a time for restorations x (B, 3, H, W), clipped to [0, 1].
 
         pixel interpolation: x̂α = (1 − α)·D(T(E(x*))) + α·x* (α = 1 returns x* itself); latent
         interpolation: x̂α = D((1 − α)·T(z) + α·z). x is encoded, transported and (pixel) decoded
         once; each x̂α is made when asked for, so a caller that writes and drops it holds one
         full-size output at a time. ``z = codec.encode(x)`` is reused for whole-image transport
-        when given (an evaluation needs E(x*) anyway).
+        when given (an evaluation needs E(x*) anyway). ``latents``, a dict shared by several
+        DOTs on the same x, keeps each distinct codec input's latent (same codec and low-pass:
+        :func:`~dotrestore.runtime.fitting.encoding_key`), so they encode it once.
         """
         self._check_fitted()
         interpolation = settings.check("interpolation", interpolation)
@@ -337,7 +339,15 @@ class DOT:
         codec = self._prepare()
         x = x.to(codec.device, torch.float32)
         encoded, low = detail.split(x, self.lowpass_sigma, self.split)
-        z = codec.encode(encoded) if z is None or low is not None else z.to(codec.device)
+        key = encoding_key(self)
+        if z is not None and low is None:
+            z = z.to(codec.device)
+        elif latents is not None and key in latents:
+            z = latents[key]
+        else:
+            z = codec.encode(encoded)
+        if latents is not None:
+            latents[key] = z
         del encoded  # a full-size image no longer needed
         size = tuple(x.shape[-2:])
         z_transported = self.transport(z)

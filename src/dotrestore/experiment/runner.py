@@ -161,7 +161,8 @@ def _run(config: ExperimentConfig, variants: list[Variant], plan: Plan, staging:
             x_star = batch["restored"].to(codec.device)
             z_star = codec.encode(x_star)
             # every variant transports the same x*; whole-image transport reuses E(x*)
-            outputs = {v: dict(dots[v].iter_alphas(x_star, alphas, z=z_star)) for v in variants}
+            latents: dict = {}  # variants with the same codec input share its encoding
+            outputs = {v: dict(dots[v].iter_alphas(x_star, alphas, z=z_star, latents=latents)) for v in variants}
             for j, pos in enumerate(positions):
                 index = tests[pos]
                 item = plan.test[index]
