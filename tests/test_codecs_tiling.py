@@ -83,8 +83,9 @@ def _tiny_kl():
 def test_untiled_is_bit_identical_and_one_tile_is_the_untiled_computation():
     codec = codec_from_diffusers(_tiny_kl(), "tiny")
     x = torch.rand(1, 3, 60, 44, generator=torch.Generator().manual_seed(1))
-    with torch.inference_mode():  # today's computation, written out
-        reference = codec._encode(torch.nn.functional.pad(x, (0, 0, 0, 0)).contiguous(memory_format=torch.channels_last))
+    with torch.inference_mode():  # today's computation (in the codec's precision: autocast on bf16 CPUs), written out
+        reference = codec._encode_in_precision(torch.nn.functional.pad(x, (0, 0, 0, 0)).contiguous(
+            memory_format=torch.channels_last))
     auto = codec.encode(x)
     assert torch.equal(auto, reference)
     assert torch.equal(codec.configure(tile="off").encode(x), auto)

@@ -189,7 +189,8 @@ class Codec:
             settings.check_precision(self.requested_dtype, device)
         for module in self._modules():
             # channels_last: oneDNN's convolutions (float32 and bf16) are faster on the CPU in this layout
-            module.to(device=device, dtype=torch.float32, memory_format=torch.channels_last)
+            # (weights are float32 from the families' constructors; autocast never casts them)
+            module.to(device=device, memory_format=torch.channels_last)
         self.device = device
         if self.requested_dtype is not None:
             self._resolve_precision()
