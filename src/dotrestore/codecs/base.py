@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -195,6 +196,20 @@ class Codec:
         if self.requested_dtype is not None:
             self._resolve_precision()
         return self
+
+    @contextmanager
+    def statistics_precision(self):
+        """Within: float32 when the precision was ``auto`` (fits accumulate statistics from these
+        latents; bf16 autocast moved TAEF2's patch moments by 2-5 % relative on Kodak, so a fit's
+        encodes stay float32 and only applying runs in bf16). An explicit ``dtype`` is kept."""
+        saved = self.precision, dict(self._bytes_per_pixel)
+        if self.requested_dtype == settings.AUTO and self.precision.name != "float32":
+            self.precision = settings.Precision("float32", "--dtype auto: statistics are encoded in float32")
+            self._bytes_per_pixel.clear()
+        try:
+            yield self
+        finally:
+            self.precision, self._bytes_per_pixel = saved
 
     def _modules_present(self) -> bool:
         return any(True for _ in self._modules())

@@ -45,7 +45,8 @@ def partial_fit_together(dots: list, images, role: str, *, total: int | None = N
         with first.runtime.progress_bar(known if known is not None else total, desc or f"fitting · encoding {role}") as bar:
             for batch in stream:
                 for group in groups.values():
-                    latents = group[0]._encode(batch.images)  # one encoding per distinct codec input
+                    with group[0].codec_.statistics_precision():  # fits encode in float32 under --dtype auto
+                        latents = group[0]._encode(batch.images)  # one encoding per distinct codec input
                     for name, z in zip(batch.names, latents):
                         for dot in group:
                             patches = dot._patches(z[None], name, batch.images.shape[-2:])

@@ -27,7 +27,7 @@ from ..errors import SettingError
 from ..ot.filters import MAX_SIGMA  # noqa: F401
 from ..ot.patches import WEIGHTINGS
 from ..ot.split import SPLITS
-from .precision import Precision, cpu_native_bf16, resolve_precision  # noqa: F401
+from .precision import AUTO, Precision, cpu_native_bf16, resolve_precision  # noqa: F401
 from .values import (  # noqa: F401  (the parsers and constants are part of this module's API)
     ALPHA_LIMIT,
     DEFAULT_ALPHAS,
