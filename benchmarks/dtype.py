@@ -5,10 +5,11 @@ batched by orientation): fits once in float32 (blurred Kodak 1–5 against sharp
 transforms all 24 with the codec's ``dtype`` float32, bfloat16 and float16 and prints images
 per second and the PSNR of each output against the float32 output (target: bf16 ≥ 40 dB).
 
-Reduced precision is a CUDA feature (the codec refuses it on the CPU). ``--device cpu``
-lifts that refusal inside this script only, to measure the fidelity of the same arithmetic
-(bf16/fp16 storage, float32 accumulation in oneDNN's convolutions) where no GPU is lent;
-its images/s are then not meaningful (the CPU has no fast half-precision path).
+float16 is a CUDA feature (the codec refuses it on the CPU; bfloat16 runs there, natively on
+CPUs with AMX-BF16 or AVX-512 BF16, see ``benchmarks/cpu_speed.py``). ``--device cpu`` lifts
+that refusal inside this script only, to measure the fidelity of the same arithmetic (autocast:
+bf16/fp16 convolutions, float32 accumulation and normalisations) where no GPU is lent; its
+images/s then say nothing about a GPU.
 
     python benchmarks/dtype.py [--device cuda|cpu] [--repeats 3] [--dtypes float32 bfloat16 float16]
 """
@@ -21,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from dotrestore import DOT, Runtime, settings
+from dotrestore import DOT, Runtime
+from dotrestore.codecs import precision as codec_precision
 from dotrestore.data import read_image
 from dotrestore.data.degradations import gaussian_blur
 
@@ -44,7 +46,7 @@ def main() -> None:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("needs a CUDA device (or --device cpu for the fidelity alone)")
     if not args.device.startswith("cuda"):
-        settings.check_precision = lambda precision, where: None  # this script only: see the docstring
+        codec_precision.check_precision = lambda precision, where: None  # this script only: see the docstring
         print("CPU: reduced precision emulated for its fidelity; images/s are not meaningful")
     files = sorted(args.kodak.glob("*.png"))
     source = [gaussian_blur(read_image(f)[None], 1.5)[0] for f in files[:5]]

@@ -361,3 +361,63 @@ def test_experiment_help_lists_every_registered_restorer_and_degradation_and_the
             spec = name + (":" + ",".join(p.describe() for p in cls.params) if cls.params else "")
             assert " ".join(spec.split()).replace("- ", "-") in text, spec
     assert f"default: {','.join(settings.DEFAULT_VARIANTS)}, or whole alone with --lowpass-sigma 0" in text
+
+def test_report_says_which_precision_the_codec_ran_in(tiny_run):
+    out, _ = tiny_run
+    assert "precision float32 (the pixel codec has no network to run)" in (out / "report.md").read_text()
+    info = json.loads((out / "results.json").read_text())
+    assert "precision" in json.dumps(info)
+
+
+def test_variants_restore_and_read_each_image_once(clean_dir, tmp_path, monkeypatch):
+    """Three variants: every source and test image is restored once (not once per variant), and
+    every progress bar has a total and names its phase."""
+    from dotrestore import Runtime
+
+    bars, bar = [], Runtime.progress_bar
+    monkeypatch.setattr(Runtime, "progress_bar", lambda self, total, desc, unit="img": bars.append((total, desc))
+                        or bar(self, total, desc, unit))
+    restorer = tmp_path / "counting.py"
+    restorer.write_text(
+        "from pathlib import Path\n"
+        "import torch.nn.functional as F\n\n"
+        "def restore(y):\n"
+        "    with open(Path(__file__).with_suffix('.log'), 'a') as log:\n"
+        "        log.write('x\\n' * y.shape[0])\n"
+        "    return F.avg_pool2d(y, 3, 1, 1, count_include_pad=False)\n")
+    result = run(_config(clean_dir, tmp_path / "o", restorer=f"{restorer}:restore", variants=["detail", "whole", "mix2"],
+                         alphas=[0.0, 1.0], collages=0, workers=0))
+    calls = len(restorer.with_suffix(".log").read_text().splitlines())
+    counts = json.loads((tmp_path / "o" / "results.json").read_text())
+    counts = next(v for k, v in _walk(counts) if k == "counts")
+    assert calls == counts["source"] + counts["test"] == 6
+    assert {r["method"] for r in result.rows} >= {"dot-detail", "dot-whole", "dot-mix2"}
+    assert bars == [(3, "fitting detail, whole, mix2 · degrading, restoring + encoding source"),
+                    (3, "fitting detail, whole, mix2 · encoding target"),
+                    (3, "testing · restoring, transporting, measuring")]
+
+
+def _walk(tree):
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            yield k, v
+            yield from _walk(v)
+
+
+def test_variants_with_the_same_codec_input_share_one_encoding():
+    from dotrestore import DOT
+
+    g = torch.Generator().manual_seed(0)
+    source, target = torch.rand(2, 3, 24, 24, generator=g), torch.rand(2, 3, 24, 24, generator=g)
+    detail = DOT(codec="pixel", lowpass_sigma=2.0).fit(source, target)
+    mix = DOT(codec=detail.codec_, lowpass_sigma=2.0, mixture=2, max_patches=500).fit(source, target)
+    whole = DOT(codec=detail.codec_, lowpass_sigma=0.0).fit(source, target)
+    codec, calls = detail.codec_, []
+    encode = codec.encode
+    codec.encode = lambda x: calls.append(x.shape) or encode(x)
+    x = torch.rand(1, 3, 24, 24, generator=g)
+    latents: dict = {}
+    shared = [dict(d.iter_alphas(x, [0.0], latents=latents))[0.0] for d in (detail, mix, whole)]
+    assert len(calls) == 2  # one encoding of the detail image for two variants, one of x itself
+    for d, out in zip((detail, mix, whole), shared):
+        torch.testing.assert_close(out, dict(d.iter_alphas(x, [0.0]))[0.0])

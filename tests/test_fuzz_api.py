@@ -156,7 +156,7 @@ def test_identical_rows_are_measured_once():
 
     images = {("dot", i): torch.full((3, 16, 16), (i % 7) / 7) for i in range(120)}
     encoded = []
-    ev = evaluation.Evaluation(list(images), DOT(codec="pixel")._prepare(), [])
+    ev = evaluation.Evaluation(list(images), DOT(codec="pixel").prepare(), [])
     ev.encode = lambda pictures: encoded.extend(pictures) or [torch.zeros(1, 3, 16, 16) for _ in pictures]
     ev.update(0, "x", torch.full((3, 16, 16), 0.5), images, {})
     assert len(encoded) == 8  # the clean image and 7 distinct rows

@@ -48,7 +48,7 @@ def test_dot_and_runtime_check_through_the_table():
     with pytest.raises(SettingError, match="lowpass_sigma"):
         DOT(lowpass_sigma=float("nan"))
     with pytest.raises(SettingError, match="dtype"):
-        Runtime(device="cpu", dtype="bfloat16")  # reduced precision needs CUDA: said in one place
+        Runtime(device="cpu", dtype="float16")  # half precision needs CUDA: said in one place
     assert DOT(lowpass_sigma=None).lowpass_sigma == 0.0  # one spelling of "whole images"
     assert DOT().runtime == Runtime() and DOT(runtime={"batch_size": 2}).runtime.batch_size == 2
 

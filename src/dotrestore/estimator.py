@@ -40,23 +40,11 @@ from .ot.mixture import MixtureTransport, PatchReservoir
 from .ot.patches import extract_patches, transport_latent
 from .ot.tradeoff import blend, latent_alpha  # noqa: F401 (blend: part of this module's API)
 from .runtime import Runtime, parallel, pipeline
+from .runtime.fitting import encoding_key, partial_fit_together
 from .settings.values import check_alpha
-from .state import ROLES, FittedState, RoleState
+from .state import FITTED, ROLES, FittedState, RoleState
 
 logger = logging.getLogger(__name__)
-
-#: The fitted attributes, read from the typed state (``state_``) after every fit and load.
-#: name -> (getter, present even when None)
-FITTED = {
-    "mean_source_": (lambda s: s.source.mean, False), "cov_source_": (lambda s: s.source.cov, False),
-    "mean_target_": (lambda s: s.target.mean, False), "cov_target_": (lambda s: s.target.cov, False),
-    "operator_": (lambda s: s.operator, False), "noise_cov_": (lambda s: s.noise_cov, True),
-    "w2_squared_": (lambda s: s.w2_squared, True), "mixture_": (lambda s: s.mixture, True),
-    "n_source_images_": (lambda s: s.source.n_images, False), "n_target_images_": (lambda s: s.target.n_images, False),
-    "n_source_patches_": (lambda s: s.source.n_patches, False),
-    "n_target_patches_": (lambda s: s.target.n_patches, False),
-    "shrinkage_used_": (lambda s: {r: s.role(r).shrinkage_used for r in ROLES}, True),
-}
 
 
 class DOT:
@@ -145,6 +133,8 @@ class DOT:
         if "codec_" not in self.__dict__:
             self.codec_ = load_codec(self.codec, device=self.runtime.torch_device, **self.runtime.codec_options())
             self.codec_.configure(progress=self.runtime.progress and parallel.is_main())
+            if parallel.is_main():
+                logger.info("codec %s on %s in %s", self.codec_.id, self.codec_.device, self.codec_.precision)
             self.dim_ = self.codec_.latent_channels * self.patch_size**2
         if self.__dict__.get("state_") is None:
             self.state_ = FittedState()
@@ -177,7 +167,7 @@ class DOT:
                 self.__dict__[name] = value
         self._cache = None
 
-    def _encode(self, images: torch.Tensor) -> torch.Tensor:
+    def encode_batch(self, images: torch.Tensor) -> torch.Tensor:
         """Latents of (B, 3, H, W) images as DOT models them (of the detail images with a low-pass)."""
         codec = self.prepare()
         return codec.encode(detail.split(images.to(codec.device), self.lowpass_sigma, self.split)[0])
@@ -188,7 +178,7 @@ class DOT:
         With a low-pass these are the latents of the detail images x − L(x) + ½.
         """
         stream, _, _ = pipeline.image_batches(images, "images to encode", self.runtime)
-        return [z[None] for batch in stream for z in self._encode(batch.images)]
+        return [z[None] for batch in stream for z in self.encode_batch(batch.images)]
 
     # ------------------------------------------------------------------ fitting
     def fit(self, source_images=None, target_images=None) -> DOT:
@@ -206,7 +196,7 @@ class DOT:
         """Take the target's statistics from moments computed earlier (the bundled clean photographs)."""
         self.prepare()
         self.state_.target = RoleState(moments=moments, n_images=int(n_images))
-        return self._refit() or self
+        return self.refit() or self
 
     def partial_fit(self, images, role: str = "source") -> DOT:
         """Accumulate the latent patch statistics of ``images`` as ``role`` ("source" or "target").
@@ -223,36 +213,20 @@ class DOT:
         float64 sums of every process are added exactly (:meth:`~dotrestore.ot.moments.Moments.sync`).
         A bad file on any process stops every process with the message naming it.
         """
+        partial_fit_together([self], images, role)  # the engine, shared with fits of several DOTs at once
+        return self
+
+    def start_fit(self, role: str) -> Codec:
+        """Check ``role`` and the settings for fitting; load the codec. Returns it."""
         if role not in ROLES:
             raise SettingError("role", f"must be 'source' or 'target', got {role!r}")
-        self.prepare()
+        codec = self.prepare()
         if self.mixture > 1 and parallel.active():
             raise SettingError("mixture", "a mixture fits in one process only (EM needs the patches, not sums "
                                "that merge across processes): run without torchrun")
-        moments, count = gaussian.Moments(self.dim_), 0
+        return codec
 
-        def accumulate() -> None:
-            nonlocal count
-            stream, _, total = pipeline.image_batches(images, f"{role} images", self.runtime, shard=True)
-            with self.runtime.progress_bar(total, f"encoding {role}") as bar:
-                for batch in stream:
-                    for name, z in zip(batch.names, self._encode(batch.images)):
-                        patches = self._patches(z[None], name, batch.images.shape[-2:])
-                        moments.update(patches)
-                        if self.mixture > 1:  # EM needs the patches themselves
-                            self._reservoir(role).update(patches)
-                    count += len(batch)
-                    bar.update(len(batch))
-
-        parallel.run_checked(accumulate)
-        role_state = self.state_.role(role)
-        role_state.moments = role_state.moments or gaussian.Moments(self.dim_)
-        role_state.moments.merge(moments.sync(parallel))
-        role_state.n_images += int(parallel.all_reduce_sum(torch.tensor(float(count), dtype=torch.float64)))
-        self._refit()
-        return self
-
-    def _patches(self, z: torch.Tensor, name: str, size) -> torch.Tensor:
+    def latent_patches(self, z: torch.Tensor, name: str, size) -> torch.Tensor:
         patches = extract_patches(z, self.patch_size)
         if patches.shape[0] == 0:
             p = self.patch_size
@@ -266,7 +240,7 @@ class DOT:
         self._cache = None
         self._reservoirs = {}
 
-    def _reservoir(self, role: str) -> PatchReservoir:
+    def patch_reservoir(self, role: str) -> PatchReservoir:
         reservoirs = self.__dict__.setdefault("_reservoirs", {})
         if role not in reservoirs:
             if self.state_.mixture is not None and not reservoirs:
@@ -275,7 +249,7 @@ class DOT:
             reservoirs[role] = PatchReservoir(self.max_patches, seed=self.seed + ROLES.index(role))
         return reservoirs[role]
 
-    def _refit(self) -> None:
+    def refit(self) -> None:
         """The Gaussians and the map from the running moments (a few eigh of D×D)."""
         state = self.state_
         for role in ROLES:
@@ -344,7 +318,7 @@ class DOT:
                                 noise_sqrt=noise, noise_seed=self.seed)
 
     def iter_alphas(self, x: torch.Tensor, alphas: Sequence[float], interpolation: str = "pixel",
-                    z: torch.Tensor | None = None) -> Iterator[tuple[float, torch.Tensor]]:
+                    z: torch.Tensor | None = None, latents: dict | None = None) -> Iterator[tuple[float, torch.Tensor]]:
         """Yield (α, x̂α) one α at a time for restorations x (B, 3, H, W), clipped to [0, 1].
 
         pixel interpolation: x̂α = (1 − α)·D(T(E(x*))) + α·x* (α = 1 returns x* itself); latent
@@ -354,6 +328,8 @@ class DOT:
         when given (an evaluation needs E(x*) anyway). An α may be a per-pixel map, (H, W) or
         (B, 1, H, W) (:mod:`dotrestore.ot.tradeoff`); latent interpolation then blends the
         latents with the map averaged onto the latent grid.
+        ``latents``, a dict shared by several DOTs on the same x, keeps each distinct codec input's
+        latent (same codec and low-pass: :func:`~dotrestore.runtime.fitting.encoding_key`), so they encode it once.
         """
         self._check_fitted()
         x = check_images(x, "images", ndims=(4,), allow_empty=True)  # the check every entry point shares
@@ -367,7 +343,15 @@ class DOT:
             yield from ((a, x.clone()) for a in alphas)
             return
         encoded, low = detail.split(x, self.lowpass_sigma, self.split)
-        z = codec.encode(encoded) if z is None or low is not None else z.to(codec.device)
+        key = encoding_key(self)
+        if z is not None and low is None:
+            z = z.to(codec.device)
+        elif latents is not None and key in latents:
+            z = latents[key]
+        else:
+            z = codec.encode(encoded)
+        if latents is not None:
+            latents[key] = z
         del encoded  # a full-size image no longer needed
         size = tuple(x.shape[-2:])
         z_transported = self.transport(z)
@@ -400,7 +384,7 @@ class DOT:
         alpha = alpha if isinstance(alpha, torch.Tensor) and alpha.dim() > 0 else check_alpha(alpha, ())
         stream, kind, total = pipeline.image_batches(images, "images to transform", self.runtime, allow_empty=True)
         outputs: list[torch.Tensor] = []
-        with self.runtime.progress_bar(total, "transporting") as bar:
+        with self.runtime.progress_bar(total, "transforming · encoding, transporting, decoding") as bar:
             for batch in stream:
                 a = alpha[batch.positions] if per_image else alpha
                 outputs.extend(dict(self.iter_alphas(batch.images, [a], interpolation))[a])

@@ -264,4 +264,18 @@ def validate(meta, tensors: Mapping[str, torch.Tensor], path: str | Path | None)
     return dict(meta)
 
 
-__all__ = ["RoleState", "FittedState", "validate", "META_FIELDS", "TENSORS", "FORMAT", "FORMAT_VERSION", "ROLES"]
+#: The fitted attributes of :class:`~dotrestore.DOT`, read from the typed state (``state_``) after every fit and load.
+#: name -> (getter, present even when None)
+FITTED = {
+    "mean_source_": (lambda s: s.source.mean, False), "cov_source_": (lambda s: s.source.cov, False),
+    "mean_target_": (lambda s: s.target.mean, False), "cov_target_": (lambda s: s.target.cov, False),
+    "operator_": (lambda s: s.operator, False), "noise_cov_": (lambda s: s.noise_cov, True),
+    "w2_squared_": (lambda s: s.w2_squared, True), "mixture_": (lambda s: s.mixture, True),
+    "n_source_images_": (lambda s: s.source.n_images, False), "n_target_images_": (lambda s: s.target.n_images, False),
+    "n_source_patches_": (lambda s: s.source.n_patches, False),
+    "n_target_patches_": (lambda s: s.target.n_patches, False),
+    "shrinkage_used_": (lambda s: {r: s.role(r).shrinkage_used for r in ROLES}, True),
+}
+
+
+__all__ = ["RoleState", "FittedState", "validate", "META_FIELDS", "TENSORS", "FORMAT", "FORMAT_VERSION", "ROLES", "FITTED"]

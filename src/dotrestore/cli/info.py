@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from .. import settings
+from ..codecs.precision import Precision, resolve_precision
 from ..errors import printable
 from ..operator_file import read_operator_file
 from ..ot.split import describe
@@ -75,6 +77,9 @@ def summary(path, meta: dict, tensors: dict) -> str:
                          f"patches, shrinkage {used or 'none'}" + (bundled_note(meta, tensors) if role == "target" else ""))
     if meta.get("w2_squared") is not None:
         lines.append(f"  W2^2         {meta['w2_squared']:.6g} (latent Gaussians, source vs target)")
+    precision = (Precision("float32", "the pixel codec has no network") if meta["codec_id"] == "pixel"
+                 else resolve_precision(settings.default("dtype"), None))
+    lines.append(f"  precision    here the codec runs in {precision} (statistics float64, operator float32)")
     lines.append(f"  settings     eps {meta.get('eps', 'n/a')}, shrinkage {meta.get('shrinkage')}, "
                  f"stochastic {meta.get('stochastic', 'auto')}, seed {meta.get('seed', 0)}")
     return "\n".join(lines)

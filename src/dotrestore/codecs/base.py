@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import options, tiling
+from . import options, precision, tiling
 
 
 def weights_sha256(state_dicts: Mapping[str, Mapping[str, Tensor]]) -> str:
@@ -88,7 +89,8 @@ class Codec:
     clamps to [0, 1] and crops the top-left ``size`` back out, so
     ``decode(encode(x), size=x.shape[-2:])`` has the shape of ``x``. Both run under
     ``torch.inference_mode`` and return ordinary (non-inference) float32 tensors; the networks
-    compute in :attr:`dtype` (float32 unless set, bfloat16/float16 only on CUDA).
+    compute in :attr:`precision` (``dtype="auto"`` by default: bfloat16 autocast on CPUs with
+    native bf16, else float32; see :mod:`dotrestore.codecs.precision`).
 
     Big images are encoded and decoded in overlapping tiles whose seams are blended (see
     :mod:`dotrestore.codecs.tiling`): ``tile`` is ``"auto"`` (tile only images above
@@ -121,10 +123,12 @@ class Codec:
         self.id = self.family if sha256 is None else make_id(self.family, name, sha256)
         self.device = torch.device("cpu" if device is None else device)
         self.tile, self.tile_overlap, self.max_memory = "auto", None, None
-        self.dtype = torch.float32
+        self.requested_dtype = None
+        self.precision = precision.Precision("float32", "not configured yet")
         self.progress = True
         self._bytes_per_pixel: dict = {}
-        self.configure(tile=tile, tile_overlap=tile_overlap, dtype=dtype, max_memory=max_memory)
+        self.configure(tile=tile, tile_overlap=tile_overlap, dtype=precision.AUTO if dtype is None else dtype,
+                       max_memory=max_memory)
 
     # ---- what a family provides -------------------------------------------------------
     def _modules(self) -> Iterable[nn.Module]:
@@ -159,24 +163,69 @@ class Codec:
         if progress is not None:
             self.progress = bool(progress)
         if dtype is not None:
-            dtype = options.dtype(dtype)
-            if dtype != self.dtype:
-                options.check_precision(dtype, self.device)
-                self.dtype = dtype
-                self._bytes_per_pixel.clear()
-                self.to(self.device)
+            requested = options.dtype_name(dtype)
+            precision.check_precision(requested, self.device)
+            self.requested_dtype = requested
+            self._resolve_precision()
         return self
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The networks' compute precision (:attr:`precision` says which and why)."""
+        return self.precision.dtype
+
+    def _resolve_precision(self) -> None:
+        resolved = precision.resolve_precision(self.requested_dtype, self.device)
+        if self._modules_present():
+            self.precision = resolved
+        else:  # the pixel codec has no network: its "computation" stays exact in float32
+            self.precision = precision.Precision("float32", "the pixel codec has no network to run")
+        self._bytes_per_pixel.clear()
+
     def to(self, device: torch.device | str) -> Codec:
-        """Move the networks to ``device`` (in :attr:`dtype`); returns ``self``."""
+        """Move the networks to ``device`` (weights float32; :attr:`precision` re-resolved); returns ``self``."""
         device = torch.device(device)
-        dtype = getattr(self, "dtype", torch.float32)
-        options.check_precision(dtype, device)
+        if self.requested_dtype is not None:
+            precision.check_precision(self.requested_dtype, device)
         for module in self._modules():
-            # channels_last: oneDNN's convolutions are faster on CPU in this layout
-            module.to(device=device, dtype=dtype, memory_format=torch.channels_last)
+            # channels_last: oneDNN's convolutions (float32 and bf16) are faster on the CPU in this layout
+            # (weights are float32 from the families' constructors; autocast never casts them)
+            module.to(device=device, memory_format=torch.channels_last)
         self.device = device
+        if self.requested_dtype is not None:
+            self._resolve_precision()
         return self
+
+    @contextmanager
+    def statistics_precision(self):
+        """Within: float32 when the precision was ``auto`` (fits accumulate statistics from these
+        latents; bf16 autocast moved TAEF2's patch moments by 2-5 % relative on Kodak, so a fit's
+        encodes stay float32 and only applying runs in bf16). An explicit ``dtype`` is kept."""
+        saved = self.precision, dict(self._bytes_per_pixel)
+        if self.requested_dtype == precision.AUTO and self.precision.name != "float32":
+            self.precision = precision.Precision("float32", "--dtype auto: statistics are encoded in float32")
+            self._bytes_per_pixel.clear()
+        try:
+            yield self
+        finally:
+            self.precision, self._bytes_per_pixel = saved
+
+    def _modules_present(self) -> bool:
+        return any(True for _ in self._modules())
+
+    def _run(self, fn, x: Tensor) -> Tensor:
+        """``fn(x)`` in :attr:`precision`: reduced precision is autocast (weights stay float32, and
+        autocast keeps normalisations and reductions in float32)."""
+        if self.dtype == torch.float32:
+            return fn(x)
+        with torch.autocast(self.device.type, dtype=self.dtype):
+            return fn(x)
+
+    def _encode_in_precision(self, x: Tensor) -> Tensor:
+        return self._run(self._encode, x)
+
+    def _decode_in_precision(self, z: Tensor) -> Tensor:
+        return self._run(self._decode, z)
 
     def _tile_plan(self, height: int, width: int, role: str) -> tuple[int, int, int] | None:
         """(tile, overlap, context) in pixels, multiples of ``downscale``, for a padded image; None: untiled."""
@@ -207,16 +256,15 @@ class Codec:
         if role not in self._bytes_per_pixel:
             modules = list(self._modules())
             f, side = self.downscale, 16
-            element = torch.finfo(self.dtype).bits // 8
             if not modules:
-                largest = 3 * (side * f) ** 2
+                largest = 3 * (side * f) ** 2 * 4
             elif role == "encode":
-                probe = torch.zeros(1, 3, side * f, side * f, device=self.device, dtype=self.dtype)
-                largest = tiling.largest_activation(modules, self._layout(probe), self._encode)
+                probe = torch.zeros(1, 3, side * f, side * f, device=self.device)
+                largest = tiling.largest_activation(modules, self._layout(probe), self._encode_in_precision)
             else:
-                probe = torch.zeros(1, self.latent_channels, side, side, device=self.device, dtype=self.dtype)
-                largest = tiling.largest_activation(modules, self._layout(probe), self._decode)
-            self._bytes_per_pixel[role] = tiling.ACTIVATION_FACTOR * largest * element / (side * f) ** 2
+                probe = torch.zeros(1, self.latent_channels, side, side, device=self.device)
+                largest = tiling.largest_activation(modules, self._layout(probe), self._decode_in_precision)
+            self._bytes_per_pixel[role] = tiling.ACTIVATION_FACTOR * largest / (side * f) ** 2
         return self._bytes_per_pixel[role]
 
     def encode(self, images: Tensor) -> Tensor:
@@ -224,14 +272,14 @@ class Codec:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"encode expects images of shape (B, 3, H, W); got {tuple(images.shape)}")
         with torch.inference_mode():
-            x = pad_to_multiple(self._layout(images.to(self.device, self._input_dtype())), self.downscale)
+            x = pad_to_multiple(self._layout(images.to(self.device, torch.float32)), self.downscale)
             plan = self._tile_plan(*x.shape[-2:], "encode")
             if plan is None:
-                latents = self._encode(x)
+                latents = self._encode_in_precision(x)
             else:
                 f = self.downscale
                 latents = tiling.tiled_codec_apply(
-                    x, self._encode, self._modules(), plan[0], plan[1], 1 / f, f, self.latent_channels,
+                    x, self._encode_in_precision, self._modules(), plan[0], plan[1], 1 / f, f, self.latent_channels,
                     self._stat_pixels(plan, "encode"), progress=self.progress, desc="encoding tiles",
                     context=plan[2])
         # a clone outside inference mode is an ordinary tensor callers may modify in place
@@ -253,15 +301,15 @@ class Codec:
             if not (0 < size[0] <= full[0] and 0 < size[1] <= full[1]):
                 raise ValueError(f"decode size {size} does not fit the decoded size {full}")
         with torch.inference_mode():
-            z = self._layout(latents.to(self.device, self._input_dtype()))
+            z = self._layout(latents.to(self.device, torch.float32))
             plan = self._tile_plan(*full, "decode")
             if plan is None:
-                images = self._decode(z).clamp(0.0, 1.0)
+                images = self._decode_in_precision(z).float().clamp(0.0, 1.0)
             else:
                 f = self.downscale
                 # blended in float32 and clamped in place: one full-size image, no copies
                 images = tiling.tiled_codec_apply(
-                    z, self._decode, self._modules(), plan[0] // f, plan[1] // f, f, 1, 3,
+                    z, self._decode_in_precision, self._modules(), plan[0] // f, plan[1] // f, f, 1, 3,
                     self._stat_pixels(plan, "decode") // f**2, progress=self.progress, desc="decoding tiles",
                     context=plan[2] // f,
                 ).clamp_(0.0, 1.0)
@@ -269,13 +317,9 @@ class Codec:
                 images = images[..., : size[0], : size[1]]
         return images.float().clone(memory_format=torch.contiguous_format)
 
-    def _input_dtype(self) -> torch.dtype:
-        # the pixel codec has no network: its "computation" stays exact in float32
-        return self.dtype if any(True for _ in self._modules()) else torch.float32
-
     def _layout(self, x: Tensor) -> Tensor:
         """Inputs of the networks in channels_last, matching the weights (see :meth:`to`)."""
-        return x.contiguous(memory_format=torch.channels_last) if any(True for _ in self._modules()) else x
+        return x.contiguous(memory_format=torch.channels_last) if self._modules_present() else x
 
     def __repr__(self) -> str:
         return (

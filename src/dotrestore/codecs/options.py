@@ -44,6 +44,13 @@ def max_memory(value) -> int | None:
     raise SettingError("max_memory", f"must be a positive number of bytes, got {value!r}")
 
 
+def dtype_name(value) -> str:
+    """``"auto"`` or the name of a dtype of :data:`DTYPES` (given as itself or by name)."""
+    if value == "auto":
+        return "auto"
+    return str(dtype(value)).removeprefix("torch.")
+
+
 def dtype(value) -> torch.dtype:
     """A torch dtype of :data:`DTYPES` (given as itself or by name)."""
     if isinstance(value, str) and value in DTYPES:
@@ -51,16 +58,3 @@ def dtype(value) -> torch.dtype:
     if isinstance(value, torch.dtype) and value in DTYPES.values():
         return value
     raise SettingError("dtype", f"must be one of {', '.join(DTYPES)}, got {value!r}")
-
-
-def check_precision(precision: torch.dtype, where) -> None:
-    """SettingError (``dtype``) unless float32, or reduced precision on a CUDA device.
-
-    oneDNN's bf16/fp16 convolutions are slower than float32 on most CPUs, and half precision
-    there only loses accuracy: reduced precision is a GPU feature.
-    """
-    name = str(dtype(precision)).removeprefix("torch.")
-    kind = torch.device(where).type if where is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-    if name != "float32" and kind != "cuda":
-        raise SettingError("dtype", f"{name} needs a CUDA device (the codec would run on {where or kind}); "
-                           "on the CPU use float32")

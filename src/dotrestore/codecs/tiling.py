@@ -70,12 +70,16 @@ STAT_PASSES: float | None = 2.0
 
 # ---------------------------------------------------------------------- memory
 def largest_activation(modules: list[nn.Module], probe: Tensor, run: Callable[[Tensor], Tensor]) -> int:
-    """Elements of the largest tensor any leaf module outputs while ``run(probe)`` runs."""
-    largest = [probe.numel()]
+    """Bytes of the largest tensor any leaf module outputs while ``run(probe)`` runs.
+
+    Counted in the dtype each output really has, so a network run under bfloat16 autocast
+    (convolutions in bf16, normalisations in float32) is estimated as it runs.
+    """
+    largest = [probe.numel() * probe.element_size()]
 
     def hook(_module, _inputs, output):
         if isinstance(output, Tensor):
-            largest[0] = max(largest[0], output.numel())
+            largest[0] = max(largest[0], output.numel() * output.element_size())
 
     handles = [m.register_forward_hook(hook) for module in modules for m in module.modules()
                if next(m.children(), None) is None]

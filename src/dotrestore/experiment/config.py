@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from .. import settings
+from ..codecs.precision import check_precision
 from ..errors import InputError, SettingError
 from ..io.files import atomic_write, open_regular
 
@@ -160,7 +161,7 @@ class ExperimentConfig:
                 fail(name, f"{side} makes images of at least {side}x{side} = {side * side:,} pixels, over the "
                      f"limit of {self.max_pixels:,} (lower it, or raise --max-pixels)")
         try:
-            settings.check_precision(self.dtype, self.device)
+            check_precision(self.dtype, self.device)
         except SettingError as exc:
             fail("dtype", exc.problem)
         self.variants = self._checked_variants(fail)

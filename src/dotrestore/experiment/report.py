@@ -289,7 +289,7 @@ def _setup_section(config, info: dict) -> list[str]:
     tests = f"; test images: `{data['test_clean']}` ({counts['test_clean_images']} files)" if data["test_clean"] else ""
     lines = ["## Set-up", "",
              f"- Codec: `{codec['id']}` (spec `{codec['spec']}`, {codec['latent_channels']} latent channels, "
-             f"downscale {codec['downscale']}, device {codec['device']})",
+             f"downscale {codec['downscale']}, device {codec['device']}, precision {codec.get('precision', 'float32')})",
              f"- Operator: patch {op['patch_size']}×{op['patch_size']} (D = {op['dim']}), "
              f"{describe(op.get('lowpass_sigma'), op.get('split', 'gaussian'))}, "
              f"{op['n_source_patches']} source / {op['n_target_patches']} target patches, shrinkage "

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .. import data, metrics
 from .._version import __version__
@@ -153,7 +152,7 @@ def _run(config: ExperimentConfig, variants: list[Variant], plan: Plan, staging:
     t = time.perf_counter()
     tests = parallel.shard(list(range(len(plan.test))))
     test_sizes = _test_sizes(plan, config)
-    bar = tqdm(total=len(plan.test), desc="evaluating", unit="img", disable=not config.progress or not main)
+    bar = config.runtime().progress_bar(len(plan.test), "testing · restoring, transporting, measuring")
     with bar, pipeline.ImageWriter() as writer:
         for loaded in pipeline.batches(
                 [plan.test[i] for i in tests], _loaded_triple(plan, config), batch_size=config.batch_size,
@@ -163,7 +162,8 @@ def _run(config: ExperimentConfig, variants: list[Variant], plan: Plan, staging:
             x_star = batch["restored"].to(codec.device)
             z_star = codec.encode(x_star)
             # every variant transports the same x*; whole-image transport reuses E(x*)
-            outputs = {v: dict(dots[v].iter_alphas(x_star, alphas, z=z_star)) for v in variants}
+            latents: dict = {}  # variants with the same codec input share its encoding
+            outputs = {v: dict(dots[v].iter_alphas(x_star, alphas, z=z_star, latents=latents)) for v in variants}
             for j, pos in enumerate(positions):
                 index = tests[pos]
                 item = plan.test[index]
@@ -220,7 +220,7 @@ def _write(staging: Path, config, plan: Plan, variants, dots, codec, rows, per_i
     timings["total_s"] = time.perf_counter() - started
     info = {
         "codec": {"id": codec.id, "spec": codec.spec, "latent_channels": codec.latent_channels,
-                  "downscale": codec.downscale, "device": str(codec.device)},
+                  "downscale": codec.downscale, "device": str(codec.device), "precision": str(codec.precision)},
         "operator": _operator_info(dots[variants[0]], config),
         "variants": {v.method: {"operator": operator_name(v, v == variants[0]), **_operator_info(dots[v], config)}
                      for v in variants},

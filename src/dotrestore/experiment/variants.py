@@ -5,7 +5,9 @@
 - ``mixK``: detail transport with a K-component Gaussian mixture (``DOT(mixture=K)``).
 
 Each variant's rows have ``method = "dot-<variant>"``. Every variant is fitted by the one
-fitting job, :func:`dotrestore.tasks.fit.fit`, on streams of this process's share of the images.
+fitting job, :func:`dotrestore.tasks.fit.fit_together` (the engine :func:`dotrestore.runtime.fitting.partial_fit_together`,
+behind :meth:`DOT.partial_fit`) on one stream of this process's share of the images: each image is read,
+degraded and restored once for all variants.
 """
 
 from __future__ import annotations
@@ -57,16 +59,22 @@ def fit_variants(variants: list[Variant], config, codec, roles: dict) -> dict[Va
     """One fitted DOT per variant, from this process's share of each role's items.
 
     ``roles`` maps "source"/"target" to ``(items, load, name)``: ``load(item)`` gives the
-    (3, H, W) image, ``name(item)`` the file an error about it names. The codec is loaded once
-    and shared by every variant.
+    (3, H, W) image, ``name(item)`` the file an error about it names. Each role's images are
+    loaded (read, degraded, restored) once for all variants, and encoded once per distinct
+    codec input (:func:`dotrestore.runtime.fitting.partial_fit_together`); the codec is loaded once and
+    shared by every variant.
     """
     dots: dict[Variant, DOT] = {}
     for variant in variants:
         dot = dots[variant] = make_dot(variant, config, codec)
         codec = dot.prepare()
-        streams = {role: pipeline.batches(items, load, batch_size=config.batch_size, workers=config.workers, name=name)
-                   for role, (items, load, name) in roles.items()}
-        fitting.fit(dot, streams.get("source"), streams["target"])
+    names = ", ".join(v.name for v in variants)
+    making = "reading" if config.restored else "degrading, restoring"
+    what = {"source": f"fitting {names} · {making} + encoding source", "target": f"fitting {names} · encoding target"}
+    for role, (items, load, name) in roles.items():
+        stream = pipeline.batches(items, load, batch_size=config.batch_size, workers=config.workers, name=name)
+        fitting.fit_together(list(dots.values()), stream, role, total=len(items),
+                             desc=what.get(role, role))
     return dots
 
 

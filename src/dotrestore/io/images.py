@@ -26,6 +26,7 @@ from ..checks import RANGE_TOLERANCE
 from ..errors import InputError, SettingError
 from .files import atomic_write, open_regular
 from .outputs.folder import FileId
+from .pixels import SIXTEEN_BIT_MODES, NotFinite, OutOfRange, stored_bits, to_rgb_array  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,6 @@ Paths = PathLike | Iterable[PathLike]
 # EXIF orientations 5-8 swap width and height (transpose / rotate by 90 or 270 degrees).
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
-SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 #: Largest image (width × height, from the file header) read without ``max_pixels``: a
 #: 6000×4000 photograph passes; a small file declaring a huge canvas is refused before
@@ -223,35 +223,6 @@ def validate_images(paths: Paths, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
     return [record.size for record in check_images(list_images(paths, max_pixels, headers=False), max_pixels)]
 
 
-class _NotFinite(Exception):
-    """A float image holds NaN or ±inf (raised before any clip could hide it)."""
-
-
-class _OutOfRange(Exception):
-    """A float image's values (min, max) are outside [0, 1] beyond the tolerance."""
-
-
-def _to_rgb_array(image: Image.Image) -> np.ndarray:
-    """(H, W, 3) float32 in [0, 1]; alpha is dropped (not composited), 16-bit scaled by 65535."""
-    mode = image.mode
-    if mode == "RGB":
-        return np.asarray(image, dtype=np.uint8).astype(np.float32) / 255
-    if mode in SIXTEEN_BIT_MODES:
-        gray = np.asarray(image).astype(np.float32) / 65535
-    elif mode == "F":  # float images are taken as already in [0, 1]: checked before the clip hides inf
-        gray = np.asarray(image, dtype=np.float32)
-        if not np.isfinite(gray).all():
-            raise _NotFinite
-        if gray.size and (gray.min() < -RANGE_TOLERANCE or gray.max() > 1 + RANGE_TOLERANCE):
-            raise _OutOfRange(float(gray.min()), float(gray.max()))
-    elif mode in ("L", "LA", "La", "1"):
-        gray = np.asarray(image.convert("L"), dtype=np.uint8).astype(np.float32) / 255
-    else:  # RGBA, RGBa, P, PA, CMYK, YCbCr, LAB, HSV, ...: Pillow's conversion, alpha dropped
-        return np.asarray(image.convert("RGB"), dtype=np.uint8).astype(np.float32) / 255
-    gray = np.clip(gray, 0.0, 1.0)
-    return np.repeat(gray[:, :, None], 3, axis=2)
-
-
 def read_image(path: PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> torch.Tensor:
     """Read one image as a contiguous float32 tensor (3, H, W) in [0, 1].
 
@@ -267,17 +238,6 @@ def read_image(path: PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> t
     return image
 
 
-def _stored_bits(image: Image.Image) -> int:
-    """16 when the file's raw samples are 16-bit (``RGB;16B``, ``I;16B``, ...), else 8; from the
-    decoder's raw mode, which only an image not yet loaded still has."""
-    for tile in image.tile:
-        args = tile[3]
-        raw = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else ""
-        if isinstance(raw, str) and ";16" in raw:
-            return 16
-    return 8
-
-
 def read_image_and(path: PathLike, max_pixels: int | None, inspect: Callable[[Image.Image, int], object]):
     """``(read_image(path), inspect(picture, bits))``: ``picture`` the decoded, EXIF-oriented Pillow
     image, ``bits`` the bits per sample its file stored (16 for a 16-bit PNG that Pillow decodes to
@@ -289,16 +249,16 @@ def read_image_and(path: PathLike, max_pixels: int | None, inspect: Callable[[Im
     try:
         with open_image(path) as image:
             check_size(path, image, max_pixels)
-            bits = _stored_bits(image)
+            bits = stored_bits(image)
             image.load()
             image = ImageOps.exif_transpose(image)
-            array = _to_rgb_array(image)
+            array = to_rgb_array(image)
             if not np.isfinite(array).all():  # a float TIFF can hold NaN or inf
-                raise _NotFinite
+                raise NotFinite
             seen = inspect(image, bits)
-    except _NotFinite:
+    except NotFinite:
         raise InputError(path, "has NaN or infinite pixel values") from None
-    except _OutOfRange as exc:
+    except OutOfRange as exc:
         low, high = exc.args
         raise InputError(path, f"has values in [{low:.4g}, {high:.4g}]; expected a float image in [0, 1] "
                          f"(a tolerance of {RANGE_TOLERANCE:g} is clamped, nothing more)") from None

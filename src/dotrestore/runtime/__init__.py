@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from .. import settings
+from ..codecs import precision as codec_precision
 from .devices import local_device
 
 
@@ -26,8 +27,9 @@ class Runtime:
     """How to run: every field is a setting of :data:`dotrestore.settings.SETTINGS` (group "runtime").
 
     Values are checked (and made canonical) when the object is made; a bad one is a
-    :class:`~dotrestore.errors.SettingError` naming the field. Reduced precision needs a CUDA
-    device.
+    :class:`~dotrestore.errors.SettingError` naming the field. ``dtype="auto"`` (the default)
+    runs the codec in bfloat16 on CPUs that compute it natively and in float32 elsewhere
+    (:func:`dotrestore.codecs.precision.resolve_precision`); float16 needs a CUDA device.
 
     >>> Runtime(device="cpu", batch_size=4, max_pixels=None).batch_size
     4
@@ -46,7 +48,7 @@ class Runtime:
     def __post_init__(self) -> None:
         for f in fields(self):
             setattr(self, f.name, settings.check(f.name, getattr(self, f.name)))
-        settings.check_precision(self.dtype, self.device)
+        codec_precision.check_precision(self.dtype, self.device)
 
     @classmethod
     def coerce(cls, value: Runtime | dict | None) -> Runtime:
@@ -66,6 +68,10 @@ class Runtime:
     def torch_device(self) -> torch.device:
         """This process's device (under torchrun, ``cuda`` is ``cuda:LOCAL_RANK``)."""
         return local_device(self.device)
+
+    def precision(self) -> codec_precision.Precision:
+        """The codec precision this runtime gives on its device, and why."""
+        return codec_precision.resolve_precision(self.dtype, self.torch_device)
 
     def codec_options(self) -> dict:
         """What configures a codec: tiling, overlap, precision and memory budget."""

@@ -29,6 +29,7 @@ from ..ot.patches import WEIGHTINGS
 from ..ot.split import SPLITS
 from .values import (  # noqa: F401  (the parsers and constants are part of this module's API)
     ALPHA_LIMIT,
+    AUTO,
     DEFAULT_ALPHAS,
     DEFAULT_VARIANTS,
     DEMO_VARIANTS,
@@ -42,7 +43,6 @@ from .values import (  # noqa: F401  (the parsers and constants are part of this
     alphas,
     available_devices,
     boolean,
-    check_precision,
     choice,
     codec_spec,
     device,
@@ -153,8 +153,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     # ---- the runtime: where and how the work runs (not recorded in operator files)
     Setting("device", _R, None, device, "cpu, cuda, cuda:1, mps ... (default: cuda when available)",
             types=(str, torch.device, *_NONE)),
-    Setting("dtype", _R, "float32", dtype, "the codec's compute precision (bfloat16/float16 need a CUDA "
-            "device; statistics stay float64, the operator float32)", "float32|bfloat16|float16",
+    Setting("dtype", _R, "auto", dtype, "the codec's compute precision: auto = bfloat16 autocast on CPUs that "
+            "compute it natively (AMX-BF16, AVX-512 BF16), else float32; bfloat16 elsewhere is emulated (slow); "
+            "float16 needs CUDA. Statistics stay float64, the operator float32", "auto|float32|bfloat16|float16",
             types=(str, torch.dtype)),
     Setting("tile", _R, "auto", tile, "encode/decode big images in overlapping tiles of N pixels; auto tiles "
             "only images above 1024x1024 whose codec activations would exceed --max-memory", "auto|off|N",
@@ -254,5 +255,5 @@ METHOD = tuple(n for n in names(_M) if n != "codec")
 RUNTIME = names(_R)
 
 __all__ = ["SETTINGS", "Setting", "default", "check", "names", "METHOD", "RUNTIME", "MAX_PATCH_SIZE",
-           "MAX_MIXTURE", "STOCHASTIC", "INTERPOLATIONS", "DTYPES", "DEFAULT_ALPHAS", "ALPHA_LIMIT",
+           "MAX_MIXTURE", "STOCHASTIC", "INTERPOLATIONS", "DTYPES", "AUTO", "DEFAULT_ALPHAS", "ALPHA_LIMIT",
            "available_devices"]

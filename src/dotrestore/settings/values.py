@@ -24,6 +24,9 @@ MAX_PATCH_SIZE = 15
 MAX_MIXTURE = 64
 STOCHASTIC = ("auto", "never", "always")
 INTERPOLATIONS = ("pixel", "latent")
+#: ``--dtype auto``: the codec picks its precision per device (:mod:`dotrestore.codecs.precision`)
+AUTO = "auto"
+#: the codec's concrete compute precisions (the codecs' own table must match: tests/test_architecture.py)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEFAULT_ALPHAS = (-0.7, -0.5, -0.3, 0.0, 0.3, 0.5, 0.7, 1.0, 1.3, 1.5)
 
@@ -232,23 +235,10 @@ def tile(value) -> str | int:
 
 
 def dtype(value) -> str:
-    """The codec's compute precision, by name."""
+    """The codec's compute precision, by name: auto (the default; see :mod:`dotrestore.codecs.precision`) or a dtype."""
     if isinstance(value, torch.dtype):
         value = str(value).removeprefix("torch.")
-    return choice(DTYPES)("float32" if value is None else value)
-
-
-def check_precision(precision, where) -> None:
-    """SettingError (``dtype``) unless float32, or reduced precision on a CUDA device.
-
-    oneDNN's bf16/fp16 convolutions are slower than float32 on most CPUs, and half precision
-    there only loses accuracy: reduced precision is a GPU feature.
-    """
-    name = dtype(precision)
-    kind = torch.device(where).type if where is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-    if name != "float32" and kind != "cuda":
-        raise SettingError("dtype", f"{name} needs a CUDA device (the codec would run on {where or kind}); "
-                           "on the CPU use float32")
+    return choice((AUTO, *DTYPES))(AUTO if value is None else value)
 
 
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 1024, "m": 1e6, "mb": 1e6, "mib": 1024**2,
@@ -286,7 +276,7 @@ _RULES = ((lowpass_sigma, f"a number in [0, {MAX_SIGMA:g}] (pixels; 0 = whole im
           (optional_text, "a non-empty string"), (alpha, f"a finite number in [-{ALPHA_LIMIT:g}, {ALPHA_LIMIT:g}]"),
           (alphas, "a non-empty list of numbers"), (alpha_range, "two numbers LO,HI"),
           (device, "a device of this machine (cpu, cuda, cuda:N, mps)"),
-          (tile, "auto, off or a tile side of at least 16 pixels"), (dtype, "float32, bfloat16 or float16"),
+          (tile, "auto, off or a tile side of at least 16 pixels"), (dtype, "auto, float32, bfloat16 or float16"),
           (memory, "a size such as 8GB or 512MiB"), (codec_spec, "a codec spec or a Codec"),
           (variants, "a list of whole, detail, mix<K>"))
 for _parser, _rule in _RULES:

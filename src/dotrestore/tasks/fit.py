@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..operator_file import save_operator
 from ..runtime import parallel
+from ..runtime.fitting import partial_fit_together
 from ..runtime.frames import TrainingInputs
 
 logger = logging.getLogger("dotrestore")
@@ -61,6 +62,12 @@ def fit(dot, source, target, *, frame_step: int | None = None, progress: Progres
     return dot
 
 
+def fit_together(dots: list, images, role: str, *, total: int | None = None, desc: str | None = None) -> list:
+    """Accumulate ``role`` statistics of ``images`` into several DOTs at once (the experiment's
+    variants): each image is read once and encoded once per distinct codec input."""
+    return partial_fit_together(dots, images, role, total=total, desc=desc)
+
+
 def _restored(batches, restorer):
     """The same stream of :class:`~dotrestore.runtime.pipeline.Batch` with each batch's images restored."""
     for batch in batches:
@@ -95,4 +102,4 @@ def save(dot, output: Path, *, protected=(), overwrite: bool = False) -> Path:
     return Path(output)
 
 
-__all__ = ["Progress", "fit", "save"]
+__all__ = ["Progress", "fit", "fit_together", "save"]
