@@ -90,7 +90,7 @@ def test_activation_estimate_knows_the_dtype(dtype, element, native_bf16):
 
 
 def test_bf16_tiles_are_larger_under_one_budget(native_bf16):
-    sides = {d: load_codec("taef2", dtype=d, max_memory="512MiB")._tile_plan(4096, 4096, "decode")[0]
+    sides = {d: load_codec("taef2", dtype=d, max_memory=512 * 2**20)._tile_plan(4096, 4096, "decode")[0]
              for d in ("float32", "bfloat16")}
     assert sides["bfloat16"] > sides["float32"]
     assert sides["bfloat16"] == pytest.approx(sides["float32"] * 2**0.5, abs=tiling.AUTO_TILE_STEP)

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from dotrestore import DOT
 from dotrestore.errors import InputError
-from dotrestore.ot.split import EDGE_RANGE, GREY, guided_lowpass, local_range, lowpass, strong_edges
+from dotrestore.ot.split import EDGE_RANGE, GREY, clip_keeping_hue, guided_lowpass, keep_hue, local_range, lowpass, strong_edges
 
 
 def textured(n: int, size: int = 40, seed: int = 0) -> torch.Tensor:
@@ -94,7 +94,9 @@ def test_guided_split_formula():
     change = dot.codec_.decode(dot.transport(z), size=x.shape[-2:]) - GREY - (x - low)
     out = x + change - lowpass(change, 3.0)
     lo, hi = local_range(x, EDGE_RANGE)
-    expected = torch.where(strong_edges(x), out.clamp(lo, hi), out).clamp(0, 1)
+    clamped = torch.where(strong_edges(x), out.clamp(lo, hi), out)
+    # last, near-saturated pixels keep x's hue, and values beyond [0, 1] go towards their grey
+    expected = clip_keeping_hue(x + keep_hue(clamped - x, x))
     assert torch.allclose(dot.transform(x), expected, atol=1e-5)
 
 

@@ -143,7 +143,7 @@ def test_many_alphas_decode_once(fitted, monkeypatch):
 
 
 def test_long_alpha_sweeps_label_a_few_points():
-    from dotrestore.experiment.figures import MAX_ALPHA_LABELS, labelled
+    from dotrestore.experiment.curve import MAX_ALPHA_LABELS, labelled
 
     points = [{"alpha": round(-1 + i / 1000, 6)} for i in range(3001)]
     shown = [p["alpha"] for p in labelled(points)]

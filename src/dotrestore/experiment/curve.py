@@ -130,6 +130,20 @@ def place_labels(ax, points: list[tuple[float, float, str, str]], fontsize: floa
     return labels
 
 
+#: At most this many α are written beside a curve: more cannot be read, and each label costs text layout.
+MAX_ALPHA_LABELS = 12
+
+
+def labelled(points: list[dict], most: int = MAX_ALPHA_LABELS) -> list[dict]:
+    """The points of a curve (sorted by α) whose α is written: all of a short curve; of a long one
+    the ends, α = 0 and α = 1, and evenly spaced others, ``most`` in all."""
+    if len(points) <= most:
+        return points
+    keep = {round(i * (len(points) - 1) / (most - 1)) for i in range(most - 2)} | {len(points) - 1}
+    keep |= {i for i, r in enumerate(points) if r["alpha"] in (0.0, 1.0)}
+    return [points[i] for i in sorted(keep)]
+
+
 def draw_panel(ax, rows: list[dict], key: str, small: bool = False) -> list[tuple[float, float, str, str]]:
     """One panel: every DOT variant's curve against MSE, x*, the lowest-MSE rings and y.
 
@@ -167,7 +181,7 @@ def draw_panel(ax, rows: list[dict], key: str, small: bool = False) -> list[tupl
     if small:
         return []
     return [(r["mse"], r[key], f"{r['alpha']:g}", colour)
-            for colour, dot in zip(COLOURS, curves.values(), strict=False) for r in dot if r["alpha"] != 1.0]
+            for colour, dot in zip(COLOURS, curves.values(), strict=False) for r in labelled(dot) if r["alpha"] != 1.0]
 
 
 def pd_curve(rows: list[dict], stem: Path, panels=("latent_fd", "patch_fd")) -> list[Path]:
@@ -206,4 +220,4 @@ def pd_curve(rows: list[dict], stem: Path, panels=("latent_fd", "patch_fd")) -> 
     return paths
 
 
-__all__ = ["pd_curve", "draw_panel", "place_labels", "is_dot", "lowest_mse_alpha"]
+__all__ = ["pd_curve", "draw_panel", "place_labels", "is_dot", "lowest_mse_alpha", "labelled", "MAX_ALPHA_LABELS"]

@@ -19,6 +19,8 @@ import torch
 from torch import Tensor
 
 from ..codecs import tiling
+from ..codecs.options import DTYPES as _DTYPES
+from ..codecs.precision import resolve_precision
 from ..errors import InputError
 from ..io.images import resize_image
 from .model_file import load_model_file
@@ -31,7 +33,6 @@ TILE_OVERLAP = 16
 #: smallest tile side chosen automatically (input pixels)
 MIN_TILE = 64
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class ModelRestorer:
@@ -64,6 +65,8 @@ class ModelRestorer:
         if device is not None:
             self.device = torch.device(device)
         if dtype is not None:
+            if dtype == "auto":  # the codec's choice on this device (bf16 only where it is native)
+                dtype = resolve_precision(dtype, self.device).name
             wanted = _DTYPES[dtype]
             supported = {torch.float16: self.model.supports_half, torch.bfloat16: self.model.supports_bfloat16}
             if not supported.get(wanted, True):
