@@ -32,6 +32,8 @@ def _command(*argv, env=None, code: str | None = None, timeout: float = 120) -> 
 #: Ctrl-C arriving while torch loads (the first import of it), the command's entry point running
 INTERRUPT_WHILE_LOADING = """
 import builtins, os, signal, sys
+# as in a terminal: the test runner that started us may have left SIGINT ignored (inherited)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 real = builtins.__import__
 def interrupting(name, *args, **kwargs):
     if name == "torch" or name.startswith("torch."):
