@@ -141,12 +141,7 @@ def image_writer(img: torch.Tensor, path: str | os.PathLike,
     if suffix not in OUTPUT_FORMATS:
         raise InputError(path, f"no image format writes {suffix or 'files without an extension'}: use one of "
                          f"{', '.join(OUTPUT_FORMATS)}")
-    if img.dim() == 4 and img.shape[0] == 1:
-        img = img[0]
-    if img.dim() != 3 or img.shape[0] != 3:
-        raise InputError(path, f"expected a (3, H, W) image tensor, got shape {tuple(img.shape)}")
-    if not bool(torch.isfinite(img).all()):
-        raise InputError(path, "image has non-finite values (NaN or inf); refusing to save")
+    img = images.checked_rgb(img, path)
     fmt, options, allowed = OUTPUT_FORMATS[suffix]
     picture = _picture(img, source, allowed, path)
     return lambda handle: picture.save(handle, format=fmt, **options)

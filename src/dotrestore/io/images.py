@@ -336,6 +336,18 @@ def quantize(img: torch.Tensor) -> torch.Tensor:
     return (_to_uint8(img) / 255).to(torch.float32)
 
 
+def checked_rgb(img: torch.Tensor, path: PathLike) -> torch.Tensor:
+    """``img`` as (3, H, W) (a batch of one is unwrapped); InputError naming ``path`` for another
+    shape or non-finite values: nothing is written from them."""
+    if img.dim() == 4 and img.shape[0] == 1:
+        img = img[0]
+    if img.dim() != 3 or img.shape[0] != 3:
+        raise InputError(path, f"expected a (3, H, W) image tensor, got shape {tuple(img.shape)}")
+    if not bool(torch.isfinite(img).all()):
+        raise InputError(path, "image has non-finite values (NaN or inf); refusing to save")
+    return img
+
+
 def png_writer(img: torch.Tensor, path: PathLike) -> Callable[[BinaryIO], None]:
     """Check (3, H, W) ``img`` and quantize it (:func:`quantize`); returns ``write(handle)`` writing its PNG.
 
@@ -344,12 +356,7 @@ def png_writer(img: torch.Tensor, path: PathLike) -> Callable[[BinaryIO], None]:
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise InputError(path, "save_image writes PNG files: use a .png extension")
-    if img.dim() == 4 and img.shape[0] == 1:
-        img = img[0]
-    if img.dim() != 3 or img.shape[0] != 3:
-        raise InputError(path, f"expected a (3, H, W) image tensor, got shape {tuple(img.shape)}")
-    if not bool(torch.isfinite(img).all()):
-        raise InputError(path, "image has non-finite values (NaN or inf); refusing to save")
+    img = checked_rgb(img, path)
     array = _to_uint8(img).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     picture = Image.fromarray(np.ascontiguousarray(array), "RGB")
     return lambda handle: picture.save(handle, format="PNG")
@@ -400,5 +407,5 @@ def pair_by_stem(restored: Sequence[PathLike], clean: Sequence[PathLike]) -> lis
 __all__ = [
     "DEFAULT_MAX_PIXELS", "check_max_pixels", "image_extensions", "list_images", "validate_images", "header_size",
     "ImageFile", "check_image", "check_images", "read_image", "read_image_and", "load_images",
-    "resize_image", "center_crop", "quantize", "png_writer", "save_image", "pair_by_stem",
+    "resize_image", "center_crop", "quantize", "checked_rgb", "png_writer", "save_image", "pair_by_stem",
 ]
