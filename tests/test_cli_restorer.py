@@ -49,6 +49,11 @@ def test_fit_and_apply_with_a_model_file(tmp_path):
     clean = write_images(tmp_path / "clean", 3, seed=1, size=(48, 56))
     op, out = _fit_and_apply(tmp_path, model, lq, clean)
     _check_outputs(model, lq, out, 2)
+    # one degraded image into one file of another format: x* = model(y) at α = 1, written as asked
+    one = sorted(lq.glob("*.png"))[0]
+    assert main(["apply", str(op), str(one), "--restorer", str(model), "-o", str(tmp_path / "one.tif"), "--alpha", "1",
+                 "--device", "cpu", "--no-progress"]) == 0
+    assert np.abs(_levels(tmp_path / "one.tif") - _levels(out / "alpha_1" / one.name)).max() == 0
 
 
 def test_restorer_needs_source_and_refuses_a_bad_file(tmp_path, capsys):

@@ -179,8 +179,9 @@ def write_outputs(dot, plan: OutputPlan, *, interpolation: str = "pixel", operat
                                                     f"{batch.names[0]}: its statistics are unusable")
                         for j, k in enumerate(batch.positions):
                             writer.submit(result[j], plan.targets[a][mine[k]], staged.write,
-                                          encode=None if restorer is not None  # x* has the model's size
-                                          else image_formats.kept_writer(batch.data["source"][j]))
+                                          # with a restorer x* has the model's size: nothing of y's to keep
+                                          encode=image_formats.kept_writer(
+                                              None if restorer is not None else batch.data["source"][j]))
                         del result
                 except ImageTooSmallError as exc:  # zero-shot statistics of this very image
                     raise ImageTooSmallError(batch.names[0], exc.problem) from None
