@@ -69,3 +69,13 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
     err = capsys.readouterr().err
     assert "Traceback" not in err
     return code, err
+
+
+def pixel_operator(root: Path) -> Path:
+    """An operator fitted with the pixel codec on 3 + 3 textured images, written in ``root``."""
+    from dotrestore.cli import main
+
+    src, tgt = write_images(root / "restored", 3, seed=0), write_images(root / "clean", 3, seed=1)
+    path = root / "op.safetensors"
+    assert main(["fit", "--source", str(src), "--target", str(tgt), "--vae", "pixel", "-o", str(path)]) == 0
+    return path

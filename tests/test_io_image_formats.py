@@ -13,18 +13,12 @@ from PIL import Image
 
 from dotrestore.io import image_formats
 
-from support import run_cli, write_images
+from support import pixel_operator, run_cli
 
 
 @pytest.fixture(scope="module")
 def op(tmp_path_factory):
-    from dotrestore.cli import main
-
-    root = tmp_path_factory.mktemp("op")
-    src, tgt = write_images(root / "restored", 3, seed=0), write_images(root / "clean", 3, seed=1)
-    path = root / "op.safetensors"
-    assert main(["fit", "--source", str(src), "--target", str(tgt), "--vae", "pixel", "-o", str(path)]) == 0
-    return path
+    return pixel_operator(tmp_path_factory.mktemp("op"))
 
 
 def apply(capsys, op, image, out, alpha="0", said=None):

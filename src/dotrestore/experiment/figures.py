@@ -36,18 +36,20 @@ def _to_pil(img: torch.Tensor, height: int) -> Image.Image:
     return pil
 
 
-def _strip(pictures: list[tuple[Image.Image, str, str]], font, has_greek: bool) -> Image.Image:
-    """Pictures side by side, each with a title and a caption below it."""
-    gap = 4
+def _strip(pictures: list[tuple[Image.Image, str, str]], font, has_greek: bool, *, small=None, gap: int = 4,
+           caption_h: int = _CAPTION_H, margin: int = 4, rows: tuple[int, int] = (3, 20)) -> Image.Image:
+    """Pictures side by side, each with a title and a caption (in ``small``, default ``font``) below
+    it, ``rows`` pixels under the pictures, ``margin`` from each picture's left edge."""
     height = max(p.height for p, _, _ in pictures)
     width = sum(p.width for p, _, _ in pictures) + gap * (len(pictures) - 1)
-    canvas = Image.new("RGB", (width, height + _CAPTION_H), "white")
+    canvas = Image.new("RGB", (width, height + caption_h), "white")
     draw = ImageDraw.Draw(canvas)
     x = 0
     for pic, title, caption in pictures:
         canvas.paste(pic, (x, 0))
-        draw.text((x + 4, height + 3), title if has_greek else title.replace("α", "alpha"), fill="black", font=font)
-        draw.text((x + 4, height + 20), caption, fill=(60, 60, 60), font=font)
+        draw.text((x + margin, height + rows[0]), title if has_greek else title.replace("α", "alpha"), fill="black",
+                  font=font)
+        draw.text((x + margin, height + rows[1]), caption, fill=(60, 60, 60), font=small or font)
         x += pic.width + gap
     return canvas
 
@@ -174,16 +176,7 @@ def before_after(item: dict, folder: Path, name: str, method: str, alpha: float)
         region = img[:, top:top + side, left:left + side]
         pil = _to_pil(region, region.shape[-2])
         crops.append((pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST), title, caption))
-    width = sum(p.width for p, _, _ in crops) + gap * (len(crops) - 1)
-    height = max(p.height for p, _, _ in crops)
-    canvas = Image.new("RGB", (width, height + caption_h), "white")
-    draw = ImageDraw.Draw(canvas)
-    x = 0
-    for pic, title, caption in crops:
-        canvas.paste(pic, (x, 0))
-        draw.text((x + 6, height + 4), title if has_greek else title.replace("α", "alpha"), fill="black", font=font)
-        draw.text((x + 6, height + 30), caption, fill=(60, 60, 60), font=small)
-        x += pic.width + gap
+    canvas = _strip(crops, font, has_greek, small=small, gap=gap, caption_h=caption_h, margin=6, rows=(4, 30))
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / name, lambda handle: canvas.save(handle, format="PNG"))  # a full disk names the file
     return {"path": name, "stem": item["stem"], "method": method, "alpha": alpha, "top": top, "left": left,
