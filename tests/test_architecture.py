@@ -127,7 +127,8 @@ def test_the_product_never_says_how_it_was_made():
 
 #: Where the settings table is used: the entry points (command line, config files, operator
 #: files, the explorer, the Python constructors) and the table itself. Below them values are typed.
-SETTINGS_USERS = {"settings", "cli", "serve", "experiment", "estimator", "operator_file", "state", "runtime", "tasks"}
+SETTINGS_USERS = {"settings", "cli", "serve", "experiment", "estimator", "params", "operator_file", "state", "runtime",
+                  "tasks"}
 
 
 def test_settings_are_read_at_the_entry_points_only():

@@ -49,8 +49,9 @@ def test_dot_and_runtime_check_through_the_table():
         DOT(lowpass_sigma=float("nan"))
     with pytest.raises(SettingError, match="dtype"):
         Runtime(device="cpu", dtype="float16")  # half precision needs CUDA: said in one place
-    assert DOT(lowpass_sigma=None).lowpass_sigma == 0.0  # one spelling of "whole images"
-    assert DOT().runtime == Runtime() and DOT(runtime={"batch_size": 2}).runtime.batch_size == 2
+    whole = DOT(lowpass_sigma=None)
+    assert whole.lowpass_sigma is None and whole.resolved.lowpass_sigma == 0.0  # one spelling of "whole images"
+    assert DOT().resolved.runtime == Runtime() and DOT(runtime={"batch_size": 2}).resolved.runtime.batch_size == 2
 
 
 def test_operator_file_schema_accepts_what_dot_accepts():

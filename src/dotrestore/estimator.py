@@ -16,8 +16,9 @@ By default only the fine scales are transported (``lowpass_sigma``, ``split``; s
 restorer's own colours and layout are kept. ``lowpass_sigma=0`` transports whole images,
 exactly as in the paper.
 
-Conventions follow scikit-learn: the constructor stores (checked) parameters, ``fit`` /
-``partial_fit`` learn attributes with a trailing underscore, ``transform`` never refits.
+Conventions follow scikit-learn: the constructor checks its parameters and stores them as given
+(``resolved`` holds their canonical values), ``fit`` / ``partial_fit`` learn attributes with a
+trailing underscore, ``transform`` never refits.
 Where and how the work runs (device, precision, tiling, batching, workers, the input size
 limit, progress bars) is one :class:`~dotrestore.runtime.Runtime`, not part of the method.
 """
@@ -39,6 +40,7 @@ from .ot import split as detail
 from .ot.mixture import MixtureTransport, PatchReservoir
 from .ot.patches import extract_patches, transport_latent
 from .ot.tradeoff import blend, latent_alpha  # noqa: F401 (blend: part of this module's API)
+from .params import PARAMS, Resolved, resolve
 from .runtime import Runtime, parallel, pipeline
 from .runtime.fitting import encoding_key, partial_fit_together
 from .settings.values import check_alpha
@@ -111,31 +113,34 @@ class DOT:
         seed: int = settings.default("seed"),
         runtime: Runtime | dict | None = None,
     ):
-        given = dict(codec=codec, patch_size=patch_size, lowpass_sigma=lowpass_sigma, split=split,
-                     weighting=weighting, shrinkage=shrinkage, eps=eps, stochastic=stochastic,
-                     zero_shot=zero_shot, mixture=mixture, max_patches=max_patches, seed=seed)
-        for name, value in given.items():
-            setattr(self, name, settings.check(name, value))
-        if self.mixture > 1 and self.zero_shot:
-            raise SettingError("mixture", "a mixture needs fitted source statistics: it cannot be zero-shot")
-        if self.max_patches < 2 * self.mixture:
-            raise SettingError("max_patches", f"must be at least 2 * mixture = {2 * self.mixture}, "
-                               f"got {self.max_patches}")
-        self.runtime = Runtime.coerce(runtime)
+        # stored as given, never rewritten (scikit-learn's convention): the method reads ``resolved``
+        self.codec, self.patch_size, self.lowpass_sigma, self.split = codec, patch_size, lowpass_sigma, split
+        self.weighting, self.shrinkage, self.eps, self.stochastic = weighting, shrinkage, eps, stochastic
+        self.zero_shot, self.mixture, self.max_patches, self.seed, self.runtime = zero_shot, mixture, max_patches, seed, runtime
+        self.resolved  # noqa: B018 (checks every parameter now: a bad value fails here, naming it)
 
     def get_params(self) -> dict:
         """The method's settings (and the runtime), as given to the constructor."""
-        return {name: getattr(self, name) for name in ("codec", *settings.METHOD, "runtime")}
+        return {name: getattr(self, name) for name in PARAMS}
+
+    @property
+    def resolved(self) -> Resolved:
+        """The canonical values of the parameters (:mod:`dotrestore.params`), made again when one is changed."""
+        given, cached = self.get_params(), self.__dict__.get("_resolved")
+        if cached is None or any(given[name] is not cached[0][name] for name in PARAMS):
+            self._resolved = (given, resolve(given, Runtime.coerce(given["runtime"])))
+        return self._resolved[1]
 
     # ------------------------------------------------------------------ codec and state
     def prepare(self) -> Codec:
         """Load the codec once (on the runtime's device, configured by it), start the state; the codec."""
         if "codec_" not in self.__dict__:
-            self.codec_ = load_codec(self.codec, device=self.runtime.torch_device, **self.runtime.codec_options())
-            self.codec_.configure(progress=self.runtime.progress and parallel.is_main())
+            run = self.resolved.runtime
+            self.codec_ = load_codec(self.resolved.codec, device=run.torch_device, **run.codec_options())
+            self.codec_.configure(progress=run.progress and parallel.is_main())
             if parallel.is_main():
                 logger.info("codec %s on %s in %s", self.codec_.id, self.codec_.device, self.codec_.precision)
-            self.dim_ = self.codec_.latent_channels * self.patch_size**2
+            self.dim_ = self.codec_.latent_channels * self.resolved.patch_size**2
         if self.__dict__.get("state_") is None:
             self.state_ = FittedState()
         return self.codec_
@@ -153,7 +158,7 @@ class DOT:
 
     def set_fitted(self, codec: Codec, state: FittedState) -> DOT:
         """Take a fitted ``state`` (e.g. an operator file's) whose statistics live in ``codec``'s latents."""
-        self.codec_, self.dim_, self.state_ = codec, codec.latent_channels * self.patch_size**2, state
+        self.codec_, self.dim_, self.state_ = codec, codec.latent_channels * self.resolved.patch_size**2, state
         self._publish()
         return self
 
@@ -170,21 +175,21 @@ class DOT:
     def encode_batch(self, images: torch.Tensor) -> torch.Tensor:
         """Latents of (B, 3, H, W) images as DOT models them (of the detail images with a low-pass)."""
         codec = self.prepare()
-        return codec.encode(detail.split(images.to(codec.device), self.lowpass_sigma, self.split)[0])
+        return codec.encode(detail.split(images.to(codec.device), self.resolved.lowpass_sigma, self.resolved.split)[0])
 
     def encode(self, images) -> list[torch.Tensor]:
         """Latents (1, C, h, w) of each image as DOT models them, on the runtime's device.
 
         With a low-pass these are the latents of the detail images x − L(x) + ½.
         """
-        stream, _, _ = pipeline.image_batches(images, "images to encode", self.runtime)
+        stream, _, _ = pipeline.image_batches(images, "images to encode", self.resolved.runtime)
         return [z[None] for batch in stream for z in self.encode_batch(batch.images)]
 
     # ------------------------------------------------------------------ fitting
     def fit(self, source_images=None, target_images=None) -> DOT:
         """Fit from scratch: source = restorations x*, target = clean images (unpaired)."""
         self._clear_fitted()
-        if not self.zero_shot and source_images is None:
+        if not self.resolved.zero_shot and source_images is None:
             raise InputError("source images", "fit needs the restorations (source); or use zero_shot=True")
         if target_images is None:
             raise InputError("target images", "fit needs clean photographs (target)")
@@ -221,18 +226,10 @@ class DOT:
         if role not in ROLES:
             raise SettingError("role", f"must be 'source' or 'target', got {role!r}")
         codec = self.prepare()
-        if self.mixture > 1 and parallel.active():
+        if self.resolved.mixture > 1 and parallel.active():
             raise SettingError("mixture", "a mixture fits in one process only (EM needs the patches, not sums "
                                "that merge across processes): run without torchrun")
         return codec
-
-    def latent_patches(self, z: torch.Tensor, name: str, size) -> torch.Tensor:
-        patches = extract_patches(z, self.patch_size)
-        if patches.shape[0] == 0:
-            p = self.patch_size
-            raise ImageTooSmallError(name, f"image is {size[0]}x{size[1]} pixels, too small for one {p}x{p} "
-                                     f"latent patch (its latent is {z.shape[-2]}x{z.shape[-1]})")
-        return patches
 
     def _clear_fitted(self) -> None:
         for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("_") and n not in ("codec_", "dim_")]:
@@ -246,38 +243,38 @@ class DOT:
             if self.state_.mixture is not None and not reservoirs:
                 raise InputError("operator", "a mixture operator loaded from a file does not store the patch "
                                  "reservoirs EM needs: fit it again from the images to add more")
-            reservoirs[role] = PatchReservoir(self.max_patches, seed=self.seed + ROLES.index(role))
+            reservoirs[role] = PatchReservoir(self.resolved.max_patches, seed=self.resolved.seed + ROLES.index(role))
         return reservoirs[role]
 
     def refit(self) -> None:
         """The Gaussians and the map from the running moments (a few eigh of D×D)."""
         state = self.state_
         for role in ROLES:
-            state.role(role).refit(self.shrinkage)
+            state.role(role).refit(self.resolved.shrinkage)
         source, target = state.source, state.target
-        if not self.zero_shot and source.cov is not None and target.cov is not None:
+        if not self.resolved.zero_shot and source.cov is not None and target.cov is not None:
             state.operator, state.noise_cov = self._map(source.cov, target.cov)
             reservoirs = self.__dict__.get("_reservoirs", {})
-            if self.mixture > 1 and all(r in reservoirs for r in ROLES):
-                samples = [reservoirs[r].samples.to(self.runtime.torch_device) for r in ROLES]
+            if self.resolved.mixture > 1 and all(r in reservoirs for r in ROLES):
+                samples = [reservoirs[r].samples.to(self.resolved.runtime.torch_device) for r in ROLES]
                 state.mixture = MixtureTransport.fit(
-                    *samples, self.mixture, max_samples=self.max_patches,
-                    shrinkage="oas" if self.shrinkage is None else self.shrinkage, seed=self.seed)
+                    *samples, self.resolved.mixture, max_samples=self.resolved.max_patches,
+                    shrinkage="oas" if self.resolved.shrinkage is None else self.resolved.shrinkage, seed=self.resolved.seed)
             state.w2_squared = float(gaussian.w2_squared(source.mean, source.cov, target.mean, target.cov))
         self._publish()
 
     def _map(self, cov_source: torch.Tensor, cov_target: torch.Tensor):
         """Operator and (for a singular Σs) the covariance of the per-patch noise, eq. 17 / 19."""
-        singular = gaussian.is_singular(cov_source, self.eps)
-        if self.stochastic == "always" or (self.stochastic == "auto" and singular):
-            return gaussian.stochastic_transport_map(cov_source, cov_target, eps=self.eps)
-        return gaussian.transport_map(cov_source, cov_target, eps=self.eps), None
+        singular = gaussian.is_singular(cov_source, self.resolved.eps)
+        if self.resolved.stochastic == "always" or (self.resolved.stochastic == "auto" and singular):
+            return gaussian.stochastic_transport_map(cov_source, cov_target, eps=self.resolved.eps)
+        return gaussian.transport_map(cov_source, cov_target, eps=self.resolved.eps), None
 
     def _check_fitted(self) -> None:
         state = self.__dict__.get("state_")
-        ready = state is not None and (state.target.mean is not None if self.zero_shot else state.operator is not None)
-        if not ready or (self.mixture > 1 and state.mixture is None):
-            what = "target" if self.zero_shot else "source and target"
+        ready = state is not None and (state.target.mean is not None if self.resolved.zero_shot else state.operator is not None)
+        if not ready or (self.resolved.mixture > 1 and state.mixture is None):
+            what = "target" if self.resolved.zero_shot else "source and target"
             raise NotFittedError(f"This DOT has no {what} statistics yet: call fit(source, target) or "
                                  "partial_fit(images, role=...) first, or DOT.load(operator_file).")
 
@@ -299,14 +296,15 @@ class DOT:
         batch, on any process and in every frame of a video, so a static scene stays static.
         """
         self._check_fitted()
-        if self.mixture > 1:
-            return self.mixture_.transport(z, self.patch_size, self.weighting)
-        if self.zero_shot:
-            moments = gaussian.Moments(self.dim_).update(extract_patches(z, self.patch_size))
+        if self.resolved.mixture > 1:
+            return self.mixture_.transport(z, self.resolved.patch_size, self.resolved.weighting)
+        if self.resolved.zero_shot:
+            p = self.resolved.patch_size
+            moments = gaussian.Moments(self.dim_).update(extract_patches(z, p))
             if float(moments.count) < 2:
                 raise ImageTooSmallError("image", f"too small for zero-shot transport: its {z.shape[-2]}x"
-                                         f"{z.shape[-1]} latent has fewer than 2 {self.patch_size}x{self.patch_size} patches")
-            cov, _ = gaussian.shrink_covariance(moments.covariance, int(moments.count), self.shrinkage)
+                                         f"{z.shape[-1]} latent has fewer than 2 {p}x{p} patches")
+            cov, _ = gaussian.shrink_covariance(moments.covariance, int(moments.count), self.resolved.shrinkage)
             operator, noise_cov = self._map(cov, self.cov_target_)
             noise = None if noise_cov is None else gaussian.sqrtm_psd(noise_cov)
             args = [None if t is None else t.to(z.device, torch.float32)
@@ -314,8 +312,8 @@ class DOT:
         else:
             args = self._operator_on_device(z.device)
         operator, mean_s, mean_t, noise = args
-        return transport_latent(z, operator, mean_s, mean_t, self.patch_size, weighting=self.weighting,
-                                noise_sqrt=noise, noise_seed=self.seed)
+        return transport_latent(z, operator, mean_s, mean_t, self.resolved.patch_size, weighting=self.resolved.weighting,
+                                noise_sqrt=noise, noise_seed=self.resolved.seed)
 
     def iter_alphas(self, x: torch.Tensor, alphas: Sequence[float], interpolation: str = "pixel",
                     z: torch.Tensor | None = None, latents: dict | None = None) -> Iterator[tuple[float, torch.Tensor]]:
@@ -334,7 +332,7 @@ class DOT:
         self._check_fitted()
         x = check_images(x, "images", ndims=(4,), allow_empty=True)  # the check every entry point shares
         interpolation = settings.check("interpolation", interpolation)
-        codec = self.prepare()
+        codec, r = self.prepare(), self.resolved
         x = x.to(codec.device, torch.float32)
         checked = [check_alpha(a, x.shape) for a in alphas]
         given = [c if not isinstance(c, torch.Tensor) else a for a, c in zip(alphas, checked)]
@@ -342,7 +340,7 @@ class DOT:
         if x.shape[0] == 0:  # an empty batch in, an empty batch out
             yield from ((a, x.clone()) for a in alphas)
             return
-        encoded, low = detail.split(x, self.lowpass_sigma, self.split)
+        encoded, low = detail.split(x, r.lowpass_sigma, r.split)
         key = encoding_key(self)
         if z is not None and low is None:
             z = z.to(codec.device)
@@ -359,7 +357,7 @@ class DOT:
         def decode(latent: torch.Tensor) -> torch.Tensor:
             # x̂0 is an image: clamped before blending, like a decoder's own output
             decoded = codec.decode(latent, size=size)
-            return detail.recombine(decoded, low, self.split, reference=x, sigma=self.lowpass_sigma).clamp_(0, 1)
+            return detail.recombine(decoded, low, r.split, reference=x, sigma=r.lowpass_sigma).clamp_(0, 1)
 
         if interpolation == "pixel":
             del z
@@ -382,9 +380,10 @@ class DOT:
         self._check_fitted()
         per_image = isinstance(alpha, torch.Tensor) and alpha.dim() == 4 and alpha.shape[0] > 1
         alpha = alpha if isinstance(alpha, torch.Tensor) and alpha.dim() > 0 else check_alpha(alpha, ())
-        stream, kind, total = pipeline.image_batches(images, "images to transform", self.runtime, allow_empty=True)
+        run = self.resolved.runtime
+        stream, kind, total = pipeline.image_batches(images, "images to transform", run, allow_empty=True)
         outputs: list[torch.Tensor] = []
-        with self.runtime.progress_bar(total, "transforming · encoding, transporting, decoding") as bar:
+        with run.progress_bar(total, "transforming · encoding, transporting, decoding") as bar:
             for batch in stream:
                 a = alpha[batch.positions] if per_image else alpha
                 outputs.extend(dict(self.iter_alphas(batch.images, [a], interpolation))[a])
@@ -392,7 +391,7 @@ class DOT:
         if kind == "single":
             return outputs[0]
         empty = kind == "batch" and not outputs  # an empty batch in, an empty batch out
-        return (images.float().to(self.runtime.torch_device) if empty else torch.stack(outputs)) if kind == "batch" else outputs
+        return (images.float().to(run.torch_device) if empty else torch.stack(outputs)) if kind == "batch" else outputs
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | Path) -> Path:
@@ -414,7 +413,8 @@ class DOT:
         return load_operator(cls, path, codec=codec, runtime=runtime)
 
     def __repr__(self) -> str:
-        codec = self.codec if isinstance(self.codec, str) else getattr(self.codec, "id", type(self.codec).__name__)
+        r = self.resolved
+        codec = r.codec if isinstance(r.codec, str) else getattr(r.codec, "id", type(r.codec).__name__)
         state = "fitted" if "operator_" in self.__dict__ or "mean_target_" in self.__dict__ else "not fitted"
-        return (f"DOT(codec={codec!r}, patch_size={self.patch_size}, lowpass_sigma={self.lowpass_sigma:g}, "
-                f"split={self.split!r}, mixture={self.mixture}, {state})")
+        return (f"DOT(codec={codec!r}, patch_size={r.patch_size}, lowpass_sigma={r.lowpass_sigma:g}, "
+                f"split={r.split!r}, mixture={r.mixture}, {state})")

@@ -57,7 +57,7 @@ def operator_metadata(dot) -> tuple[dict[str, torch.Tensor], dict]:
         "dim": dot.dim_,
         **state_meta,
     }
-    meta.update({name: getattr(dot, name) for name in _PARAMS})
+    meta.update({name: getattr(dot.resolved, name) for name in _PARAMS})  # canonical values: JSON, one spelling
     return tensors, meta
 
 
@@ -176,9 +176,10 @@ def load_operator(cls, source: str | Path | OperatorFile, codec=None, runtime=No
     params.setdefault("lowpass_sigma", 0.0)  # version 1: statistics of whole images
     params.setdefault("split", "gaussian")  # versions 1-2: the Gaussian low-pass
     dot = cls(codec=codec if codec is not None else meta["codec_spec"], runtime=runtime, **params)
-    device, options = dot.runtime.torch_device, dot.runtime.codec_options()
+    resolved = dot.resolved
+    device, options = resolved.runtime.torch_device, resolved.runtime.codec_options()
     try:
-        codec_obj = load_codec(dot.codec, device=device, **options)
+        codec_obj = load_codec(resolved.codec, device=device, **options)
     except DotRestoreError as exc:
         if codec is not None:
             raise
@@ -187,20 +188,21 @@ def load_operator(cls, source: str | Path | OperatorFile, codec=None, runtime=No
             raise OperatorFileError(path, f"records codec {meta['codec_spec']!r}, which cannot be loaded here "
                                     f"({exc}); pass --vae / codec= with the same weights") from None
         codec_obj.configure(**options)
-        dot.codec = codec_obj.spec
+        dot.codec = codec_obj.spec  # the parameter that builds this DOT again here
     if not same_weights(codec_obj.id, meta["codec_id"]):
         raise OperatorFileError(
             path,
             f"was fitted with codec {meta['codec_id']!r} (from {meta['codec_spec']!r}) but the codec given is "
             f"{codec_obj.id!r}: the statistics live in the fitted codec's latent space; pass the same weights",
         )
-    if codec_obj.latent_channels * dot.patch_size**2 != int(meta["dim"]):
+    p = resolved.patch_size
+    if codec_obj.latent_channels * p**2 != int(meta["dim"]):
         raise OperatorFileError(
             path, f"has patch dimension D = {meta['dim']}, but codec {codec_obj.id!r} with patch size "
-            f"{dot.patch_size} gives D = {codec_obj.latent_channels * dot.patch_size**2}")
-    codec_obj.configure(progress=dot.runtime.progress)
+            f"{p} gives D = {codec_obj.latent_channels * p**2}")
+    codec_obj.configure(progress=resolved.runtime.progress)
     try:
-        state = FittedState.from_state_dict(tensors, meta, eps=dot.eps)
+        state = FittedState.from_state_dict(tensors, meta, eps=resolved.eps)
     except ValueError as exc:  # e.g. mixture components that do not form a valid mixture
         raise OperatorFileError(path, f"has inconsistent fitted tensors ({exc})") from None
     return dot.set_fitted(codec_obj, state)

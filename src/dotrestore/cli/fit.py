@@ -66,7 +66,7 @@ def run(args) -> int:
     output = check_output_file(Path(args.output), inputs, args.overwrite)
     method = {name: getattr(args, name) for name in ("codec", *settings.METHOD) if hasattr(args, name)}
     dot = DOT(**method, runtime=runtime)
-    if dot.mixture > 1 and parallel.requested():
+    if dot.resolved.mixture > 1 and parallel.requested():
         raise InputError("--mixture", "a mixture fits in one process only (EM needs the patches, not sums that "
                          "merge across processes): run without torchrun")
     parallel.init(runtime.device)
@@ -94,17 +94,18 @@ def _check_not_listed(output: Path, given) -> None:
 
 
 def _summary(dot, output: Path, has_source: bool, bundled: bool = False) -> None:
-    print(f"codec: {dot.codec_.id}  patch {dot.patch_size}x{dot.patch_size}  "
-          f"D = C*p^2 = {dot.codec_.latent_channels}*{dot.patch_size}^2 = {dot.dim_}  "
-          f"transporting {describe(dot.lowpass_sigma, dot.split)}"
-          + (f", mixture of {dot.mixture} Gaussians" if dot.mixture > 1 else ""))
+    r = dot.resolved
+    print(f"codec: {dot.codec_.id}  patch {r.patch_size}x{r.patch_size}  "
+          f"D = C*p^2 = {dot.codec_.latent_channels}*{r.patch_size}^2 = {dot.dim_}  "
+          f"transporting {describe(r.lowpass_sigma, r.split)}"
+          + (f", mixture of {r.mixture} Gaussians" if r.mixture > 1 else ""))
     sides = ([("source", dot.n_source_images_, dot.n_source_patches_)] if has_source else []) + [
         ("target", dot.n_target_images_, dot.n_target_patches_)]
     for line in patch_budget(sides, dot.dim_, dot.shrinkage_used_ or {}):
         print(line)
     if bundled:
         print("target: the clean-photograph statistics bundled with dotrestore (no --target given)")
-    if any(n < 2 * dot.dim_ for _, _, n in sides) and dot.shrinkage is None:
+    if any(n < 2 * dot.dim_ for _, _, n in sides) and r.shrinkage is None:
         log.warning("fewer than 2*D = %d patches per side: the covariances are ill-conditioned; "
                     "consider --shrinkage oas or more images", 2 * dot.dim_)
     if dot.w2_squared_ is not None:

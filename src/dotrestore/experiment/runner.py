@@ -252,8 +252,8 @@ def operator_name(variant: Variant, primary: bool) -> str:
 
 def _operator_info(dot, config) -> dict:
     state = dot.state_
-    return {"w2_squared": state.w2_squared, "patch_size": config.patch_size, "lowpass_sigma": dot.lowpass_sigma,
-            "split": dot.split, "mixture": dot.mixture,
+    return {"w2_squared": state.w2_squared, "patch_size": config.patch_size, "lowpass_sigma": dot.resolved.lowpass_sigma,
+            "split": dot.resolved.split, "mixture": dot.resolved.mixture,
             "dim": dot.dim_, "n_source_patches": state.source.n_patches, "n_target_patches": state.target.n_patches,
             "shrinkage_used": dot.shrinkage_used_, "stochastic": state.noise_cov is not None}
 

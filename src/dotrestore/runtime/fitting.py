@@ -12,14 +12,25 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import ImageTooSmallError
 from ..ot import gaussian
+from ..ot.patches import extract_patches
 from . import parallel, pipeline
 
 
 def encoding_key(dot) -> tuple:
     """What decides a DOT's codec input: its codec object and low-pass (σ, filter)."""
-    sigma = float(dot.lowpass_sigma or 0.0)
-    return id(dot.codec_), sigma, (dot.split.split("+")[0] if sigma else None)
+    sigma, split = dot.resolved.lowpass_sigma, dot.resolved.split
+    return id(dot.codec_), sigma, (split.split("+")[0] if sigma else None)
+
+
+def latent_patches(z: torch.Tensor, p: int, name: str, size) -> torch.Tensor:
+    """The p×p patches of latent z (1, C, h, w); ImageTooSmallError naming the image when it has none."""
+    patches = extract_patches(z, p)
+    if patches.shape[0] == 0:
+        raise ImageTooSmallError(name, f"image is {size[0]}x{size[1]} pixels, too small for one {p}x{p} "
+                                 f"latent patch (its latent is {z.shape[-2]}x{z.shape[-1]})")
+    return patches
 
 
 def partial_fit_together(dots: list, images, role: str, *, total: int | None = None, desc: str | None = None):
@@ -41,17 +52,18 @@ def partial_fit_together(dots: list, images, role: str, *, total: int | None = N
 
     def accumulate() -> None:
         nonlocal count
-        stream, _, known = pipeline.image_batches(images, f"{role} images", first.runtime, shard=True)
-        with first.runtime.progress_bar(known if known is not None else total, desc or f"fitting · encoding {role}") as bar:
+        run = first.resolved.runtime
+        stream, _, known = pipeline.image_batches(images, f"{role} images", run, shard=True)
+        with run.progress_bar(known if known is not None else total, desc or f"fitting · encoding {role}") as bar:
             for batch in stream:
                 for group in groups.values():
                     with group[0].codec_.statistics_precision():  # fits encode in float32 under --dtype auto
                         latents = group[0].encode_batch(batch.images)  # one encoding per distinct codec input
                     for name, z in zip(batch.names, latents):
                         for dot in group:
-                            patches = dot.latent_patches(z[None], name, batch.images.shape[-2:])
+                            patches = latent_patches(z[None], dot.resolved.patch_size, name, batch.images.shape[-2:])
                             moments[index[id(dot)]].update(patches)
-                            if dot.mixture > 1:  # EM needs the patches themselves
+                            if dot.resolved.mixture > 1:  # EM needs the patches themselves
                                 dot.patch_reservoir(role).update(patches)
                 count += len(batch)
                 bar.update(len(batch))

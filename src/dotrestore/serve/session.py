@@ -106,8 +106,8 @@ class Explorer:
             return "No operator yet: fit one in the Fit tab or upload an operator file."
         dot = self.dot
         name = self.operator_path.name if self.operator_path is not None else "fitted here"
-        return (f"Operator {name}: codec {dot.codec_.id}, patch {dot.patch_size}×{dot.patch_size}, "
-                f"low-pass σ {dot.lowpass_sigma:g}")
+        p = dot.resolved.patch_size
+        return f"Operator {name}: codec {dot.codec_.id}, patch {p}×{p}, low-pass σ {dot.resolved.lowpass_sigma:g}"
 
     def require_operator(self):
         if self.dot is None:

@@ -59,10 +59,11 @@ def read_bundled_target(path: str | Path = BUNDLED_TARGET) -> BundledTarget:
 
 def check_applies(dot, bundled: BundledTarget, codec_id: str | None = None) -> None:
     """InputError on ``--target`` unless ``dot``'s settings (and ``codec_id``, once known) match the bundle's."""
-    wrong = [f"{name} {getattr(dot, name)!r} (bundled: {bundled.settings[name]!r})" for name in SETTINGS_USED
-             if getattr(dot, name) != bundled.settings[name]]
-    if getattr(dot, "mixture", 1) > 1:
-        wrong.append(f"mixture {dot.mixture} (bundled: 1)")
+    resolved = dot.resolved  # the canonical values: None and 0 are the same low-pass
+    wrong = [f"{name} {getattr(resolved, name)!r} (bundled: {bundled.settings[name]!r})" for name in SETTINGS_USED
+             if getattr(resolved, name) != bundled.settings[name]]
+    if resolved.mixture > 1:
+        wrong.append(f"mixture {resolved.mixture} (bundled: 1)")
     if codec_id is not None and codec_id != bundled.codec_id:
         wrong.append(f"codec {codec_id} (bundled: {bundled.codec_id}, use --vae taef2)")
     if wrong:

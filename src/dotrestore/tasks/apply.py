@@ -151,7 +151,7 @@ def write_outputs(dot, plan: OutputPlan, *, interpolation: str = "pixel", operat
     leaves no partial set. ``progress(n)`` is called with the number of images done so far.
     With ``alpha_maps`` (one α in ``plan``) an input with a map is blended pixel by pixel.
     """
-    runtime = dot.runtime
+    runtime = dot.resolved.runtime
     mine = parallel.shard(list(range(len(plan.inputs))))
     paths = [plan.inputs[i] for i in mine]
     # a rank may have no inputs at all; the sizes batch the others

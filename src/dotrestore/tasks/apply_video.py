@@ -140,7 +140,7 @@ def _transport_range(dot, plan: VideoPlan, frames: tuple[int, int], parts: dict[
             writers[a] = VideoWriter(parts[a], plan.info, codec=plan.codec, crf=plan.crf, start=start,
                                      copy_streams=copy_streams, atomic=False)
         first = start if temporal is None else temporal.warm_up_start(start)
-        for batch in frame_batches(plan.info, first, stop, batch_size=dot.runtime.batch_size):
+        for batch in frame_batches(plan.info, first, stop, batch_size=dot.resolved.runtime.batch_size):
             try:
                 for a, result in _frame_outputs(dot, batch, plan.alphas, interpolation, temporal, start):
                     if not bool(result.isfinite().all()):

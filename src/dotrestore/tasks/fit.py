@@ -44,7 +44,7 @@ def fit(dot, source, target, *, frame_step: int | None = None, progress: Progres
         if not isinstance(source, TrainingInputs):
             raise TypeError("fit(restorer=...) takes the source as TrainingInputs")
         logger.info("source statistics from the outputs of %s", getattr(restorer, "describe", restorer.__str__)())
-        source = _restored(source.batches(dot.runtime, "source images", frame_step), restorer)
+        source = _restored(source.batches(dot.resolved.runtime, "source images", frame_step), restorer)
     if target is None:
         return _fit_with_bundled_target(dot, _as_images(source, dot, "source", frame_step))
     if progress is None:
@@ -89,7 +89,7 @@ def _fit_with_bundled_target(dot, source):
 
 def _as_images(side, dot, role: str, frame_step: int | None):
     if isinstance(side, TrainingInputs):
-        return side.source(dot.runtime, f"{role} images", frame_step)
+        return side.source(dot.resolved.runtime, f"{role} images", frame_step)
     return side
 
 
