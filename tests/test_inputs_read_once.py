@@ -70,6 +70,38 @@ def test_fit_and_apply_open_each_image_at_most_twice_and_the_operator_once(tmp_p
     assert len(list((tmp_path / "out" / "alpha_0").iterdir())) == 3
 
 
+#: The explorer's Batch tab in a child process, every open logged (see ``_audit_opens.py``).
+_BATCH = """
+import os, sys
+log, operator, folder, out = sys.argv[1:5]
+fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+def hook(event, args):
+    if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+        os.write(fd, os.fsencode(os.path.abspath(os.fsdecode(args[0]))) + b"\\n")
+from dotrestore.serve.jobs import batch_apply, collect_images
+from dotrestore.serve.session import Explorer
+explorer = Explorer(operator, runtime={"progress": False, "workers": 0})
+sys.addaudithook(hook)
+images = collect_images(None, folder, "batch images", explorer.max_pixels)
+print(batch_apply(explorer, images, [0.0, 0.5, 1.0], out_dir=out, as_zip=False)[1])
+"""
+
+
+def test_the_explorers_batch_opens_each_image_at_most_twice(tmp_path):
+    """Listed and checked once into records (collect_images), then decoded once to transport it."""
+    from dotrestore import DOT
+
+    images = smooth_images(tmp_path / "batch", 3, seed=6, scale=0.6)
+    op = tmp_path / "op.safetensors"
+    fitted = DOT(codec="pixel", runtime={"progress": False})
+    fitted.fit(smooth_images(tmp_path / "s", 2, seed=7, scale=0.6), smooth_images(tmp_path / "t", 2, seed=8, scale=1))
+    fitted.save(op)
+    run = _torchrun.one(["-c", _BATCH, tmp_path / "batch.log", op, tmp_path / "batch", tmp_path / "out"], timeout=120)
+    assert run.returncode == 0 and run.stdout.split() == ["9"], run.stderr[-2000:]
+    counts = opens(tmp_path / "batch.log")
+    assert {p: counts[p.resolve()] for p in images} == {p: 2 for p in images}  # was 3: checked twice
+
+
 @pytest.fixture(scope="module")
 def twenty(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("twenty")

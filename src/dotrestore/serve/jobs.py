@@ -65,12 +65,13 @@ def fit_operator(explorer: Explorer, source: list, target: list, *, codec: str, 
 
 def batch_apply(explorer: Explorer, images: list, alphas: list[float], *, out_dir: str | None,
                 as_zip: bool, progress: Progress = _no_progress) -> tuple[Path, int]:
-    """Apply the current operator at every α; returns (folder or zip, files written).
+    """Apply the current operator at every α to ``images`` (checked records, or paths); returns
+    (folder or zip, files written).
 
     Layout as ``dotrestore apply``: one α → ``OUT/<stem>.png``, several → ``OUT/alpha_<A>/<stem>.png``.
     """
     dot = explorer.require_operator()
-    images = [getattr(image, "path", image) for image in images]  # checked records or paths
+    # checked records (collect_images) go into the plan as they are: write_outputs does not open them again
     if out_dir:
         out = Path(out_dir).expanduser()
     elif as_zip:

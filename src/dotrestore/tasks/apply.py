@@ -26,7 +26,7 @@ import torch
 from ..errors import ImageTooSmallError, InputError, OperatorFileError
 from ..io import image_formats
 from ..io.alpha_maps import AlphaMaps
-from ..io.images import check_images
+from ..io.images import ImageFile, check_images
 from ..io.outputs.folder import FileId, file_id, file_ids
 from ..io.outputs.guard import check_apart, check_not_input, check_output_folder
 from ..io.outputs.staged import STAGING_PREFIX, StagedFiles
@@ -66,6 +66,9 @@ class OutputPlan:
     protected: frozenset = field(default_factory=frozenset)
     overwrite: bool = False
     file: Path | None = None  # ``-o NAME.png``: the one output file (``out`` is then its folder)
+    #: the inputs' :class:`~dotrestore.io.images.ImageFile` records when they came checked (the
+    #: explorer checks what it collects): their sizes are used and the files are not opened again
+    checked: list[ImageFile] | None = None
 
     @property
     def count(self) -> int:
@@ -88,7 +91,13 @@ def plan_outputs(inputs: Sequence[Path], out: str | Path, alphas: Sequence[float
     may be one of them or an input, even with ``overwrite``. ``exists`` is the problem reported
     for an output that exists already (without ``overwrite``). With ``file_ok``, an ``out`` with
     an image extension (:func:`output_is_file`) is the one output file of one image at one α.
+    ``inputs`` may be paths or checked :class:`~dotrestore.io.images.ImageFile` records (kept in the plan).
     """
+    if all(isinstance(p, ImageFile) for p in inputs) and inputs:
+        plan = plan_outputs([r.path for r in inputs], out, alphas, protected=protected, overwrite=overwrite,
+                            exists=exists, file_ok=file_ok)
+        plan.checked = list(inputs)
+        return plan
     if file_ok and not Path(out).is_dir() and Path(out).suffix.lower() in image_formats.image_extensions():
         if not output_is_file(out):
             raise InputError(out, f"is not a format apply writes: name a {', '.join(image_formats.OUTPUT_FORMATS)} "
@@ -155,7 +164,10 @@ def write_outputs(dot, plan: OutputPlan, *, interpolation: str = "pixel", operat
     mine = parallel.shard(list(range(len(plan.inputs))))
     paths = [plan.inputs[i] for i in mine]
     # a rank may have no inputs at all; the sizes batch the others
-    sizes = [r.size for r in parallel.run_checked(check_images, paths, runtime.max_pixels)]
+    if plan.checked is not None:  # checked when they were collected: each file is opened once more, to read it
+        sizes = [plan.checked[i].size for i in mine]
+    else:
+        sizes = [r.size for r in parallel.run_checked(check_images, paths, runtime.max_pixels)]
     if alpha_maps is not None:
         parallel.run_checked(alpha_maps.check, paths, sizes)  # every map against its image, before any work
 
