@@ -27,14 +27,14 @@ FACE = (250, 285, 135, 150)  # centre x, y and half-axes of the face's ellipse i
 
 
 def kodak(k: int) -> torch.Tensor:
-    from dotrestore import data
+    from dotrestore.io import images as data
 
     return data.read_image(KODAK / f"kodim{k:02d}.png")
 
 
 def restored(x: torch.Tensor, seed: int) -> torch.Tensor:
-    from dotrestore.data.degradations import parse_degradation
-    from dotrestore.data.restorers import parse_restorer
+    from dotrestore.experiment.degradations import parse_degradation
+    from dotrestore.restorers.named import parse_restorer
 
     y = parse_degradation("noise:sigma=50")(x, torch.Generator().manual_seed(seed))
     return parse_restorer("gaussian-blur:sigma=2")(y).clamp(0, 1)
@@ -66,7 +66,8 @@ def main() -> None:
     args = parser.parse_args()
     if not KODAK.is_dir():
         raise SystemExit(f"{KODAK} not found: this example needs ../shared/data/kodak24")
-    from dotrestore import DOT, cli, data, metrics
+    from dotrestore import DOT, cli, metrics
+    from dotrestore.io import images as data
 
     work = args.work or Path(tempfile.mkdtemp(prefix="alpha-map-example-"))
     operator = work / "op.safetensors"

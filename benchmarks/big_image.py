@@ -40,7 +40,7 @@ SHARED = HERE.parents[1] / "shared"
 
 def big_photo(kodak: Path, height: int, width: int, path: Path) -> Path:
     """Kodak images laid side by side (mirrored at odd positions, so no hard seams) into one PNG."""
-    from dotrestore.data import read_image, save_image
+    from dotrestore.io.images import read_image, save_image
 
     tiles = [read_image(f) for f in sorted(kodak.glob("*.png"))]
     side = tiles[0].shape[-1]

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from dotrestore import DOT, Runtime
-from dotrestore.data import list_images
+from dotrestore.io.images import list_images
 from dotrestore.targets import SETTINGS_USED, write_bundled_target
 
 

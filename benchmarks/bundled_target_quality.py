@@ -19,8 +19,10 @@ from pathlib import Path
 import torch
 
 from dotrestore import DOT, Runtime
-from dotrestore.data import list_images, load_images, parse_degradation, parse_restorer, quantize
+from dotrestore.experiment.degradations import parse_degradation
+from dotrestore.io.images import list_images, load_images, quantize
 from dotrestore.metrics import latent_fd
+from dotrestore.restorers import parse_restorer
 from dotrestore.targets import read_bundled_target
 
 

@@ -87,8 +87,8 @@ def outputs_apart(folders: dict[str, Path], arms: list[str]) -> None:
 
 def fit_and_apply(args, work: Path, env: dict) -> None:
     from dotrestore import DOT
-    from dotrestore.data import read_image, save_image
-    from dotrestore.data.degradations import gaussian_blur
+    from dotrestore.experiment.degradations import gaussian_blur
+    from dotrestore.io.images import read_image, save_image
 
     files = sorted((SHARED / "data" / "kodak24").glob("*.png"))[: args.images]
     source, target = work / "source", work / "target"

@@ -24,8 +24,8 @@ import torch
 
 from dotrestore import DOT, Runtime
 from dotrestore.codecs import precision as codec_precision
-from dotrestore.data import read_image
-from dotrestore.data.degradations import gaussian_blur
+from dotrestore.experiment.degradations import gaussian_blur
+from dotrestore.io.images import read_image
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

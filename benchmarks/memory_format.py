@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from dotrestore.codecs import codec_from_diffusers, load_codec, sd_vae_config
-from dotrestore.data import read_image
+from dotrestore.io.images import read_image
 
 SHARED = Path(os.environ.get("DOTRESTORE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 

@@ -27,11 +27,11 @@ import torch
 from PIL import Image, ImageDraw
 
 from dotrestore import DOT
-from dotrestore.data.degradations import parse_degradation
-from dotrestore.data.restorers import parse_restorer
+from dotrestore.experiment.degradations import parse_degradation
 from dotrestore.experiment.figures import _font, detail_window
 from dotrestore.io import images as io
 from dotrestore.metrics import functional as metrics
+from dotrestore.restorers.named import parse_restorer
 
 HERE = Path(__file__).resolve().parent
 TASKS = {"denoise": ("noise:sigma=25", "bm3d:sigma=25", "BM3D, σ = 25"),

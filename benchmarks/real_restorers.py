@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dotrestore.data.degradations import parse_degradation
-from dotrestore.data.restorers import parse_restorer
+from dotrestore.experiment.degradations import parse_degradation
 from dotrestore.io import images as io
+from dotrestore.restorers.named import parse_restorer
 
 HERE = Path(__file__).resolve().parent
 DEGRADED = {"bm3d": "noise25", "esrgan": "down4", "bicubic": "down4"}

@@ -70,8 +70,8 @@ def verdict(ok: bool) -> str:
 def check_fit(work: Path, cbsd68: Path, taesd: Path) -> Path:
     from safetensors.torch import load_file
 
-    from dotrestore import data
-    from dotrestore.data.degradations import gaussian_blur
+    from dotrestore.experiment.degradations import gaussian_blur
+    from dotrestore.io import images as data
 
     files = sorted(cbsd68.glob("*.png"))
     for role, paths in (("source", files[:10]), ("target", files[10:20])):

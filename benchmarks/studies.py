@@ -36,14 +36,14 @@ import torch
 
 from dotrestore import metrics
 from dotrestore.codecs import load_codec
-from dotrestore.data.degradations import parse_degradation
-from dotrestore.data.restorers import parse_restorer
+from dotrestore.experiment.degradations import parse_degradation
 from dotrestore.io import images as io
 from dotrestore.metrics import perception
 from dotrestore.ot import gaussian
 from dotrestore.ot import split as detail
 from dotrestore.ot.mixture import MixtureTransport
 from dotrestore.ot.patches import extract_patches, transport_latent
+from dotrestore.restorers.named import parse_restorer
 
 HERE = Path(__file__).resolve().parent
 RESTORERS = {  # name: (degradation, restorer)

@@ -33,9 +33,10 @@ from pathlib import Path
 
 import torch
 
-from dotrestore import DOT, Runtime, data
+from dotrestore import DOT, Runtime
 from dotrestore.codecs import codec_from_diffusers, load_codec, sd_vae_config
-from dotrestore.data.degradations import gaussian_blur
+from dotrestore.experiment.degradations import gaussian_blur
+from dotrestore.io import images as data
 from dotrestore.runtime import parallel, pipeline
 
 HERE = Path(__file__).resolve().parent

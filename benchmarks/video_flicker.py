@@ -40,11 +40,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dotrestore import data
-from dotrestore.data.degradations import parse_degradation
-from dotrestore.data.restorers import parse_restorer
+from dotrestore.experiment.degradations import parse_degradation
+from dotrestore.io import images as data
 from dotrestore.io.video import import_av, read_frames
 from dotrestore.metrics import flicker_ratio
+from dotrestore.restorers.named import parse_restorer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from video_io import DEFAULT_KODAK, PAN, panorama  # noqa: E402

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dotrestore.data.restorers import parse_restorer
 from dotrestore.io.images import quantize
+from dotrestore.restorers.named import parse_restorer
 
 BLUR = "gaussian-blur:sigma=2"
 

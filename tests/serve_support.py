@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from dotrestore import data
+from dotrestore.io import images as data
 from dotrestore.ot.split import lowpass
 
 

@@ -7,8 +7,9 @@ import os
 import pytest
 import torch
 
-from dotrestore import DOT, data
+from dotrestore import DOT
 from dotrestore.errors import InputError
+from dotrestore.io import images as data
 from dotrestore.tasks.apply import alpha_dirname, plan_outputs, write_outputs
 
 from support import write_images

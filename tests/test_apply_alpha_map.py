@@ -7,8 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from dotrestore import DOT, data
+from dotrestore import DOT
 from dotrestore.errors import SettingError
+from dotrestore.io import images as data
 from dotrestore.ot.tradeoff import feather
 
 from support import run_cli, tree_digest, write_images

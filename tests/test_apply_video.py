@@ -18,9 +18,10 @@ av = pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
 
 from video_clips import all_frames, as_levels, audio_packets, frame_pairs, make_clip, picture, relative_times  # noqa: E402
 
-from dotrestore import DOT, data  # noqa: E402
+from dotrestore import DOT  # noqa: E402
 from dotrestore.cli import main  # noqa: E402
 from dotrestore.errors import InputError  # noqa: E402
+from dotrestore.io import images as data  # noqa: E402
 from dotrestore.io.video import probe, read_frames  # noqa: E402
 from dotrestore.metrics import flicker_ratio, temporal_change  # noqa: E402
 from dotrestore.runtime.frames import TrainingInputs, frame_batches, prefetched  # noqa: E402

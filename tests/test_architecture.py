@@ -125,6 +125,16 @@ def test_the_product_never_says_how_it_was_made():
     assert found == []
 
 
+def test_rooms_are_named_by_what_they_hold():
+    """Image files in io/, restorers in restorers/, what only the experiment uses (its synthetic
+    degradations) in experiment/: no catch-all room that re-exports another room's names."""
+    table, graph = rooms(), import_graph()
+    assert "data" not in table
+    assert {room for room, targets in graph.items() if "experiment" in targets} <= {"cli"}, "experiment-only code"
+    assert not graph["restorers"] & {"experiment", "tasks", "serve", "cli"}, "restorers sit below their users"
+    assert (PACKAGE / "experiment" / "degradations.py").is_file() and (PACKAGE / "restorers" / "named.py").is_file()
+
+
 #: Where the settings table is used: the entry points (command line, config files, operator
 #: files, the explorer, the Python constructors) and the table itself. Below them values are typed.
 SETTINGS_USERS = {"settings", "cli", "serve", "experiment", "estimator", "params", "operator_file", "state", "runtime",

@@ -12,7 +12,8 @@ from model_support import REAL_ESRGAN, import_spandrel, save_model
 from PIL import Image
 
 from dotrestore.cli import main
-from dotrestore.data import parse_restorer, read_image
+from dotrestore.io.images import read_image
+from dotrestore.restorers import parse_restorer
 
 from support import write_images
 

@@ -10,7 +10,7 @@ import torch
 from dotrestore import DOT
 from dotrestore.cli import main
 from dotrestore.codecs import PixelCodec, codec_from_diffusers, load_codec, tiled_norm, tiling
-from dotrestore.data import read_image, save_image
+from dotrestore.io.images import read_image, save_image
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -176,7 +176,7 @@ def kodak_fit(kodak24_dir, taef2_dir):
     files = sorted(Path(kodak24_dir).glob("*.png"))
     dot = DOT(codec=str(taef2_dir), shrinkage="oas")
     # restorations: a blurred copy, as a restorer's blurry output
-    from dotrestore.data.degradations import gaussian_blur
+    from dotrestore.experiment.degradations import gaussian_blur
 
     restored = [gaussian_blur(read_image(f)[None], 1.5)[0] for f in files[:3]]
     dot.fit(restored, [read_image(f) for f in files[3:6]])
@@ -243,7 +243,7 @@ def test_tiles_see_at_least_min_context_of_their_neighbours():
 def _amplifying_fit(kodak24_dir, crop: int | None = None) -> DOT:
     """TAEF2 fitted from restorations that lost much detail (Gaussian blur σ = 2.5) to clean
     photographs: its map amplifies fine detail, and with it any error in the latents."""
-    from dotrestore.data.degradations import gaussian_blur
+    from dotrestore.experiment.degradations import gaussian_blur
 
     files = sorted(Path(kodak24_dir).glob("*.png"))
     side = slice(None, crop)

@@ -95,7 +95,7 @@ def test_operator_file_written_on_cuda_loads_on_cpu(tmp_path):
 
 
 def test_taef2_on_cuda_matches_cpu(taef2_dir, kodak24_dir):
-    from dotrestore.data import list_images, read_image
+    from dotrestore.io.images import list_images, read_image
 
     x = read_image(list_images(kodak24_dir)[0])[None]
     cpu = load_codec(str(taef2_dir), device="cpu")
@@ -111,7 +111,7 @@ def test_taef2_on_cuda_matches_cpu(taef2_dir, kodak24_dir):
 def test_reduced_precision_codec_is_faithful_on_kodak(dtype, kodak24_dir, taef2_dir):
     from pathlib import Path
 
-    from dotrestore.data import read_image
+    from dotrestore.io.images import read_image
 
     files = sorted(Path(kodak24_dir).glob("*.png"))
     dot = DOT(codec=str(taef2_dir), shrinkage="oas", runtime={"device": "cuda"}).fit(files[:5], files[5:10])

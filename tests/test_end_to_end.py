@@ -16,8 +16,10 @@ from PIL import Image
 
 from dotrestore import DOT
 from dotrestore.cli import main
-from dotrestore.data import list_images, parse_degradation, parse_restorer, read_image, save_image
+from dotrestore.experiment.degradations import parse_degradation
+from dotrestore.io.images import list_images, read_image, save_image
 from dotrestore.metrics import latent_fd
+from dotrestore.restorers import parse_restorer
 from dotrestore.tasks.apply import alpha_dirname
 
 pytestmark = pytest.mark.slow

@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 
-from dotrestore import DOT, NotFittedError, OperatorFileError, data
+from dotrestore import DOT, NotFittedError, OperatorFileError
 from dotrestore.codecs import load_codec
+from dotrestore.io import images as data
 from dotrestore.metrics import patch_fd
 
 

@@ -286,7 +286,8 @@ def test_unpaired_five_plus_five_nlmeans_keeps_the_restorers_colours(cbsd68_dir,
 @pytest.mark.parametrize("lowpass_sigma", [4.0, 0.0])
 def test_reused_latent_gives_the_same_outputs(clean_dir, lowpass_sigma):
     """The runner hands over E(x*) (reused for whole images); iter_alphas must give exactly what it gives alone."""
-    from dotrestore import DOT, data
+    from dotrestore import DOT
+    from dotrestore.io import images as data
 
     images = data.load_images(clean_dir)
     dot = DOT(codec="pixel", lowpass_sigma=lowpass_sigma).fit([data.quantize(i * 0.8) for i in images[:4]], images[4:8])
@@ -317,7 +318,8 @@ def test_variants_parse_and_refuse_unknown_or_unsupported():
 
 def test_variants_share_one_encoding_pass_per_lowpass(clean_dir, tmp_path):
     """whole and detail get their own operators; each equals a DOT fitted alone."""
-    from dotrestore import DOT, data
+    from dotrestore import DOT
+    from dotrestore.io import images as data
 
     result = run(_config(clean_dir, tmp_path / "v", variants=["whole", "detail"], alphas=[0.0, 1.0], collages=0))
     methods = [r["method"] for r in result.rows]
@@ -352,7 +354,8 @@ def test_experiment_help_lists_every_registered_restorer_and_degradation_and_the
     """The help is made from the registries and the settings table, so it cannot drift from them."""
     from dotrestore import settings
     from dotrestore.cli import main as cli_main
-    from dotrestore.data import DEGRADATIONS, RESTORERS
+    from dotrestore.experiment.degradations import DEGRADATIONS
+    from dotrestore.restorers import RESTORERS
 
     with pytest.raises(SystemExit):
         cli_main(["experiment", "--help"])

@@ -354,7 +354,7 @@ def test_apply_unwritable_output(files, tmp_path, capsys, where):
 
 def test_write_error_mid_apply_leaves_nothing(files, tmp_path, capsys, monkeypatch):
     src, _, op = files
-    from dotrestore import data
+    from dotrestore.io import images as data
 
     real, calls = data.save_image, []
 

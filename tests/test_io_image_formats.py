@@ -59,7 +59,8 @@ def test_grey_comes_back_grey(op, tmp_path, capsys):
 def test_grey_is_the_luma_of_the_transported_rgb(op, tmp_path, capsys):
     image = tmp_path / "grey.png"
     Image.fromarray(rng_image((20, 24), seed=4)).save(image)
-    from dotrestore import DOT, data
+    from dotrestore import DOT
+    from dotrestore.io import images as data
 
     dot = DOT.load(op)
     rgb = dot.transform(data.read_image(image), alpha=0.0)

@@ -10,16 +10,8 @@ import torch
 from PIL import Image
 
 from dotrestore import DOT
-from dotrestore.data import (
-    list_images,
-    load_images,
-    pair_by_stem,
-    quantize,
-    read_image,
-    save_image,
-    validate_images,
-)
 from dotrestore.errors import InputError
+from dotrestore.io.images import list_images, load_images, pair_by_stem, quantize, read_image, save_image, validate_images
 
 from support import write_images
 
@@ -178,7 +170,7 @@ def test_pair_by_stem(tmp_path):
 
 
 def test_max_pixels_in_the_python_api(tmp_path):
-    from dotrestore import data
+    from dotrestore.io import images as data
 
     path = write_images(tmp_path / "i", 1, seed=0, size=(20, 30)) / "img00.png"
     assert data.read_image(path, max_pixels=600).shape == (3, 20, 30)

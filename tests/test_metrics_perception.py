@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from dotrestore.data.degradations import gaussian_blur
+from dotrestore.experiment.degradations import gaussian_blur
 from dotrestore.metrics.perception import halo_measure, radial_power_spectrum, spectrum_distance, strong_edge_band
 
 

@@ -9,7 +9,7 @@ import torch
 # ---------------------------------------------------------------------- helpers
 def test_gaussian_kernel_is_shared():
     from dotrestore import metrics
-    from dotrestore.data import degradations
+    from dotrestore.experiment import degradations
     from dotrestore.ot import filters, patches
 
     assert degradations.gaussian_blur is filters.gaussian_blur

@@ -134,7 +134,7 @@ def test_lowpass_of_alpha0_is_the_restorations_on_real_photographs(kodak24_dir):
     within 0.6 levels RMS (measured 0.04-0.05 and 0.24-0.28). The unprojected L(x*) + d moves
     both by more than 1 level on the same images (measured 2.7-3.6 and 2.7-4.5).
     """
-    from dotrestore.data.degradations import gaussian_blur
+    from dotrestore.experiment.degradations import gaussian_blur
     from dotrestore.io.images import center_crop, read_image
 
     paths = sorted(kodak24_dir.glob("*.png"))

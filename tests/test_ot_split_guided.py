@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dotrestore.data import read_image
+from dotrestore.io.images import read_image
 from dotrestore.ot import split
 from dotrestore.ot.split import guided_lowpass
 

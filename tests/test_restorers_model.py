@@ -14,8 +14,8 @@ import torch
 from model_support import REAL_ESRGAN, import_spandrel, save_model
 
 from dotrestore.cli import main
-from dotrestore.data import parse_restorer
 from dotrestore.errors import InputError
+from dotrestore.restorers import parse_restorer
 
 import_spandrel()
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dotrestore import data
-from dotrestore.data.degradations import gaussian_blur
+from dotrestore.experiment.degradations import gaussian_blur
+from dotrestore.io import images as data
 from dotrestore.runtime import parallel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

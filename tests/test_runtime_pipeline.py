@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dotrestore import data
 from dotrestore.errors import InputError
+from dotrestore.io import images as data
 from dotrestore.runtime import pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

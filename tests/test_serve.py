@@ -7,8 +7,9 @@ import zipfile
 import pytest
 import torch
 
-from dotrestore import DOT, cli, data
+from dotrestore import DOT, cli
 from dotrestore.errors import InputError, NotFittedError, OperatorFileError
+from dotrestore.io import images as data
 from dotrestore.serve import Explorer
 from dotrestore.serve.cache import Entry, TransportCache, blend
 from dotrestore.serve.jobs import batch_apply, collect_images, fit_operator, parse_alphas

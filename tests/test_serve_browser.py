@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dotrestore import cli, data
+from dotrestore import cli
+from dotrestore.io import images as data
 
 from serve_support import free_port, make_workspace
 

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dotrestore import cli, data
+from dotrestore import cli
+from dotrestore.io import images as data
 
 from serve_support import free_port, textured
 

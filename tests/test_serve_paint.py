@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from dotrestore import cli, data
+from dotrestore import cli
+from dotrestore.io import images as data
 from dotrestore.serve import Explorer
 from dotrestore.serve.paint import PALETTE, PaintedMap, Painting, brush_colours
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from test_serve_browser import CHROMIUM, save_artifact, shown_pixels, start_server, stop, wait_status
 
-from dotrestore import cli, data
+from dotrestore import cli
+from dotrestore.io import images as data
 
 from serve_support import make_workspace
 

@@ -11,12 +11,12 @@ av = pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
 
 from video_clips import make_clip  # noqa: E402
 
-from dotrestore import data  # noqa: E402
 from dotrestore.cli import main  # noqa: E402
-from dotrestore.data.degradations import parse_degradation  # noqa: E402
-from dotrestore.data.restorers import parse_restorer  # noqa: E402
+from dotrestore.experiment.degradations import parse_degradation  # noqa: E402
+from dotrestore.io import images as data  # noqa: E402
 from dotrestore.io.video import read_frames  # noqa: E402
 from dotrestore.metrics import flicker_ratio, temporal_change  # noqa: E402
+from dotrestore.restorers.named import parse_restorer  # noqa: E402
 
 import _torchrun  # noqa: E402
 

@@ -55,7 +55,8 @@ def _add_experiment(sub) -> None:
 
 def spec_help(name: str) -> str:
     """--degrade / --restorer help made from the registries: every name, its parameters and defaults."""
-    from ..data import DEGRADATIONS, RESTORERS
+    from ..experiment.degradations import DEGRADATIONS
+    from ..restorers import RESTORERS
 
     if name == "degrade":
         return ("degradation of the clean images, composed with +: " + "; ".join(_specs(DEGRADATIONS))

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data import parse_restorer
-from ..restorers import is_model_path
+from ..restorers import is_model_path, parse_restorer
 
 
 def add_restorer_option(parser, help_text: str) -> None:

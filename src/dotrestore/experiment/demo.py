@@ -37,9 +37,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import data, settings
+from .. import settings
 from ..codecs import load_codec, resolve_auto
 from ..errors import InputError
+from ..io import images as image_files
 from ..io.outputs.guard import check_output_folder, check_writable_folder
 from .config import ExperimentConfig
 from .runner import ExperimentResult, run
@@ -133,7 +134,7 @@ def make_demo_images(folder: str | Path) -> tuple[list[Path], int]:
     paths = []
     for k, (name, tile) in enumerate(fit + test):
         image = torch.from_numpy(np.ascontiguousarray(tile)).permute(2, 0, 1).float() / 255
-        paths.append(data.save_image(image, folder / f"{k:02d}_{name}.png"))
+        paths.append(image_files.save_image(image, folder / f"{k:02d}_{name}.png"))
     return paths, len(fit)
 
 

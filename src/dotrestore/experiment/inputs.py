@@ -15,10 +15,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import data
 from ..errors import InputError
+from ..io import images as image_files
+from ..restorers import parse_restorer
 from ..runtime.devices import local_device
 from .config import ExperimentConfig
+from .degradations import parse_degradation
 
 logger = logging.getLogger(__name__)
 
@@ -49,19 +51,19 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
-def plan_inputs(config: ExperimentConfig, validate=data.validate_images) -> Plan:
+def plan_inputs(config: ExperimentConfig, validate=image_files.validate_images) -> Plan:
     """List, validate and split the images; parse the specs. Raises InputError on any problem.
 
     ``validate(paths, max_pixels)`` decodes the files (under torchrun: each rank its share, see the runner).
     """
     limit = config.max_pixels
-    clean_paths = data.list_images(config.clean, limit)
-    test_paths = data.list_images(config.test_clean, limit) if config.test_clean else []
-    restored_paths = data.list_images(config.restored, limit) if config.restored else []
+    clean_paths = image_files.list_images(config.clean, limit)
+    test_paths = image_files.list_images(config.test_clean, limit) if config.test_clean else []
+    restored_paths = image_files.list_images(config.restored, limit) if config.restored else []
     # Decode every file once now: minutes of encoding must not end in "image 57 is corrupt".
     validate(clean_paths + test_paths + restored_paths, limit)
-    degradation = data.parse_degradation(config.degrade) if config.degrade else None
-    restorer = data.parse_restorer(config.restorer) if config.restorer else None
+    degradation = parse_degradation(config.degrade) if config.degrade else None
+    restorer = parse_restorer(config.restorer) if config.restorer else None
     if hasattr(restorer, "configure"):  # a model file: the codec's device, precision and memory budget
         restorer.configure(device=local_device(config.device), dtype=config.dtype, max_memory=config.max_memory)
     notes: list[str] = []
@@ -70,7 +72,7 @@ def plan_inputs(config: ExperimentConfig, validate=data.validate_images) -> Plan
     tests = [Item(p, None, len(clean_paths) + i) for i, p in enumerate(test_paths)]
     if config.restored:
         # One pairing over both clean folders, so a stem may live in only one of them.
-        restored_of = {c.resolve(): r for r, c in data.pair_by_stem(restored_paths, clean_paths + test_paths)}
+        restored_of = {c.resolve(): r for r, c in image_files.pair_by_stem(restored_paths, clean_paths + test_paths)}
         for items in (pool, tests):
             kept = [Item(it.clean, restored_of[it.clean.resolve()], it.index)
                     for it in items if it.clean.resolve() in restored_of]
@@ -112,7 +114,7 @@ class Triple:
 def load_clean(item: Item, config: ExperimentConfig) -> torch.Tensor:
     # Quantized, so the reference is exactly what an 8-bit file of it would hold (a no-op
     # unless --resize interpolated).
-    return data.quantize(data.load_images([item.clean], crop=config.crop, resize=config.resize,
+    return image_files.quantize(image_files.load_images([item.clean], crop=config.crop, resize=config.resize,
                                                     max_pixels=config.max_pixels)[0])
 
 
@@ -124,18 +126,18 @@ def make_triple(item: Item, plan: Plan, config: ExperimentConfig) -> Triple:
     """
     x = load_clean(item, config)
     if item.restored is not None:
-        x_star = data.quantize(data.load_images([item.restored], crop=config.crop, resize=config.resize,
+        x_star = image_files.quantize(image_files.load_images([item.restored], crop=config.crop, resize=config.resize,
                                                            max_pixels=config.max_pixels)[0])
         if x_star.shape != x.shape:
             raise InputError(item.restored, f"restored image is {tuple(x_star.shape[-2:])} but its clean image "
                              f"{item.clean.name} is {tuple(x.shape[-2:])} (after crop/resize); sizes must match")
         return Triple(x, None, x_star)
     generator = torch.Generator().manual_seed(image_seed(config.seed, item.index))
-    y = data.quantize(plan.degradation(x, generator))
+    y = image_files.quantize(plan.degradation(x, generator))
     x_star = plan.restorer(y, size=tuple(x.shape[-2:]))
     if tuple(x_star.shape) != tuple(x.shape):
         raise InputError(str(config.restorer), f"returned {tuple(x_star.shape)} for a {tuple(x.shape)} image")
-    return Triple(x, y, data.quantize(x_star))
+    return Triple(x, y, image_files.quantize(x_star))
 
 
 def degraded_for_metrics(y: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, bool]:
@@ -143,4 +145,4 @@ def degraded_for_metrics(y: torch.Tensor, size: tuple[int, int]) -> tuple[torch.
     if tuple(y.shape[-2:]) == tuple(size):
         return y, False
     up = F.interpolate(y[None], size=size, mode="bicubic", align_corners=False).clamp(0, 1)[0]
-    return data.quantize(up), True
+    return image_files.quantize(up), True

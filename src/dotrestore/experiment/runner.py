@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import data, metrics
+from .. import metrics
 from .._version import __version__
+from ..io import images as image_files
 from ..io.images import header_size
 from ..runtime import parallel, pipeline
 from ..tasks.apply import alpha_dirname
@@ -60,7 +61,7 @@ def _validate_shard(paths: list[Path], limit: int | None) -> None:
     def check():
         mine = parallel.shard(paths)
         if mine:
-            data.validate_images(mine, limit)
+            image_files.validate_images(mine, limit)
 
     parallel.run_checked(check)
 
@@ -170,7 +171,7 @@ def _run(config: ExperimentConfig, variants: list[Variant], plan: Plan, staging:
                 x, restored = batch["clean"][j], batch["restored"][j]
                 degraded = None if batch["degraded"] is None else batch["degraded"][j]
                 sizes.add(tuple(x.shape[-2:]))
-                images = {(v.method, a): data.quantize(outputs[v][a][j].cpu()) for v in variants for a in alphas}
+                images = {(v.method, a): image_files.quantize(outputs[v][a][j].cpu()) for v in variants for a in alphas}
                 images[("restored", None)] = restored
                 if degraded is not None:
                     images[("degraded", None)], up = degraded_for_metrics(degraded, tuple(x.shape[-2:]))

@@ -23,9 +23,9 @@ import torch
 
 from ..errors import InputError
 from ..io.images import resize_image
-from ..ot.filters import MAX_SIGMA
-from ..restorers import ModelRestorer, is_model_path
-from .degradations import gaussian_blur
+from ..ot.filters import MAX_SIGMA, gaussian_blur
+from .model import ModelRestorer
+from .model_file import is_model_path
 from .specs import Param, SpecRegistry, format_value
 
 logger = logging.getLogger(__name__)

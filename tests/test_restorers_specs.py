@@ -8,12 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from dotrestore.data import (
-    parse_degradation,
-    parse_restorer,
-    quantize,
-)
 from dotrestore.errors import InputError
+from dotrestore.experiment.degradations import parse_degradation
+from dotrestore.io.images import quantize
+from dotrestore.restorers import parse_restorer
 
 
 def _smooth(h=128, w=128):
@@ -239,7 +237,7 @@ def test_bad_restorer_specs(spec):
 
 
 def test_noise_level_estimate():
-    from dotrestore.data.restorers import estimate_sigma
+    from dotrestore.restorers.named import estimate_sigma
 
     noisy = 0.5 + 0.1 * np.random.default_rng(0).standard_normal((96, 80, 3))
     assert estimate_sigma(noisy) == pytest.approx(0.1, rel=0.05)

@@ -16,7 +16,7 @@ from PIL import Image
 from ..errors import InputError
 from ..io.images import quantize, resize_image
 from ..ot.filters import MAX_SIGMA, gaussian_blur, gaussian_kernel1d  # noqa: F401  (re-exported)
-from .specs import Param, SpecRegistry, format_value
+from ..restorers.specs import Param, SpecRegistry, format_value
 
 
 class Degradation:
