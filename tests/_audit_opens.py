@@ -3,7 +3,8 @@
 An audit hook (:func:`sys.addaudithook`, event ``open``: ``open``, ``io.open``, ``os.open``)
 appends the path of each open to LOG through a descriptor opened before the hook exists, so the
 log itself is never counted and DataLoader workers (forked, the hook and descriptor inherited)
-log theirs too. Under torchrun each rank writes ``LOG.<RANK>``.
+log theirs too. Clips opened by FFmpeg (PyAV's ``av.open``) are logged as well. Under torchrun
+each rank writes ``LOG.<RANK>``.
 """
 
 from __future__ import annotations
@@ -22,9 +23,26 @@ def main() -> int:
             os.write(fd, os.fsencode(os.path.abspath(os.fsdecode(args[0]))) + b"\n")
 
     sys.addaudithook(hook)
+    _log_clip_opens(fd)
     from dotrestore.cli import main as cli
 
     return cli(argv)
+
+
+def _log_clip_opens(fd: int) -> None:
+    """FFmpeg opens a clip in C, unseen by the audit hook: PyAV's ``av.open`` for reading logs it instead."""
+    try:
+        import av
+    except ImportError:  # no video extra: no clips to count
+        return
+    opened = av.open
+
+    def logged(file, mode="r", *args, **kwargs):
+        if mode == "r" and isinstance(file, (str, os.PathLike)):
+            os.write(fd, os.fsencode(os.path.abspath(os.fsdecode(file))) + b"\n")
+        return opened(file, mode, *args, **kwargs)
+
+    av.open = logged
 
 
 if __name__ == "__main__":

@@ -155,7 +155,7 @@ def test_fit_from_sampled_frames_equals_fit_from_them_as_images(clip, tmp_path):
 
 
 def test_frame_step_default_and_refusal(clip, tmp_path, capsys):
-    inputs = TrainingInputs.from_paths([clip], max_pixels=None)
+    inputs = TrainingInputs.from_paths([clip], max_pixels=None).checked(None)
     assert inputs.steps() == [1] and inputs.frame_count() == 24 and inputs.frame_count(5) == 5
     clean = write_images(tmp_path / "clean", 2, seed=3)
     assert main(["fit", "--source", str(clean), "--target", str(clean), "--frame-step", "2", "--vae", "pixel",

@@ -150,3 +150,51 @@ def test_corrupt_file_in_either_share_stops_both_ranks_with_one_line(twenty, tmp
     owner = position % 2
     assert opens(tmp_path / f"bad.log.{1 - owner}")[bad.resolve()] == 0
     assert opens(tmp_path / f"bad.log.{owner}")[bad.resolve()] == 1
+
+
+@pytest.fixture(scope="module")
+def small_clip(tmp_path_factory) -> Path:
+    """12 lossless 64×64 frames, no sound."""
+    pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
+    from video_clips import make_clip
+
+    return make_clip(tmp_path_factory.mktemp("clip") / "clip.mkv", frames=12, codec="ffv1", pix_fmt="bgr0",
+                     audio=None, size=64)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_a_clip_is_probed_by_rank_0_alone(small_clip, tmp_path):
+    """A probe reads the whole clip: rank 0 probes it for both ranks; rank 1 opens it once, for its own frames."""
+    clean = smooth_images(tmp_path / "clean", 2, seed=9, scale=1.0)
+    op = tmp_path / "op.safetensors"
+
+    def fit(log, two=False):
+        return audited(log, "fit", "--source", small_clip, "--target", *clean, "-o", op, "--vae", "pixel",
+                       "--overwrite", "--no-progress", two=two)
+
+    def apply(log, out, two=False):
+        return audited(log, "apply", op, small_clip, "-o", out, "--no-progress", two=two)
+
+    runs = [fit(tmp_path / "fit1.log"), apply(tmp_path / "apply1.log", tmp_path / "one.mkv"),
+            fit(tmp_path / "fit2.log", two=True), apply(tmp_path / "apply2.log", tmp_path / "two.mkv", two=True)]
+    assert all(r.returncode == 0 for r in runs), "".join(r.stderr for r in runs)[-3000:]
+    clip = small_clip.resolve()
+    for job in ("fit", "apply"):
+        alone = opens(tmp_path / f"{job}1.log")[clip]  # the probe's opens and one read
+        rank0, rank1 = (opens(tmp_path / f"{job}2.log.{r}")[clip] for r in (0, 1))
+        assert (rank0, rank1) == (alone, 1), (job, alone, rank0, rank1)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_a_bad_clip_stops_both_ranks_with_one_line_and_rank_1_never_opens_it(small_clip, tmp_path):
+    bad = tmp_path / "bad.mkv"
+    bad.write_bytes(small_clip.read_bytes()[:400])
+    clean = smooth_images(tmp_path / "clean", 2, seed=9, scale=1.0)
+    run = audited(tmp_path / "bad.log", "fit", "--source", bad, "--target", *clean, "-o", tmp_path / "x.safetensors",
+                  "--vae", "pixel", two=True)
+    errors = [line for line in run.stderr.splitlines() if "dotrestore fit: error:" in line]
+    assert len(errors) == 2 and errors[0] == errors[1] and bad.name in errors[0], run.stderr[-3000:]
+    assert opens(tmp_path / "bad.log.1")[bad.resolve()] == 0 and opens(tmp_path / "bad.log.0")[bad.resolve()] >= 1
+    assert not (tmp_path / "x.safetensors").exists()

@@ -106,11 +106,13 @@ def _run_video(args, runtime, operator) -> int:
 
     if args.restorer is not None:
         raise InputError("--restorer", "applies to images only (restore the clip's frames as an image folder)")
-    plan = apply_video.plan_video(args.inputs, args.output, args.alpha or [0.0], max_pixels=runtime.max_pixels,
-                                  codec=args.video_codec, crf=args.crf, overwrite=args.overwrite,
-                                  temporal=args.temporal or settings.default("temporal"),
-                                  protected=[args.operator, *spec_files(args.codec)])
     parallel.init(runtime.device)
+    # rank 0 probes the clip (reading all of it) and checks the outputs; every rank gets the plan,
+    # then reads only its own frames
+    plan = parallel.on_main(apply_video.plan_video, args.inputs, args.output, args.alpha or [0.0],
+                            max_pixels=runtime.max_pixels, codec=args.video_codec, crf=args.crf,
+                            overwrite=args.overwrite, temporal=args.temporal or settings.default("temporal"),
+                            protected=[args.operator, *spec_files(args.codec)])
     dot = DOT.load(operator, codec=args.codec, runtime=runtime)
     with runtime.progress_bar(plan.frame_count, "applying", unit="frame") as bar:
         frames = apply_video.write_video(dot, plan, interpolation=args.interpolation, operator=args.operator,

@@ -48,12 +48,12 @@ def run(args) -> int:
     runtime = options.runtime(args)
     if not args.zero_shot and not args.source:
         raise InputError("--source", "fit needs the restored images (or --zero-shot)")
-    # images are listed and clips probed (checked) before any work
+    # images and clips are listed here; each is opened and checked once, after the process group starts
     source = TrainingInputs.from_paths(args.source, runtime.max_pixels) if args.source and not args.zero_shot else None
     if args.target is None and not source:
         raise InputError("--target", "fit needs clean images (--target), or --source to use the bundled target")
     target = TrainingInputs.from_paths(args.target or [], runtime.max_pixels)
-    if args.frame_step is not None and not target.videos and not (source and source.videos):
+    if args.frame_step is not None and not target.clips and not (source and source.clips):
         raise InputError("--frame-step", "applies to video inputs only")
     restorer = restorer_from(args.restorer, runtime)
     if restorer is not None and source is None:
@@ -70,7 +70,7 @@ def run(args) -> int:
         raise InputError("--mixture", "a mixture fits in one process only (EM needs the patches, not sums that "
                          "merge across processes): run without torchrun")
     parallel.init(runtime.device)
-    # each process opens and checks its own share of the images, once, before any encoding
+    # each process opens and checks its own share of the images, rank 0 probes the clips for all, before any encoding
     source, target = source and source.checked(runtime.max_pixels), target.checked(runtime.max_pixels)
     # under torchrun: each process its share of the files and frames, sums added exactly
     fitting.fit(dot, source, target if args.target is not None else None, frame_step=args.frame_step,

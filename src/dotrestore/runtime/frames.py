@@ -22,7 +22,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -111,37 +111,46 @@ def frame_batches(info: VideoInfo, start: int = 0, stop: int | None = None, *, s
     return prefetched(batches, prefetch)
 
 
+def probed(clips: Sequence[Path], max_pixels: int | None) -> list[VideoInfo]:
+    """Each clip probed once, by rank 0 (a probe demuxes the whole file), its
+    :class:`~dotrestore.io.video.VideoInfo` handed to every rank; collective under torchrun: a bad
+    clip stops every rank with the same line."""
+    return parallel.on_main(lambda: [probe(clip, max_pixels) for clip in clips]) if clips else []
+
+
 @dataclass
 class TrainingInputs:
-    """Images and probed clips to fit statistics from (see the module's docstring)."""
+    """Images and clips to fit statistics from (see the module's docstring); ``videos`` holds
+    the clips probed, once :meth:`checked`."""
 
     images: list[Path] | list[ImageFile]
-    videos: list[VideoInfo]
+    clips: list[Path]
+    videos: list[VideoInfo] = field(default_factory=list)
 
     @classmethod
     def from_paths(cls, paths: Sequence[str | os.PathLike], max_pixels: int | None) -> TrainingInputs:
-        """Video files are probed (checked: readable, frames within ``max_pixels``), the rest
-        listed as images without opening them (:func:`~dotrestore.io.images.list_images`:
-        :meth:`checked` opens this process's share); InputError naming a bad file."""
+        """Video files and images listed without opening them (:func:`~dotrestore.io.images.list_images`;
+        :meth:`checked` opens them); InputError naming a missing file or a folder without images."""
         paths = [Path(p) for p in paths]
         clips = [p for p in paths if is_video(p) and not p.is_dir()]
         rest = [p for p in paths if p not in clips]
-        videos = [probe(p, max_pixels) for p in dict.fromkeys(clips)]
-        return cls(list_images(rest, max_pixels, headers=False) if rest else [], videos)
+        return cls(list_images(rest, max_pixels, headers=False) if rest else [], list(dict.fromkeys(clips)))
 
     def checked(self, max_pixels: int | None) -> TrainingInputs:
-        """This process's share of the images, each opened and decoded once into an
-        :class:`~dotrestore.io.images.ImageFile` (collective under torchrun: a bad file in any
-        share stops every process with the same message)."""
-        return TrainingInputs(checked_share(self.images, max_pixels), self.videos)
+        """The clips probed (readable, frames within ``max_pixels``: :func:`probed`, by rank 0 for
+        all), then this process's share of the images, each opened and decoded once into an
+        :class:`~dotrestore.io.images.ImageFile`. Collective under torchrun: a bad file anywhere
+        stops every process with the same message."""
+        videos = probed(self.clips, max_pixels)
+        return TrainingInputs(checked_share(self.images, max_pixels), self.clips, videos)
 
     @property
     def files(self) -> list[Path]:
         """Every file read (no output may be one of them)."""
-        return [getattr(i, "path", i) for i in self.images] + [v.path for v in self.videos]
+        return [getattr(i, "path", i) for i in self.images] + list(self.clips)
 
     def steps(self, step: int | None = None) -> list[int]:
-        """The frame step of each clip: ``step``, or the smallest that samples at most
+        """The frame step of each probed clip: ``step``, or the smallest that samples at most
         :data:`~dotrestore.io.video.DEFAULT_FIT_FRAMES` of its frames."""
         return [step or frame_step(v.frame_count) for v in self.videos]
 
@@ -170,4 +179,4 @@ class TrainingInputs:
         return self.batches(runtime, what, step)
 
 
-__all__ = ["decoder_threads", "frame_name", "prefetched", "frame_batches", "TrainingInputs"]
+__all__ = ["decoder_threads", "frame_name", "prefetched", "frame_batches", "probed", "TrainingInputs"]

@@ -161,6 +161,17 @@ def gather_objects(obj) -> list:
     return out
 
 
+def on_main(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` run by rank 0 alone, its (picklable) result on every rank.
+
+    For a verdict every rank needs but one can reach: probing a clip reads all of it, so one
+    rank does, not every rank. Collective; a DotRestoreError of ``fn`` stops every rank with
+    its line (:func:`run_checked`).
+    """
+    result = run_checked(fn, *args, **kwargs) if is_main() else run_checked(lambda: None)
+    return gather_objects(result)[0]
+
+
 def gather_tensors(tensor: torch.Tensor, group=None) -> list[torch.Tensor]:
     """Every rank's ``tensor`` (shapes may differ along dim 0), in rank order.
 
