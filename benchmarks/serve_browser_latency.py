@@ -120,6 +120,7 @@ def main() -> None:
             page.wait_for_function("() => document.querySelector('#status').innerText.includes('α =')",
                                    timeout=300_000)
             page.wait_for_function("() => window.__srcs.length > 0", timeout=120_000)
+            page.wait_for_function("() => document.querySelector('#output img').naturalWidth > 0", timeout=60_000)
             size = page.evaluate("() => { const im = document.querySelector('#output img');"
                                  " return [im.naturalWidth, im.naturalHeight]; }")
             time.sleep(2)  # the first α of an image is not what is measured
