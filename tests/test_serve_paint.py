@@ -88,7 +88,9 @@ def test_the_eraser_and_later_strokes_cover_earlier_ones():
 
 @pytest.mark.parametrize("bad, message", [
     ({"strokes": []}, "must come as"),
-    ({"frame": [0, 10], "strokes": []}, "positive size"),
+    ({"frame": [0, 10], "strokes": [{"points": [[1, 1]], "radius": 2, "alpha": 1}]}, "positive size"),
+    ({"frame": [10, 10], "strokes": [{"points": [1, 1], "radius": 2, "alpha": 1}]}, "must come as"),
+    ({"frame": [10, 10], "strokes": ["a"]}, "must come as"),
     ({"frame": [10, 10], "strokes": [{"points": [[1, 1]], "radius": 2, "alpha": 0.3}]}, "α must be one of"),
     ({"frame": [10, 10], "strokes": [{"points": [[1, 1]], "radius": 0, "alpha": 1}]}, "radius"),
     ({"frame": [10, 10], "strokes": [{"points": [], "radius": 2, "alpha": 1}]}, "at least one point"),
@@ -174,3 +176,20 @@ def test_transform_api_takes_a_map(ws, explorer, tmp_path):
     Image.fromarray(levels[:, :70]).save(tmp_path / "narrow.png")
     with pytest.raises(gr.Error, match="narrow.png: α map is 70x80 but its image is 80x80"):
         h.transform_api(explorer, str(image), 0.7, str(tmp_path / "narrow.png"))
+
+
+def test_a_large_image_is_painted_on_a_reduced_copy_and_its_strokes_are_scaled_back():
+    import base64
+    import io
+
+    from PIL import Image
+
+    from dotrestore.serve.brush import FRAME_MAX, canvas_value
+
+    value = canvas_value(torch.rand(3, 40, FRAME_MAX + 320), "p1")
+    assert (value["width"], value["height"], value["pick"]) == (FRAME_MAX + 320, 40, "p1")
+    frame = Image.open(io.BytesIO(base64.b64decode(value["src"].split(",", 1)[1]))).size
+    assert frame == (FRAME_MAX, 32)  # the long side at FRAME_MAX, the aspect kept
+    # the page's point at the frame's centre is the image's centre
+    m = mask(([(FRAME_MAX / 2, 16)], 1, 1.0), frame=frame, size=(40, FRAME_MAX + 320))
+    assert np.array_equal(np.argwhere(m).mean(axis=0), [19.5, (FRAME_MAX + 320) / 2 - 0.5])

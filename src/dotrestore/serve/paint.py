@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .. import settings
+from ..errors import InputError
 from ..io.alpha_maps import alpha_from_grey, sixteen_bit_levels
 from ..ot.tradeoff import feather
 
@@ -28,6 +29,7 @@ PALETTE = (0.0, 0.25, 0.5, 0.75, 1.0)
 FEATHER = settings.default("alpha_map_feather")
 #: what one page may send: enough for any hand-painted map, small enough to refuse a flood
 MAX_STROKES, MAX_POINTS = 5_000, 500_000
+STROKES = "brush strokes"  # the subject of their errors
 
 
 def brush_colours() -> list[str]:
@@ -69,31 +71,35 @@ def parse_strokes(data, size: tuple[int, int]) -> list[Stroke]:
 
     ``data``: ``{"frame": [fw, fh], "strokes": [{"points": [[x, y], ...], "radius": r, "alpha": a or
     None}, ...]}``; points are in the frame's pixels (the picture the page painted on, which may be
-    smaller than the image), the radius in image pixels. Anything else is refused with ValueError.
+    smaller than the image), the radius in image pixels. Anything else is refused (:class:`~dotrestore.errors.InputError`).
     """
-    height, width = size
     try:
         frame_w, frame_h = (float(v) for v in data["frame"])
-        items = list(data["strokes"])
-    except (KeyError, TypeError, ValueError):
-        raise ValueError("strokes must come as {'frame': [w, h], 'strokes': [...]}") from None
-    if not (frame_w > 0 and frame_h > 0 and math.isfinite(frame_w) and math.isfinite(frame_h)):
-        raise ValueError(f"the frame of the strokes must be a positive size, got {data['frame']!r}")
-    if len(items) > MAX_STROKES or sum(len(i.get("points", ())) for i in items) > MAX_POINTS:
-        raise ValueError(f"too many strokes: at most {MAX_STROKES} strokes of {MAX_POINTS} points in all")
-    sx, sy = width / frame_w, height / frame_h
-    strokes = []
-    for item in items:
-        alpha, radius = item.get("alpha"), float(item.get("radius", 0))
-        if alpha is not None and float(alpha) not in PALETTE:
-            raise ValueError(f"a stroke's α must be one of {PALETTE} (or None: the eraser), got {alpha!r}")
-        if not (0 < radius <= max(size)):
-            raise ValueError(f"a stroke's radius must be in (0, {max(size)}] image pixels, got {radius!r}")
-        points = tuple((float(x) * sx, float(y) * sy) for x, y in item["points"])
-        if not points or not all(math.isfinite(v) for p in points for v in p):
-            raise ValueError("a stroke needs at least one point, all finite")
-        strokes.append(Stroke(points, radius, None if alpha is None else float(alpha)))
-    return strokes
+        items = [dict(item) for item in data["strokes"]]
+        if len(items) > MAX_STROKES or sum(len(item["points"]) for item in items) > MAX_POINTS:
+            raise InputError(STROKES, f"too many: at most {MAX_STROKES} strokes of {MAX_POINTS} points in all")
+        return [_stroke(item, size, width=frame_w, height=frame_h) for item in items]
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(STROKES, "they must come as {'frame': [w, h], 'strokes': [{'points': [[x, y], ...], "
+                                  "'radius': r, 'alpha': a}, ...]}") from None
+
+
+def _stroke(item: dict, size: tuple[int, int], width: float, height: float) -> Stroke:
+    """One stroke of the page's, its points scaled from a frame of width × height to the image."""
+    if not (width > 0 and height > 0 and math.isfinite(width) and math.isfinite(height)):
+        raise InputError(STROKES, f"the frame they were painted on must have a positive size, got {width} x {height}")
+    alpha, radius = item.get("alpha"), float(item["radius"])
+    if alpha is not None and float(alpha) not in PALETTE:
+        raise InputError(STROKES, f"a stroke's α must be one of {PALETTE} (or None: the eraser), got {alpha!r}")
+    if not (0 < radius <= max(size)):
+        raise InputError(STROKES, f"a stroke's radius must be in (0, {max(size)}] image pixels, got {radius!r}")
+    sx, sy = size[1] / width, size[0] / height
+    points = tuple((float(x) * sx, float(y) * sy) for x, y in item["points"])
+    if not points or not all(math.isfinite(v) for p in points for v in p):
+        raise InputError(STROKES, "a stroke needs at least one point, all finite")
+    return Stroke(points, radius, None if alpha is None else float(alpha))
 
 
 @dataclass
