@@ -7,7 +7,7 @@ of the slider's kind (a blend of the cached x* and x̂0). Prints, per image and 
 first-call ms, repeated-α median and max ms, their ratio, and the share of a repeated call
 spent inside the handler (the rest is Gradio's upload/queue/download round trip).
 Interleaved with each repeated α, a new brush stroke: ``/transform`` with a new α map file (read,
-feathered, blended) and the brush's own handler in-process (paint layer → α map → blend → picture).
+feathered, blended) and the brush's own handler in-process (stroke geometry → α map → blend → picture).
 Target: a repeated α, and a new stroke, ≤ 150 ms median on 2 CPU cores.
 
     python benchmarks/serve_latency.py IMAGE [IMAGE ...] [--operator OP | --fit DIR_RESTORED DIR_CLEAN]
@@ -75,7 +75,7 @@ def main() -> None:
                   f"max {max(calls) * 1e3:.0f} ms; repeated/first {median / first:.3f}; "
                   f"handler share {statistics.median(inside) / median:.2f}")
             print(f"{image.name}: new stroke (/transform with a new map) median {statistics.median(strokes) * 1e3:.0f} ms, "
-                  f"max {max(strokes) * 1e3:.0f} ms; the brush's handler (layer → map → blend → picture) median "
+                  f"max {max(strokes) * 1e3:.0f} ms; the brush's handler (stroke → map → blend → picture) median "
                   f"{statistics.median(painted) * 1e3:.0f} ms, max {max(painted) * 1e3:.0f} ms")
     finally:
         app.close()
@@ -98,18 +98,17 @@ def stroke(image: Path, k: int, work: Path) -> Path:
 
 
 def paint_handler_seconds(explorer, image: Path, k: int, alpha: float) -> float:
-    """Wall time of the brush's handler for a new stroke on an image already transported."""
-    import numpy as np
-
+    """Wall time of the brush's handler for a new stroke on an image already transported (the page
+    sends the stroke's geometry; a band across the image, one stroke of radius 1/24 of its height)."""
     from dotrestore.serve import handlers
 
     state, *_ = handlers._pick(explorer, image, image.stem, alpha, False, lambda *a, **kw: None)
     height, width = state_size(explorer, state)
-    layer = np.zeros((height, width, 4), dtype=np.uint8)
-    band = max(2, height // 12)
-    layer[(k * band) % height:(k * band) % height + band] = 255
+    y = (k * height / 12) % height + 0.5
+    message = {"pick": state["pick"], "frame": [width, height],
+               "strokes": [{"points": [[x, y] for x in range(0, width + 1, 20)], "radius": height / 24, "alpha": 1.0}]}
     start = time.perf_counter()
-    handlers.on_paint(explorer, {"layers": [layer]}, state, alpha, False)
+    handlers.on_strokes(explorer, message, state, alpha, False)
     return time.perf_counter() - start
 
 

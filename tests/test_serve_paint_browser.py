@@ -1,4 +1,4 @@
-"""The α brush as a user meets it: a real server, headless Chromium, a painted stroke, the download.
+"""The α brush as a user meets it: a real server, headless Chromium, a painted stroke, the download, an undo.
 
 Same set-up as ``test_serve_browser.py`` (its helpers are reused): a TAEF2 operator fitted on
 generated images, no ../shared, no network.
@@ -56,35 +56,46 @@ def download(page, selector: str, target: Path) -> Path:
     return target
 
 
+def canvas_point(box: dict, x: float, y: float, size: int) -> tuple[float, float]:
+    """Screen position of image pixel coordinates (x, y) on the brush's canvas showing a size×size image."""
+    return box["x"] + x * box["width"] / size, box["y"] + y * box["height"] / size
+
+
+def new_pixels(page, url: str, old: np.ndarray) -> np.ndarray:
+    deadline = time.monotonic() + 30
+    while np.array_equal(shown := shown_pixels(page, url), old) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the <img> is swapped after the status line
+    return shown
+
+
 def test_paint_a_stroke_then_download_image_and_map(served, page, tmp_path):
     image = served["images"] / "test10.png"  # 80x80
     page.locator("#gallery .thumbnail-item").nth(0).click()
     wait_status(page, "test10")
-    page.wait_for_function("() => document.querySelector('#paint canvas') !== null", timeout=60_000)
-    time.sleep(1)  # the canvas receives x* after the status line
+    # the canvas takes the picked image's size once its picture has loaded (after the status line)
+    page.wait_for_function("() => document.querySelector('#paint canvas').width === 80", timeout=60_000)
     before = shown_pixels(page, served["url"])
     page.locator("#paint").scroll_into_view_if_needed()
-    page.get_by_role("button", name="Brush", exact=True).click()  # white (α = 1) is the brush's default colour
-    box = page.locator("#paint canvas").first.bounding_box()
-    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.locator("#paint .size").fill("3")  # radius 3 image pixels; white (α = 1) is the default colour
+    box = page.locator("#paint canvas").bounding_box()
+    assert box["width"] > 300, "a small image is shown enlarged: the points are scaled to its pixels"
     start = time.perf_counter()
-    page.mouse.move(cx - 60, cy)
+    page.mouse.move(*canvas_point(box, 20.5, 40.5, 80))
     page.mouse.down()
-    for i in range(13):
-        page.mouse.move(cx - 60 + 10 * i, cy)
+    for i in range(1, 9):
+        page.mouse.move(*canvas_point(box, 20.5 + 5 * i, 40.5, 80))
     page.mouse.up()
     wait_status(page, "with the painted α map")
-    deadline = time.monotonic() + 30
-    while np.array_equal(after := shown_pixels(page, served["url"]), before) and time.monotonic() < deadline:
-        time.sleep(0.2)  # the <img> is swapped after the status line
-    print(f"stroke → new picture in {time.perf_counter() - start:.2f} s (browser, upload of the layer included)")
+    after = new_pixels(page, served["url"], before)
+    print(f"stroke → new picture in {time.perf_counter() - start:.2f} s (browser)")
     changed = np.abs(after.astype(int) - before.astype(int)).max(axis=2) > 0
-    rows = np.nonzero(changed.any(axis=1))[0]
-    assert changed[40, 30:50].all(), "the middle of the stroke changed"
-    assert 0 < len(rows) < 80 and not changed[: rows.min()].any() and not changed[rows.max() + 1:].any()
-    assert changed.mean() < 0.9 and not changed[0].any() and not changed[-1].any(), "the rest did not change"
+    rows, cols = np.nonzero(changed.any(axis=1))[0], np.nonzero(changed.any(axis=0))[0]
+    assert changed[40, 22:59].all(), "the stroke changed its pixels"
+    reach = 3 + 2 + 1  # radius, feather (4 px: 2 each side), a pointer position rounded to a screen pixel
+    assert 40 - reach <= rows.min() and rows.max() <= 40 + reach, "the rest did not change"
+    assert 20 - reach <= cols.min() and cols.max() <= 60 + reach, "the rest did not change"
     x_star = (data.read_image(image) * 255).round().byte().permute(1, 2, 0).numpy()
-    assert np.array_equal(after[40, 35:45], x_star[40, 35:45])  # painted white: x* itself
+    assert np.array_equal(after[40, 25:55], x_star[40, 25:55])  # painted white: x* itself
     shot = tmp_path / "serve_paint_stroke.png"
     page.screenshot(path=str(shot), full_page=True)
     save_artifact(shot)
@@ -96,4 +107,11 @@ def test_paint_a_stroke_then_download_image_and_map(served, page, tmp_path):
     out = tmp_path / "apply"
     assert cli.main(["apply", str(served["operator"]), str(image), "-o", str(out), "--alpha-map", str(alpha_map)]) == 0
     assert (out / "test10.png").read_bytes() == picture.read_bytes()
+
+    page.locator("#paint .undo").click()  # the only stroke undone: the slider's α everywhere again
+    assert np.array_equal(new_pixels(page, served["url"], after), before)
+    assert "painted" not in page.inner_text("#status")
+    page.locator("#gallery .thumbnail-item").nth(1).click()  # another image (56x56): a new, empty canvas
+    wait_status(page, "test11")
+    page.wait_for_function("() => document.querySelector('#paint canvas').width === 56", timeout=60_000)
     assert served["process"].poll() is None

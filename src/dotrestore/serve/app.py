@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from . import brush, paint
 from . import handlers as h
-from . import paint
 from .session import ALPHA_MAX, ALPHA_MIN, ALPHA_STEP, Explorer
 
 CODECS = ["auto", "taef2", "sd-vae-ft-ema", "sd-vae-ft-mse", "pixel"]
@@ -82,15 +82,11 @@ def _explore_tab(ex: Explorer) -> SimpleNamespace:
 
 def _paint_box(c: SimpleNamespace) -> None:
     """The brush: paint α on x* (colour = α), the eraser goes back to the slider's α."""
-    colours = paint.brush_colours()
     with gr.Accordion("Paint α with a brush", open=True):
-        gr.Markdown("Brush colours are α: black 0 (perceptual x̂0), greys 0.25 · 0.5 · 0.75, white 1 (your "
+        gr.Markdown("Brush colours are α: 0 (black, perceptual x̂0), 0.25 · 0.5 · 0.75, 1 (white, your "
                     "restorer's x*); unpainted pixels and the eraser follow the slider. Edges are feathered over "
                     f"{paint.FEATHER} px, as `dotrestore apply --alpha-map` does; Download also writes the α map.")
-        c.paint = gr.ImageEditor(label="α brush on x*", type="numpy", image_mode="RGBA", sources=(), transforms=(),
-                                 layers=False, format="png", elem_id="paint", buttons=[],
-                                 brush=gr.Brush(colors=colours, default_color=colours[-1], color_mode="fixed"),
-                                 eraser=gr.Eraser())
+        c.paint = brush.brush_component()
         c.download_map = gr.File(label="α map of the download (16-bit greyscale PNG)", interactive=False,
                                  elem_id="download-map")
 
@@ -151,14 +147,18 @@ def _wire_explore(ex: Explorer, e: SimpleNamespace, state, operator_info) -> Non
         # hint, which it cannot read through functools.partial (evt would be None)
         return h.on_gallery(ex, evt, state, alpha, latent, progress)
 
-    canvas_key = gr.State(None)  # the image on the paint canvas
-    canvas = (partial(h.paint_canvas, ex), [state, canvas_key], [e.paint, canvas_key])
+    def on_stroke(evt: gr.EventData, state, alpha, latent):
+        return h.on_strokes(ex, evt._data, state, alpha, latent)  # the strokes come as the event's data
+
+    canvas_pick = gr.State(None)  # the pick shown on the brush's canvas
+    canvas = (partial(h.paint_canvas, ex), [state, canvas_pick], [e.paint, canvas_pick])
     picked = e.gallery.select(on_gallery, [state, e.alpha, e.latent], [state, *shown], api_name=False)
     picked.then(*measures, api_name=False).then(*canvas, api_name=False)
     uploaded = e.upload.upload(partial(h.on_upload, ex), [e.upload, state, e.alpha, e.latent], [state, *shown, e.upload],
                                api_name=False)
     uploaded.then(*measures, api_name=False).then(*canvas, api_name=False)
-    e.paint.change(partial(h.on_paint, ex), [e.paint, state, e.alpha, e.latent], [state, *shown], trigger_mode="always_last",
+    # each message holds every stroke: when strokes come faster than pictures, only the last matters
+    e.paint.stroke(on_stroke, [state, e.alpha, e.latent], [state, *shown], trigger_mode="always_last",
                    show_progress="hidden", api_name=False).then(*measures, api_name=False, show_progress="hidden")
     e.reference.upload(partial(h.on_reference, ex), [e.reference, state, e.alpha, e.latent], [state, *shown],
                        api_name=False).then(*measures, api_name=False)

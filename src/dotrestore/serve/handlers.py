@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import uuid
 from pathlib import Path
 
 import gradio as gr
@@ -23,9 +24,10 @@ from .. import settings
 from ..errors import DotRestoreError, user_message
 from ..io.images import quantize
 from ..metrics import mse
+from . import brush
 from .cache import Entry
 from .jobs import batch_apply, collect_images, fit_operator, parse_alphas
-from .paint import PaintedMap, Painting
+from .paint import PaintedMap, Painting, parse_strokes
 from .session import Explorer
 
 logger = logging.getLogger(__name__)
@@ -118,8 +120,8 @@ def show(ex: Explorer, state, alpha, latent):
     entry = current(ex, state)
     image = render(ex, state, entry, alpha, latent)
     where = f" against reference {entry.reference_name}" if entry.reference is not None else ""
-    brush = " with the painted α map" if (state or {}).get("painting") is not None else ""
-    status = f"{entry.stem}: α = {alpha:g}{brush} ({'latent' if latent else 'pixel'} interpolation){where}"
+    note = " with the painted α map" if (state or {}).get("painting") is not None else ""
+    status = f"{entry.stem}: α = {alpha:g}{note} ({'latent' if latent else 'pixel'} interpolation){where}"
     return (to_array(entry.x_star), to_array(image)), to_array(image), status
 
 
@@ -142,7 +144,8 @@ def _pick(ex: Explorer, path, stem, alpha, latent, progress):
     reference = ex.reference_for(entry.stem)
     if reference is not None and entry.reference is None:
         ex.attach_reference(entry, reference)
-    state = {"key": entry.key, "path": str(path), "stem": entry.stem,
+    # "pick": this pick of the image, which the brush's canvas and strokes belong to
+    state = {"key": entry.key, "path": str(path), "stem": entry.stem, "pick": uuid.uuid4().hex,
              "reference": str(reference) if reference is not None else None}
     return (state, *show(ex, state, alpha, latent))
 
@@ -190,23 +193,29 @@ def on_download(ex: Explorer, state, alpha, latent):
 
 
 @guarded(lambda message: (gr.skip(), gr.skip(), gr.skip(), error_text(message)))
-def on_paint(ex: Explorer, editor, state, alpha, latent):
-    """A stroke (or an erasure): the paint layer becomes the picked image's α map."""
+def on_strokes(ex: Explorer, data, state, alpha, latent):
+    """The page's strokes (all of them, after a stroke, an undo or a clear) become the picked image's α map.
+
+    Strokes painted on an image that is no longer the picked one (a pick while they were on their
+    way) are left alone.
+    """
     entry = current(ex, state)
-    layers = (editor or {}).get("layers") or []
-    painting = Painting.from_layer(layers[0] if layers else None, tuple(entry.x_star.shape[-2:]))
+    if (data or {}).get("pick") != state.get("pick"):
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    size = tuple(entry.x_star.shape[-2:])
+    painting = Painting.from_strokes(parse_strokes(data, size), size, previous=state.get("painting"))
     state = {**state, "painting": painting}
     return (state, *show(ex, state, alpha, latent))
 
 
-def paint_canvas(ex: Explorer, state, shown_key):
-    """(the paint editor's value, its image's key) when another image was picked: x* under an empty layer.
+def paint_canvas(ex: Explorer, state, shown_pick):
+    """(the brush's value, the pick it shows) when an image was picked: x* to paint on, no strokes.
 
-    Nothing changes when the picked image is the one on the canvas (a refused upload keeps both).
+    Nothing changes while the pick is the one on the canvas (a refused upload keeps both).
     """
-    if not state or state.get("key") == shown_key:
+    if not state or state.get("pick") == shown_pick:
         return gr.skip(), gr.skip()
-    return {"background": to_array(current(ex, state).x_star), "layers": [], "composite": None}, state["key"]
+    return brush.canvas_value(current(ex, state).x_star, state["pick"]), state["pick"]
 
 
 @guarded(warned(1, tail=(None,)))
