@@ -214,3 +214,26 @@ def _write_clip(path, info, frames):
     with VideoWriter(path, info) as writer:
         for frame in frames:
             writer.write(frame)
+
+
+@pytest.mark.parametrize("point", ["header", "third", "trailer"])
+def test_joining_torchrun_segments_names_the_alphas_clip(clip, tmp_path, monkeypatch, point):
+    """Rank 0 joins every rank's segment (hidden files beside the output) into the α's clip."""
+    from dotrestore.tasks import apply_video
+
+    info = probe(clip)
+    frames = [f.frame for f in read_frames(info)]
+    segments = []
+    for rank, (start, stop) in enumerate([(0, 3), (3, 6)]):
+        part = tmp_path / f".out.mkv.rank{rank}.part.mkv"
+        with VideoWriter(part, info, start=start, copy_streams=False, atomic=False) as writer:
+            for frame in frames[start:stop]:
+                writer.write(frame)
+        segments.append({0.0: str(part)})
+    plan = apply_video.VideoPlan(info, [0.0], {0.0: tmp_path / "out.mkv"})
+    _failing_container(monkeypatch, remux, point)
+    staged = {}
+    with pytest.raises((InputError, OSError)) as caught:
+        apply_video._finish(plan, segments, {}, staged)
+    assert str(tmp_path / "out.mkv") in str(caught.value) and ".part" not in str(caught.value), caught.value
+    assert ".new" not in str(caught.value) and not (tmp_path / "out.mkv").exists()
