@@ -8,13 +8,15 @@ with nothing on stderr. diffusers logs some of these problems itself ("An error 
 trying to fetch ...", "Some weights ... were not used"): those lines are held back (``-v`` shows
 them). A folder that loads with a config key diffusers ignores prints nothing at all.
 
-Every case runs in one real process (``python -c``), so stderr is the file descriptor the
-libraries' own handlers write to, not a stream a test swapped in.
+Each case runs in this process (nothing may reach the libraries' own log handlers), and all of
+them in one real process (``python -c``), where stderr is the file descriptor those handlers
+write to, not a stream a test swapped in.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -90,13 +92,18 @@ def _cases(root, vae) -> dict[str, str]:
     }
 
 
+CASES = ["folder gone", "config.json not JSON", "config.json of wrong types", "weights file missing", "weights file cut",
+         "weights of another shape", "weights of another class", "hub id offline", "hub alias offline",
+         "hub cache without weights", "config key diffusers ignores"]
+
+
 #: cases that load (the operator works): nothing on stderr at all
 LOADS = {"config key diffusers ignores"}
 
 
 @pytest.fixture(scope="module")
-def lines(tmp_path_factory):
-    """Case (and "-v" case) -> (exit status, stderr lines) of apply and of info, from one process."""
+def operators(tmp_path_factory):
+    """(case -> its operator file, an image, the environment of a child process)."""
     root = tmp_path_factory.mktemp("codec-lines")
     images = fuzz_support.write_images(root / "images", 2, size=(16, 16))
     _tiny_kl().save_pretrained(root / "vae")
@@ -104,16 +111,67 @@ def lines(tmp_path_factory):
     code, err = fuzz_support.run("fit", "--source", images, "--target", images, "--vae", root / "vae", "--device", "cpu",
                                  "-o", op, "--no-progress")
     assert code == 0, err
-    jobs = []
-    for i, (name, spec) in enumerate(_cases(root, root / "vae").items()):
-        case_op = rewrite(op, root / f"case{i}.safetensors", meta=lambda m, spec=spec: {**m, "codec_spec": spec})
-        jobs.append([name, str(case_op), str(images / "img0.png"), str(root / f"out{i}"), False])
-    jobs.append(["-v " + jobs[3][0], *jobs[3][1:3], str(root / "out-v"), True])
-    env = {**fuzz_support.env(), "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(_hub_cache_without_weights(root, root / "vae"))}
+    table = {name: rewrite(op, root / f"case{i}.safetensors", meta=lambda m, spec=spec: {**m, "codec_spec": spec})
+             for i, (name, spec) in enumerate(_cases(root, root / "vae").items())}
+    hub = _hub_cache_without_weights(root, root / "vae")
+    return table, images / "img0.png", {**fuzz_support.env(), "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub)}
+
+
+class Spy(logging.Handler):
+    """What reaches a library logger's handlers (its own stderr handler among them)."""
+
+    def __init__(self):
+        super().__init__()
+        self.said: list[str] = []
+
+    def emit(self, record):
+        self.said.append(record.getMessage())
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_apply_prints_one_line_of_ours_and_info_none(operators, tmp_path, monkeypatch, case):
+    """In this process: stderr holds our line only, and nothing reached the libraries' own handlers."""
+    table, image, env = operators
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", env["HF_HUB_CACHE"])
+    spies = {name: Spy() for name in ("diffusers", "huggingface_hub")}
+    for name, spy in spies.items():
+        logging.getLogger(name).addHandler(spy)
+    try:
+        code, err = fuzz_support.run("apply", table[case], image, "-o", tmp_path / "out", "--no-progress")
+    finally:
+        for name, spy in spies.items():
+            logging.getLogger(name).removeHandler(spy)
+    assert {name: spy.said for name, spy in spies.items()} == {"diffusers": [], "huggingface_hub": []}
+    _assert_one_line(case, code, err.splitlines())
+    assert fuzz_support.run("info", table[case]) == (0, "")  # info never loads the codec
+
+
+def _assert_one_line(case, code, err):
+    if case in LOADS:
+        assert (code, err) == (0, []), err
+    else:
+        assert code == 2, err
+        assert len(err) == 1 and err[0].startswith("dotrestore apply: error: "), err
+        assert "case" in err[0] and ".safetensors" in err[0], err  # names the operator
+
+
+def test_in_a_real_process_stderr_is_one_line_per_case(operators, tmp_path):
+    """Every case in one ``python -c`` process: stderr is the file descriptor the libraries'
+    own handlers write to. ``-v`` shows what the library said."""
+    table, image, env = operators
+    jobs = [[name, str(op), str(image), str(tmp_path / f"out{i}"), False] for i, (name, op) in enumerate(table.items())]
+    jobs.append(["-v weights file missing", str(table["weights file missing"]), str(image), str(tmp_path / "v"), True])
     done = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(jobs)], capture_output=True, text=True, env=env,
                           timeout=300)
     assert "Traceback" not in done.stderr, done.stderr
-    return _parse(done.stderr)
+    lines = _parse(done.stderr)
+    for case in CASES:
+        _assert_one_line(case, *lines[(case, "apply")])
+        assert lines[(case, "info")] == (0, [])
+    code, err = lines[("-v weights file missing", "apply")]
+    assert code == 2 and err[-1].startswith("dotrestore apply: error: "), err
+    assert any(line.startswith("dotrestore: diffusers") for line in err[:-1]), err
 
 
 def _parse(stderr: str) -> dict[tuple[str, str], tuple[int, list[str]]]:
@@ -126,29 +184,6 @@ def _parse(stderr: str) -> dict[tuple[str, str], tuple[int, list[str]]]:
         else:
             got.append(line)
     return table
-
-
-CASES = ["folder gone", "config.json not JSON", "config.json of wrong types", "weights file missing", "weights file cut",
-         "weights of another shape", "weights of another class", "hub id offline", "hub alias offline",
-         "hub cache without weights", "config key diffusers ignores"]
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_apply_prints_one_line_of_ours_and_info_none(lines, case):
-    code, err = lines[(case, "apply")]
-    if case in LOADS:
-        assert (code, err) == (0, []), err
-    else:
-        assert code == 2, err
-        assert len(err) == 1 and err[0].startswith("dotrestore apply: error: "), err
-        assert "case" in err[0] and ".safetensors" in err[0], err  # names the operator
-    assert lines[(case, "info")] == (0, [])
-
-
-def test_verbose_shows_what_the_library_said(lines):
-    code, err = lines[("-v weights file missing", "apply")]
-    assert code == 2 and err[-1].startswith("dotrestore apply: error: "), err
-    assert any(line.startswith("dotrestore: diffusers") for line in err[:-1]), err
 
 
 def test_the_libraries_print_again_after_a_load(tmp_path):
