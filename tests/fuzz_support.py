@@ -85,8 +85,13 @@ def hooked(after: str, actions: dict[int, str], *argv, call: int = 1, torchrun: 
     return subprocess.run([*launcher, *hook], env=env(), capture_output=True, text=True, timeout=timeout)
 
 
+def can_mount() -> bool:
+    """Whether this process may mount a tmpfs (root on Linux): a real full disk."""
+    return sys.platform.startswith("linux") and os.geteuid() == 0
+
+
 def _mount_tmpfs(folder: Path, size: str) -> bool:
-    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+    if not can_mount():
         return False
     result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
                             capture_output=True, timeout=30)
@@ -117,6 +122,19 @@ def _emulate_enospc(monkeypatch) -> None:
 
     for module in (files, folder_module, staged):
         monkeypatch.setattr(module, "write_content", write_content)
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, free: int = 0):
+    """``folder``, a 256 KiB tmpfs filled up to ``free`` bytes (``filler``), unmounted after."""
+    folder.mkdir()
+    assert _mount_tmpfs(folder, "256k"), "mounting a tmpfs failed"
+    try:
+        with open(folder / "filler", "wb") as filler:
+            filler.write(b"\0" * (256 * 1024 - free))
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)
 
 
 Disk = collections.namedtuple("Disk", "path how")

@@ -55,6 +55,99 @@ def test_ctrl_c_while_starting_is_one_line(argv):
     assert done.stderr.strip().splitlines() == ["dotrestore: interrupted (SIGINT)"]
 
 
+def _interrupt(monkeypatch, point: str) -> None:
+    """Raise KeyboardInterrupt at ``point`` of a command's start (see STARTUP_POINTS)."""
+    import argparse
+    import builtins
+
+    import dotrestore.cli as cli
+    import dotrestore.cli.apply as cli_apply
+    import dotrestore.cli.info as cli_info
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    if point == "setting up the arguments":
+        monkeypatch.setattr(cli, "build_parser", interrupted)
+    elif point == "parsing the arguments":
+        monkeypatch.setattr(argparse.ArgumentParser, "parse_args", interrupted)
+    elif point == "setting up the log":
+        monkeypatch.setattr(cli.log, "install_default_handler", interrupted)
+    elif point == "taking over the signals":
+        monkeypatch.setattr(cli.signal, "signal", interrupted)
+    elif point == "reading the operator":
+        monkeypatch.setattr(cli_apply, "read_operator", interrupted)
+        monkeypatch.setattr(cli_info, "read_operator_file", interrupted)
+    elif point == "importing the estimator (torch)":
+        real = builtins.__import__
+
+        def importing(name, *args, **kwargs):
+            if name.endswith("estimator"):
+                raise KeyboardInterrupt
+            return real(name, *args, **kwargs)
+        monkeypatch.setattr(builtins, "__import__", importing)
+    else:
+        raise AssertionError(point)
+
+
+#: where a Ctrl-C may land while a command starts, and the command the line then names
+STARTUP_POINTS = {"setting up the arguments": "dotrestore", "parsing the arguments": "dotrestore",
+                  "setting up the log": "dotrestore", "taking over the signals": "dotrestore apply",
+                  "reading the operator": "dotrestore apply", "importing the estimator (torch)": "dotrestore apply"}
+
+
+@pytest.mark.parametrize("entry", ["dotrestore.cli", "dotrestore._entry"])
+@pytest.mark.parametrize("point", sorted(STARTUP_POINTS))
+def test_ctrl_c_at_any_point_of_the_start_is_one_line(world, tmp_path, monkeypatch, capsys, point, entry):
+    """cli.main (what scripts, the tests and ``_hooked.py`` call) and the command's entry point
+    both end a Ctrl-C before the command's own handler is in place with one line and 130."""
+    import importlib
+
+    root, op, _, _ = world
+    _interrupt(monkeypatch, point)
+    out = tmp_path / "out"
+    main = importlib.import_module(entry).main
+    try:
+        code = main(["apply", str(op), str(root / "restored"), "-o", str(out), "--no-progress"])
+    except KeyboardInterrupt:  # escaping, it would end the whole test session
+        pytest.fail(f"KeyboardInterrupt escaped {entry}.main while {point}")
+    err = capsys.readouterr().err
+    assert code == 130 and "Traceback" not in err, err
+    assert err.splitlines() == [f"{STARTUP_POINTS[point]}: interrupted (SIGINT)"], err
+    assert not out.exists()
+
+
+#: a real SIGINT sent to the process right after ``MODULE:ATTR`` returns (the signal handler as in a terminal)
+SIGINT_AFTER = """
+import importlib, os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # the test runner may have left it ignored
+entry, after, *argv = sys.argv[1:]
+module, attr = after.split(":")
+owner = importlib.import_module(module)
+real = getattr(owner, attr)
+def hooked(*args, **kwargs):
+    result = real(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGINT)
+    return result
+setattr(owner, attr, hooked)
+sys.exit(importlib.import_module(entry).main(argv))
+"""
+
+
+@pytest.mark.parametrize("entry, after, shown", [
+    ("dotrestore.cli", "dotrestore.cli:build_parser", "dotrestore"),
+    ("dotrestore._entry", "dotrestore.log:install_default_handler", "dotrestore"),
+    ("dotrestore.cli", "dotrestore.cli.apply:read_operator", "dotrestore apply"),
+])
+def test_a_real_sigint_early_in_the_start_is_one_line(world, tmp_path, entry, after, shown):
+    root, op, _, _ = world
+    out = tmp_path / "out"
+    done = _command(entry, after, "apply", op, root / "restored", "-o", out, "--no-progress", code=SIGINT_AFTER)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip().splitlines() == [f"{shown}: interrupted (SIGINT)"], done.stderr
+    assert not out.exists()
+
+
 def test_the_command_and_python_m_share_the_entry_point():
     from importlib.metadata import entry_points
 

@@ -44,32 +44,43 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; exit status 0 (done), 2 (a problem with an input, named), 1 (a bug),
     128 + N after signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)."""
-    args = build_parser().parse_args(argv)
-    log.install_default_handler(force=True)
-    log.logger.setLevel("DEBUG" if args.verbose else "INFO")
-    command = f"dotrestore {args.command}"
-    with terminations_interrupt() as received:
-        try:
-            return int(args.func(args) or 0)
-        except KeyboardInterrupt as exc:
-            return _interrupted(command, getattr(exc, "signum", signal.SIGINT))
-        except Exception as exc:
-            if received:  # an error the signal caused (a DataLoader worker it killed): still an interruption
-                return _interrupted(command, received[0])
-            if args.debug:
-                raise
-            message = user_message(_as_flag(exc))
-            if message is None:  # a bug: one line, never a bare traceback unless asked for
-                _say(f"{command}: internal error: {type(exc).__name__}: "
-                     f"{' '.join(str(exc).split()) or '(no message)'} "
-                     "(please report this; rerun with --debug for the traceback)")
-                return 1
-            _say(f"{command}: error: {message}")
-            if parallel.active():  # every rank agreed on this error: leave together, now
-                parallel.exit_now(2)
-            return 2
-        finally:
-            parallel.finish()
+    command = "dotrestore"
+    try:
+        args = build_parser().parse_args(argv)
+        log.install_default_handler(force=True)
+        log.logger.setLevel("DEBUG" if args.verbose else "INFO")
+        command = f"dotrestore {args.command}"
+        with terminations_interrupt() as received:
+            return _run(args, command, received)
+    except KeyboardInterrupt as exc:
+        # Ctrl-C before the handler took over (parsing the arguments) or while it hands back:
+        # the same one line as during the command, never a traceback
+        return _interrupted(command, getattr(exc, "signum", signal.SIGINT))
+
+
+def _run(args, command: str, received: list[int]) -> int:
+    """``args.func(args)`` under the one error policy (see :func:`main`)."""
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt as exc:
+        return _interrupted(command, getattr(exc, "signum", signal.SIGINT))
+    except Exception as exc:
+        if received:  # an error the signal caused (a DataLoader worker it killed): still an interruption
+            return _interrupted(command, received[0])
+        if args.debug:
+            raise
+        message = user_message(_as_flag(exc))
+        if message is None:  # a bug: one line, never a bare traceback unless asked for
+            _say(f"{command}: internal error: {type(exc).__name__}: "
+                 f"{' '.join(str(exc).split()) or '(no message)'} "
+                 "(please report this; rerun with --debug for the traceback)")
+            return 1
+        _say(f"{command}: error: {message}")
+        if parallel.active():  # every rank agreed on this error: leave together, now
+            parallel.exit_now(2)
+        return 2
+    finally:
+        parallel.finish()
 
 
 def _say(line: str) -> None:

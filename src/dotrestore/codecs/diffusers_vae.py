@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CodecUnavailableError, InputError
+from ..log import libraries_kept_quiet
 from .base import Codec, weights_sha256
 
 #: short names accepted by :func:`dotrestore.codecs.load_codec` and the hub ids they mean
@@ -210,9 +211,23 @@ def _memory_kwargs() -> dict:
     return {} if importlib.util.find_spec("accelerate") else {"low_cpu_mem_usage": False}
 
 
+#: the loggers of the libraries that load a diffusers model (each prints to stderr on its own)
+LIBRARY_LOGGERS = ("diffusers", "huggingface_hub", "transformers", "accelerate")
+
+
+def _pretrained(cls, source: str, **kwargs):
+    """``cls.from_pretrained(source)``, the libraries' own messages held back: diffusers logs a
+    missing weights file, an unexpected config key or unused weights on stderr itself, beside
+    the one line our error (or nothing, on success) gives; ``-v`` shows them."""
+    import diffusers  # noqa: F401  (sets up its logging now, not inside the quiet block)
+
+    with libraries_kept_quiet(*LIBRARY_LOGGERS):
+        return cls.from_pretrained(source, **kwargs, **_memory_kwargs())
+
+
 def _from_pretrained(cls, source: str, *, where, **kwargs):
     try:
-        return cls.from_pretrained(source, **kwargs, **_memory_kwargs())
+        return _pretrained(cls, source, **kwargs)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:  # RecursionError is a RuntimeError
         raise InputError(where, f"cannot load diffusers {cls.__name__} weights: {type(exc).__name__}: {exc}") from exc
 
@@ -286,7 +301,7 @@ def _load_from_hub(spec: str, repo_id: str, cache_dir):
     if cached_config is not None:
         cls = _model_class(cached_config)
         try:
-            return cls.from_pretrained(repo_id, cache_dir=cache_dir, local_files_only=True, **_memory_kwargs())
+            return _pretrained(cls, repo_id, cache_dir=cache_dir, local_files_only=True)
         except (OSError, ValueError):
             pass  # config cached but not the weights: download them below if we may
     reason = hub_unreachable_reason()
@@ -294,7 +309,7 @@ def _load_from_hub(spec: str, repo_id: str, cache_dir):
         raise CodecUnavailableError(unavailable_message(spec, repo_id, reason))
     try:
         cls = _model_class(config_file(local_files_only=False))
-        return cls.from_pretrained(repo_id, cache_dir=cache_dir, **_memory_kwargs())
+        return _pretrained(cls, repo_id, cache_dir=cache_dir)
     except InputError:
         raise
     except (OSError, ValueError, RuntimeError) as exc:

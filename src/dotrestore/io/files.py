@@ -7,6 +7,8 @@ the destination with ``os.replace``. Readers therefore see the old file or the c
 one, never a partial file, and an error leaves nothing behind; an ``OSError`` (a full disk)
 names the destination. The outputs a user asked for go through a folder handle instead
 (:mod:`.folder`, :mod:`.staged`); these path-based writes serve staging folders and scratch files.
+Where a writer outside our code writes a staging file (FFmpeg's muxer, an encoder), its errors
+name that hidden file; :func:`staged_as` shows them about the output instead.
 :func:`open_regular` opens an input without ever blocking on a FIFO.
 """
 
@@ -17,7 +19,7 @@ import errno
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -72,23 +74,32 @@ def shortened(name: str, room: int) -> str:
 def temporary_path(path: str | os.PathLike, suffix: str = ".tmp") -> Path:
     """A new, empty hidden file beside ``path`` (``.NAME.XXXX.tmp``, or ``suffix``) for staging its content.
 
-    NAME is shortened when needed: the staging name fits wherever ``path``'s name fits."""
+    NAME is shortened when needed: the staging name fits wherever ``path``'s name fits. An
+    ``OSError`` names ``path``."""
     path = Path(path)
     room = 2 + 8 + len(suffix.encode("utf-8", "surrogateescape"))  # the dots, mkstemp's 8 characters, the suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{shortened(path.name, room)}.", suffix=suffix, dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{shortened(path.name, room)}.", suffix=suffix, dir=path.parent)
+    except OSError as exc:  # no inode left: mkstemp's error names the hidden file it tried
+        raise named(exc, path) from None
     os.close(fd)
     return Path(tmp)
 
 
 def commit(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
-    """fsync ``tmp``, give it the default mode and move it over ``path`` (atomic on one filesystem)."""
-    fd = os.open(tmp, os.O_RDONLY)
+    """fsync ``tmp``, give it the default mode and move it over ``path`` (atomic on one filesystem).
+
+    An ``OSError`` (a full disk at the fsync, another file system) names ``path``, not ``tmp``."""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, default_file_mode())
-    os.replace(tmp, path)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, default_file_mode())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise named(exc, path) from None
     return Path(path)
 
 
@@ -104,6 +115,49 @@ def named(exc: OSError, path: str | os.PathLike) -> OSError:
     return exc
 
 
+def output_error(exc: BaseException, staged: Mapping[str | os.PathLike, str | os.PathLike]) -> BaseException:
+    """``exc`` as the user should read it: about the output they named, never its hidden staging file.
+
+    ``staged`` maps staging files to the outputs they become. An error carrying a file name and
+    a reason (an ``OSError``; FFmpeg's errors, which name the file its muxer writes) about a
+    staging file is about its output: an ``OSError`` stays one (naming the output), any other
+    becomes an :class:`InputError` ("cannot be written"). One naming no file (a full disk's
+    ``write``, an encoder's failure) is about the output when every staging file is one
+    output's. An :class:`InputError` that names a staging file names the output instead.
+    Anything else is returned as it is.
+    """
+    finals = {os.fspath(k): Path(v) for k, v in staged.items()}
+    if isinstance(exc, InputError):
+        subject, problem = exc.subject, exc.problem
+        for hidden, final in finals.items():
+            subject = str(final) if subject == hidden else subject
+            problem = problem.replace(hidden, str(final)).replace(Path(hidden).name, final.name)
+        return exc if (subject, problem) == (exc.subject, exc.problem) else type(exc)(subject, problem)
+    reason = getattr(exc, "strerror", None)
+    if reason is None or not hasattr(exc, "filename"):
+        return exc
+    filename = exc.filename
+    only = set(finals.values())
+    final = finals.get(os.fspath(filename)) if filename is not None else (only.pop() if len(only) == 1 else None)
+    if final is None:
+        return exc
+    if isinstance(exc, OSError):
+        return type(exc)(exc.errno, reason, str(final))
+    return InputError(final, f"cannot be written: {reason}")
+
+
+@contextlib.contextmanager
+def staged_as(staged: Mapping[str | os.PathLike, str | os.PathLike]) -> Iterator[None]:
+    """Within the block, an error about a staging file is raised about its output (:func:`output_error`)."""
+    try:
+        yield
+    except Exception as exc:  # Ctrl-C and SIGTERM pass as they are
+        shown = output_error(exc, staged)
+        if shown is exc:
+            raise
+        raise shown from exc
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed.
@@ -111,10 +165,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     For writers that insist on a file name (matplotlib). An ``OSError`` names ``path``.
     """
     path = Path(path)
-    try:
-        tmp = temporary_path(path)
-    except OSError as exc:
-        raise named(exc, path) from None
+    tmp = temporary_path(path)
     try:
         yield tmp
         commit(tmp, path)
@@ -142,5 +193,5 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object] | 
 
 
 __all__ = ["atomic_write", "atomic_path", "default_file_mode", "temporary_path", "shortened", "NAME_MAX",
-           "commit", "named", "write_content",
+           "commit", "named", "output_error", "staged_as", "write_content",
            "open_regular"]

@@ -35,7 +35,7 @@ import torch
 
 from .. import settings
 from ..errors import ImageTooSmallError, InputError, OperatorFileError
-from ..io.files import commit, temporary_path
+from ..io.files import commit, staged_as, temporary_path
 from ..io.outputs.folder import make_folders
 from ..io.outputs.guard import check_output_file
 from ..io.video import VideoInfo, VideoWriter, concat_segments, is_video, probe, segment_ranges
@@ -138,7 +138,7 @@ def _transport_range(dot, plan: VideoPlan, frames: tuple[int, int], parts: dict[
     try:
         for a in plan.alphas:
             writers[a] = VideoWriter(parts[a], plan.info, codec=plan.codec, crf=plan.crf, start=start,
-                                     copy_streams=copy_streams, atomic=False)
+                                     copy_streams=copy_streams, atomic=False, name=plan.targets[a])
         first = start if temporal is None else temporal.warm_up_start(start)
         for batch in frame_batches(plan.info, first, stop, batch_size=dot.resolved.runtime.batch_size):
             try:
@@ -162,21 +162,18 @@ def _transport_range(dot, plan: VideoPlan, frames: tuple[int, int], parts: dict[
 def _finish(plan: VideoPlan, segments: list[dict[float, str]], parts: dict[float, Path],
             staged: dict[float, Path]) -> None:
     """Rank 0: the complete clips moved into place. With several processes, every α's segments
-    are first joined, in rank order, into a staged clip with the input's sound."""
+    are first joined, in rank order, into a staged clip with the input's sound. Errors name the
+    α's clip, never a segment or a staged file."""
     for a, target in plan.targets.items():
-        try:
-            if len(segments) == 1:
-                staged[a] = parts[a]
-            else:
-                staged[a] = _staged_path(target, "new")
-                concat_segments([Path(s[a]) for s in segments if s], staged[a], audio_from=plan.info)
-        except OSError as exc:
-            raise InputError(target, f"cannot be written: {exc.strerror or exc}") from exc
+        if len(segments) == 1:
+            staged[a] = parts[a]
+            continue
+        pieces = [Path(s[a]) for s in segments if s]
+        staged[a] = _staged_path(target, "new")
+        with staged_as(dict.fromkeys([*pieces, staged[a]], target)):
+            concat_segments(pieces, staged[a], audio_from=plan.info)
     for a, target in plan.targets.items():
-        try:
-            commit(staged[a], target)
-        except OSError as exc:
-            raise InputError(target, f"cannot be written: {exc.strerror or exc}") from exc
+        commit(staged[a], target)  # an OSError names the target
 
 
 def write_video(dot, plan: VideoPlan, *, interpolation: str = "pixel", operator: str | os.PathLike = "operator",

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ...errors import InputError
-from ..files import commit, temporary_path
+from ..files import commit, staged_as, temporary_path
 from .probe import PathLike, VideoInfo, import_av, open_input, probe
 
 #: Extension -> (FFmpeg muxer, default video encoder).
@@ -51,7 +51,7 @@ def open_output(av, path: Path, fmt: str):
     try:
         return av.open(str(path), "w", format=fmt)
     except (av.FFmpegError, OSError) as exc:
-        raise InputError(path, f"cannot be written: {exc}") from exc
+        raise InputError(path, f"cannot be written: {exc.strerror or exc}") from exc
 
 
 # Text subtitle codecs, and the one each container stores text subtitles in.
@@ -209,7 +209,8 @@ def concat_segments(segment_paths: Sequence[PathLike], out_path: PathLike,
 
     Audio and subtitles are copied from ``audio_from`` (the original clip), so the result
     equals a one-process write frame for frame (exactly, with a lossless codec). The output is
-    written to a temporary file beside ``out_path`` and moved into place only when complete.
+    written to a temporary file beside ``out_path`` and moved into place only when complete;
+    errors name ``out_path``, never the temporary file.
     """
     av = import_av(out_path)
     out_path = Path(out_path)
@@ -220,32 +221,38 @@ def concat_segments(segment_paths: Sequence[PathLike], out_path: PathLike,
     source = probe(audio_from, max_pixels=None) if isinstance(audio_from, (str, os.PathLike)) else audio_from
     tmp = temporary_path(out_path)
     try:
-        output = open_output(av, tmp, fmt)
-        copier = None
-        try:
-            first, template = _segment_stream(av, segment_paths[0])
-            with first:
-                for path in segment_paths[1:]:
-                    other, stream = _segment_stream(av, path)
-                    with other:
-                        _check_same_codec(template, stream, path)
-                video = output.add_stream_from_template(template, opaque=True)
-                copy_tags(template.metadata, video.metadata)
-            if source is not None:
-                if source.display_matrix is not None:
-                    video.set_display_matrix(list(source.display_matrix))
-                copy_tags(source.metadata, output.metadata)
-                copier = StreamCopier(av, source, output, out_path)
-            output.start_encoding()  # the muxer fixes its time bases now (Matroska: 1/1000)
-            _mux_segments(av, output, video, segment_paths, copier)
-            if copier is not None:
-                copier.until(output, None)
-        except BaseException:
-            close_quietly(output, copier)
-            raise
-        if copier is not None:
-            copier.close()
-        output.close()
+        with staged_as({tmp: out_path}):
+            _concat_into(av, tmp, fmt, segment_paths, out_path, source)
         return commit(tmp, out_path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _concat_into(av, tmp: Path, fmt: str, segment_paths: list[Path], out_path: Path, source: VideoInfo | None) -> None:
+    """Write the joined clip into ``tmp`` (a complete file, or an error)."""
+    output = open_output(av, tmp, fmt)
+    copier = None
+    try:
+        first, template = _segment_stream(av, segment_paths[0])
+        with first:
+            for path in segment_paths[1:]:
+                other, stream = _segment_stream(av, path)
+                with other:
+                    _check_same_codec(template, stream, path)
+            video = output.add_stream_from_template(template, opaque=True)
+            copy_tags(template.metadata, video.metadata)
+        if source is not None:
+            if source.display_matrix is not None:
+                video.set_display_matrix(list(source.display_matrix))
+            copy_tags(source.metadata, output.metadata)
+            copier = StreamCopier(av, source, output, out_path)
+        output.start_encoding()  # the muxer fixes its time bases now (Matroska: 1/1000)
+        _mux_segments(av, output, video, segment_paths, copier)
+        if copier is not None:
+            copier.until(output, None)
+    except BaseException:
+        close_quietly(output, copier)
+        raise
+    if copier is not None:
+        copier.close()
+    output.close()  # the trailer: a full disk may fail it here

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ...errors import InputError
-from ..files import commit, temporary_path
+from ..files import commit, staged_as, temporary_path
 from .probe import PathLike, VideoInfo, import_av
 from .remux import StreamCopier, close_quietly, copy_tags, open_output, output_format
 
@@ -107,14 +107,16 @@ class VideoWriter:
     input's. ``copy_streams=False`` writes video only (segments for :func:`concat_segments`).
     Use as a context manager: leaving it normally finishes the file and moves it into place;
     an exception (or Ctrl-C) discards it, leaving nothing. ``atomic=False`` writes ``path``
-    directly, for a caller that stages files itself (:class:`~dotrestore.io.files.StagedFiles`).
+    directly, for a caller that stages files itself and gives the destination as ``name``:
+    errors name ``name`` (default ``path``), never a hidden staging file, even FFmpeg's own.
     """
 
     def __init__(self, path: PathLike, info: VideoInfo, *, codec: str | None = None, crf: int | None = None,
                  start: int = 0, size: tuple[int, int] | None = None, copy_streams: bool = True,
-                 atomic: bool = True):
+                 atomic: bool = True, name: PathLike | None = None):
         av = import_av(path)
         self.path, self.info, self.start = Path(path), info, start
+        self.name = Path(name if name is not None else path)
         self.width, self.height = size or (info.width, info.height)
         fmt, encoder, options, self.pixel_format = encoding(self.path, info, codec, crf, size)
         self.frames_written, self._durations = 0, {}
@@ -125,13 +127,15 @@ class VideoWriter:
         self._finished = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = temporary_path(self.path) if atomic else self.path
+        self._shown = {self._tmp: self.name}  # FFmpeg's errors name the file it writes: the hidden one
         try:
-            self._output = open_output(av, self._tmp, fmt)
-            self._stream = self._add_video(encoder, options)
-            copy_tags(info.metadata, self._output.metadata)
-            if copy_streams:
-                self._copier = StreamCopier(av, info, self._output, self.path)
-            self._output.start_encoding()  # header now: a container refusing a stream fails before any frame
+            with staged_as(self._shown):
+                self._output = open_output(av, self._tmp, fmt)
+                self._stream = self._add_video(encoder, options)
+                copy_tags(info.metadata, self._output.metadata)
+                if copy_streams:
+                    self._copier = StreamCopier(av, info, self._output, self.name)
+                self._output.start_encoding()  # header now: a container refusing a stream fails before any frame
         except BaseException:
             self.abort()
             raise
@@ -158,11 +162,11 @@ class VideoWriter:
 
     def _to_frame(self, image: torch.Tensor):
         if image.shape != (3, self.height, self.width):
-            raise ValueError(f"{self.path}: frames must be (3, {self.height}, {self.width}), "
+            raise ValueError(f"{self.name}: frames must be (3, {self.height}, {self.width}), "
                              f"got {tuple(image.shape)}")
         planar = image.detach().to("cpu", torch.float32).numpy()
         if not np.isfinite(planar).all():
-            raise ValueError(f"{self.path}: frame {self.frames_written} has non-finite values (NaN or inf)")
+            raise ValueError(f"{self.name}: frame {self.frames_written} has non-finite values (NaN or inf)")
         high = self.info.bit_depth > 8
         # round(clamp(x, 0, 1) * 255) as save_image quantizes, in numpy (one thread, no torch pool)
         levels = np.clip(planar.transpose(1, 2, 0), 0, 1) * np.float32(65535 if high else 255)
@@ -179,18 +183,22 @@ class VideoWriter:
             batch, stamps = frames.unsqueeze(0), [pts]
         else:
             batch, stamps = frames, [None] * len(frames) if pts is None else list(pts)
-        for image, stamp in zip(batch, stamps, strict=True):
-            index = self.start + self.frames_written
-            if stamp is None and index >= self.info.frame_count:
-                raise ValueError(f"{self.path}: frame {index} is past the {self.info.frame_count} frames "
-                                 "of the input; pass pts= for extra frames")
-            frame = self._to_frame(image)
-            frame.pts = int(self.info.pts[index]) if stamp is None else int(stamp)
-            frame.time_base = self.info.time_base
-            if index < self.info.frame_count:  # encoders drop frame durations: packets get them in _mux
-                self._durations[frame.pts] = int(self.info.durations[index])
-            self._mux(self._stream.encode(frame))
-            self.frames_written += 1
+        with staged_as(self._shown):
+            for image, stamp in zip(batch, stamps, strict=True):
+                self._write_one(image, stamp)
+
+    def _write_one(self, image: torch.Tensor, stamp) -> None:
+        index = self.start + self.frames_written
+        if stamp is None and index >= self.info.frame_count:
+            raise ValueError(f"{self.name}: frame {index} is past the {self.info.frame_count} frames "
+                             "of the input; pass pts= for extra frames")
+        frame = self._to_frame(image)
+        frame.pts = int(self.info.pts[index]) if stamp is None else int(stamp)
+        frame.time_base = self.info.time_base
+        if index < self.info.frame_count:  # encoders drop frame durations: packets get them in _mux
+            self._durations[frame.pts] = int(self.info.durations[index])
+        self._mux(self._stream.encode(frame))
+        self.frames_written += 1
 
     def _mux(self, packets) -> None:
         for packet in packets:
@@ -207,12 +215,13 @@ class VideoWriter:
             return self.path
         try:
             if not self.frames_written:
-                raise ValueError(f"{self.path}: no frames were written; a clip needs at least one")
-            self._mux(self._stream.encode(None))
-            if self._copier is not None:
-                self._copier.until(self._output, None)
-                self._copier.close()
-            self._output.close()
+                raise ValueError(f"{self.name}: no frames were written; a clip needs at least one")
+            with staged_as(self._shown):
+                self._mux(self._stream.encode(None))
+                if self._copier is not None:
+                    self._copier.until(self._output, None)
+                    self._copier.close()
+                self._output.close()  # the trailer: a full disk may fail it here
             if self._tmp != self.path:
                 commit(self._tmp, self.path)
             self._finished = True
