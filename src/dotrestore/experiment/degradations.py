@@ -16,7 +16,7 @@ from PIL import Image
 from ..errors import InputError
 from ..io.images import quantize, resize_image
 from ..ot.filters import MAX_SIGMA, gaussian_blur, gaussian_kernel1d  # noqa: F401  (re-exported)
-from ..restorers.specs import Param, SpecRegistry, format_value
+from ..restorers.specs import BLUR_SIGMA, Param, SpecRegistry, format_value
 
 
 class Degradation:
@@ -75,7 +75,7 @@ class Blur(Degradation):
     """Gaussian blur with standard deviation σ pixels (radius ceil(3σ), reflect borders)."""
 
     name = "blur"
-    params = (Param("sigma", float, lambda v: 0 < v <= MAX_SIGMA, f"in (0, {MAX_SIGMA:g}], in pixels"),)
+    params = (BLUR_SIGMA,)
 
     def apply(self, x, generator):
         return gaussian_blur(x, self.sigma)

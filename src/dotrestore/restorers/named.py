@@ -23,10 +23,10 @@ import torch
 
 from ..errors import InputError
 from ..io.images import resize_image
-from ..ot.filters import MAX_SIGMA, gaussian_blur
+from ..ot.filters import gaussian_blur
 from .model import ModelRestorer
 from .model_file import is_model_path
-from .specs import Param, SpecRegistry, format_value
+from .specs import BLUR_SIGMA, Param, SpecRegistry, format_value
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class GaussianBlurRestorer(Restorer):
     """x* = G_σ * y: the DOT paper's seed restorer, a Gaussian blur of the noisy image."""
 
     name = "gaussian-blur"
-    params = (Param("sigma", float, lambda v: 0 < v <= MAX_SIGMA, f"in (0, {MAX_SIGMA:g}], in pixels"),)
+    params = (BLUR_SIGMA,)
 
     def restore(self, x, size):
         return gaussian_blur(x, self.sigma)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..errors import InputError
+from ..ot.filters import MAX_SIGMA
 
 _REQUIRED = object()
 
@@ -27,6 +28,10 @@ class Param:
         if self.default is not _REQUIRED:
             optional = f", default {self.default_text or self.default}"
         return f"{self.name}=<{self.kind.__name__} {self.rule}{optional}>"
+
+
+#: σ of a Gaussian blur in pixels: the blur degradation's and the Gaussian-blur restorer's parameter
+BLUR_SIGMA = Param("sigma", float, lambda v: 0 < v <= MAX_SIGMA, f"in (0, {MAX_SIGMA:g}], in pixels")
 
 
 def format_value(value) -> str:
