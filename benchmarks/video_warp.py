@@ -105,7 +105,7 @@ def cost(args, op: Path) -> None:
     picture = panorama(720, 1280 + 3 * args.cost_frames, args.kodak)
     frames = [picture[:, :, 3 * t:3 * t + 1280].contiguous() for t in range(args.cost_frames)]
     dot = DOT.load(op, runtime={"device": "cpu", "progress": False})
-    codec = load_codec("taef2", device=dot.runtime.torch_device, **dot.runtime.codec_options())
+    codec = load_codec("taef2", device=dot.resolved.runtime.torch_device, **dot.resolved.runtime.codec_options())
     temporal = TemporalDetail()
     times = {"codec": np.zeros(2), "temporal": np.zeros(2)}
     for t, x in enumerate(frames):

@@ -16,11 +16,16 @@ scene moved rather than changed the detail is carried along (an exponential aver
 (1 + w)/(1 − w) frames, in the scene's coordinates); where it changed, frame t's own detail wins.
 
 Averaging detail that differs from frame to frame lowers its energy (blur, in effect), most at
-the finest scales. So the blended detail gets back the local energy of frame t's own, in two
-bands (finer and coarser than a Gaussian of σ = 1 px), with a gain in [1, ``max_gain``] smooth
-over ``energy_scale`` pixels: the variance-preserving blending of Heitz & Neyret (HPG 2018).
-Measured on a TAEF2 pan (``benchmarks/video_flicker.py``): without it the high-frequency
-spectrum error rose 22 %, with it 7 %.
+the finest scales, where repeated warps also lose the most (hence Lanczos sampling). So the
+blended detail gets back, octave by octave (:mod:`dotrestore.octaves`: cut-offs at 1/16, 1/8
+and 1/4 cycle per pixel), the local energy of the frame's own detail, with a gain in
+[1, ``max_gain``] smooth over ``energy_scale`` pixels: the variance-preserving blending of Heitz
+& Neyret (HPG 2018). The energy aimed at is itself carried along the motion with the detail
+(E_t = m_t · [w · W[E_{t−1}] + (1 − w) · e_t] + (1 − m_t) · e_t, e_t the own detail's band
+energies): energy, unlike detail, does not cancel when averaged, and a target that boiled with
+the frame's own detail would make the gain boil. Measured with TAEF2
+(``benchmarks/video_warp.py``) on a rotating, zooming clip: Gaussian two-band gains left the
+high-frequency spectrum error 1.33× frame-by-frame DOT's, octave gains 1.06×.
 
 Seekable and deterministic: one recursion would make frame t depend on every frame before it,
 so a process starting mid-clip could not reproduce it. Instead chains start every ``H = period``
@@ -37,9 +42,13 @@ import numpy as np
 import torch
 
 from . import motion as mo
+from .octaves import octave_bands
 
 #: Below this fraction of reliable pixels a frame is taken as a scene cut: its own detail only.
 SCENE_CUT = 0.3
+
+#: Chain-state keys (ENERGY, key) hold the band energies aimed at for output ``key``.
+ENERGY = "energy"
 
 
 def _array(image: torch.Tensor) -> np.ndarray:
@@ -56,14 +65,14 @@ class TemporalDetail:
     ``weight`` is w, ``period`` H, ``tolerance`` the largest |x*_t − W[x*_{t−1}]| (0–1 grey) still
     taken as the same scene point; below ``still_motion`` pixels of motion per frame w falls
     linearly to 0 (a still scene keeps its own detail, which does not boil, and stays still);
-    ``energy_scale`` and ``max_gain`` restore the blended detail's energy (0 turns that off).
-    DIS runs with ``preset`` on x* resized by ``flow_scale``. Feed every frame of a clip in
-    order with :meth:`__call__`, from :meth:`warm_up_start` of the first frame wanted.
+    ``energy_scale`` and ``max_gain`` restore the blended detail's energy octave by octave (0
+    turns that off). DIS runs with ``preset`` on x* resized by ``flow_scale``. Feed every frame
+    of a clip in order with :meth:`__call__`, from :meth:`warm_up_start` of the first frame wanted.
     """
 
-    def __init__(self, weight: float = 0.8, period: int = 4, tolerance: float = 0.06, preset: str = "fast",
-                 flow_scale: float = 0.5, still_motion: float = 0.5, energy_scale: float = 8.0,
-                 max_gain: float = 2.0):
+    def __init__(self, weight: float = 0.9, period: int = 4, tolerance: float = 0.06, preset: str = "medium",
+                 flow_scale: float = 1.0, still_motion: float = 0.5, energy_scale: float = 8.0,
+                 max_gain: float = 3.0):
         if not 0 <= weight < 1:
             raise ValueError(f"weight must be in [0, 1), got {weight}")
         if period < 1:
@@ -73,7 +82,7 @@ class TemporalDetail:
         self.energy_scale, self.max_gain = float(energy_scale), float(max_gain)
         self.flow = mo.FlowEstimator(preset, flow_scale)
         self._previous: tuple[int, np.ndarray, np.ndarray] | None = None  # (index, grey x*, x* as float)
-        self._chains: dict[int, dict] = {}  # chain number -> {key: detail}
+        self._chains: dict[int, dict] = {}  # chain number -> {key: detail, (ENERGY, key): band energies}
 
     def warm_up_start(self, start: int) -> int:
         """The first frame to feed so that frame ``start`` comes out as in a run from frame 0."""
@@ -84,7 +93,7 @@ class TemporalDetail:
         _, previous_grey, previous = self._previous
         backward = self.flow(grey, previous_grey)
         trusted = mo.reliable(backward, self.flow(previous_grey, grey))
-        moved = np.abs(mo.warp(previous, backward) - x_star).mean(-1)
+        moved = np.einsum("hwc->hw", np.abs(mo.warp(previous, backward) - x_star)) / 3
         trusted &= moved <= self.tolerance
         if trusted.mean() < SCENE_CUT:
             return None, np.zeros(grey.shape, np.float32)
@@ -92,23 +101,24 @@ class TemporalDetail:
         # a soft edge: seams between carried and own detail would themselves be edges
         soft = cv2.GaussianBlur(trusted.astype(np.float32), (0, 0), 1.5) * trusted
         if self.still_motion > 0:  # a still point's own detail does not boil: nothing to carry
-            soft *= np.minimum(1.0, np.sqrt((backward ** 2).sum(-1)) / self.still_motion)
+            soft *= np.minimum(1.0, np.sqrt(mo.squared_length(backward)) / self.still_motion)
         return backward, soft
 
-    def _advance(self, index: int, backward: np.ndarray | None, mask: np.ndarray, details: dict) -> None:
-        """Every alive chain moved to frame ``index``; a chain born here starts from ``details``."""
+    def _advance(self, index: int, backward: np.ndarray | None, mask: np.ndarray, own: dict) -> None:
+        """Every alive chain moved to frame ``index``; a chain born here starts from ``own``."""
         born = index // self.period
         self._chains = {c: s for c, s in self._chains.items() if c >= born - 1}
         w = (self.weight * mask)[..., None]
         for states in self._chains.values():
-            for key, own in details.items():
+            for key, value in own.items():
                 if backward is None:
-                    states[key] = own
-                else:
-                    carried = mo.warp(states[key], backward, cubic=True)
-                    states[key] = own + w * (carried - own)
+                    states[key] = value
+                else:  # detail is sharp (Lanczos keeps it); energy maps are smooth
+                    sampling = "linear" if isinstance(key, tuple) else "lanczos"
+                    carried = mo.warp(states[key], backward, sampling)
+                    states[key] = value + w * (carried - value)
         if index % self.period == 0:
-            self._chains[born] = dict(details)
+            self._chains[born] = dict(own)
 
     def __call__(self, index: int, x_star: torch.Tensor, outputs: dict) -> dict:
         """Frame ``index`` (frames must come in order, without gaps): x* (3, H, W) and its
@@ -119,42 +129,52 @@ class TemporalDetail:
         if previous is None and index % self.period != 0:
             raise ValueError(f"start at a chain's first frame ({self.warm_up_start(index)}), not {index}")
         grey, star = mo.grey_levels(x_star), _array(x_star)
-        details = {key: _array(out) - star for key, out in outputs.items()}
+        own = {key: _array(out) - star for key, out in outputs.items()}
+        if self.energy_scale > 0:
+            own.update({(ENERGY, key): self._energies(octave_bands(own[key])) for key in outputs})
         if previous is None or previous[1].shape != grey.shape:
             backward, mask = None, np.zeros(grey.shape, np.float32)
             self._chains = {}
         else:
             backward, mask = self.reliability(grey, star)
         self._previous = (index, grey, star)
-        self._advance(index, backward, mask, details)
+        self._advance(index, backward, mask, own)
         young = index // self.period
         older = self._chains.get(young - 1)
         fade = (index - young * self.period) / self.period  # weight of the younger chain
+
+        def mixed(key):
+            value = self._chains[young][key]
+            return value if older is None else older[key] + fade * (value - older[key])
+
         result = {}
         for key in outputs:
-            detail = self._chains[young][key]
-            if older is not None:
-                detail = older[key] + fade * (detail - older[key])
+            detail = mixed(key)
             if self.energy_scale > 0:
-                detail = self._keep_energy(details[key], detail)
+                detail = self._keep_energy(mixed((ENERGY, key)), detail)
             result[key] = _tensor(np.clip(star + detail, 0, 1), outputs[key])
         return result
 
-    def _gain(self, own: np.ndarray, blended: np.ndarray) -> np.ndarray:
-        """(H, W, 1) local gain that gives ``blended`` the local energy of ``own``."""
+    def _energies(self, bands: list[np.ndarray]) -> np.ndarray:
+        """(H, W, bands) local energy of each band: Σ_c b², Gaussian-averaged over ``energy_scale``
+        pixels (at a quarter of the resolution when that scale allows: the result is smooth)."""
         cv2 = mo.import_cv2()
-        e_own = cv2.GaussianBlur((own * own).sum(-1), (0, 0), self.energy_scale)
-        e_blend = cv2.GaussianBlur((blended * blended).sum(-1), (0, 0), self.energy_scale)
-        gain = np.sqrt((e_own + 1e-7) / (e_blend + 1e-7))
-        return np.clip(gain, 1.0, self.max_gain)[..., None]
+        energies = np.stack([np.einsum("hwc,hwc->hw", b, b) for b in bands], -1)
+        height, width = energies.shape[:2]
+        step = 4 if self.energy_scale >= 4 and min(height, width) >= 64 else 1
+        if step > 1:
+            small = cv2.resize(energies, (width // step, height // step), interpolation=cv2.INTER_AREA)
+            small = cv2.GaussianBlur(small, (0, 0), self.energy_scale / step)
+            return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR).reshape(energies.shape)
+        return cv2.GaussianBlur(energies, (0, 0), self.energy_scale).reshape(energies.shape)
 
-    def _keep_energy(self, own: np.ndarray, blended: np.ndarray) -> np.ndarray:
-        """The blended detail with the local energy of the frame's own, in two bands (finer and
-        coarser than a σ = 1 px Gaussian; see the module's docstring)."""
-        cv2 = mo.import_cv2()
-        coarse_own, coarse = cv2.GaussianBlur(own, (0, 0), 1.0), cv2.GaussianBlur(blended, (0, 0), 1.0)
-        return (self._gain(own - coarse_own, blended - coarse) * (blended - coarse)
-                + self._gain(coarse_own, coarse) * coarse)
+    def _keep_energy(self, target: np.ndarray, blended: np.ndarray) -> np.ndarray:
+        """The blended detail with, in each octave, the local energy ``target`` (H, W, bands): a
+        gain sqrt(target ÷ energy) clipped to [1, ``max_gain``] per band (module's docstring)."""
+        bands = octave_bands(blended)
+        gains = np.sqrt((np.maximum(target, 0) + 1e-7) / (self._energies(bands) + 1e-7))
+        gains = np.clip(gains, 1.0, self.max_gain)
+        return sum(gains[..., i:i + 1] * band for i, band in enumerate(bands))
 
 
 __all__ = ["TemporalDetail", "SCENE_CUT"]
