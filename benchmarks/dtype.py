@@ -1,9 +1,10 @@
 """Codec throughput per compute dtype (images/s through DOT.transform) and bf16/fp16 fidelity.
 
-For TAEF2 (``--taesd DIR``) on the 24 Kodak images (``--kodak DIR``; 768×512 and 512×768,
-batched by orientation): fits once in float32 (blurred Kodak 1–5 against sharp 6–10), then
-transforms all 24 with the codec's ``dtype`` float32, bfloat16 and float16 and prints images
-per second and the PSNR of each output against the float32 output (target: bf16 ≥ 40 dB).
+For TAEF2 (``--taesd DIR``) on the 24 Kodak images (``--kodak DIR``; in the shared
+data 500×500 crops of the 768×512 scans, batched by size): fits once in float32 (blurred Kodak
+1–5 against sharp 6–10), then transforms all 24 with the codec's ``dtype`` float32, bfloat16
+and float16 and prints images per second and the PSNR of each output against the float32
+output (target: bf16 ≥ 40 dB).
 
 float16 is a CUDA feature (the codec refuses it on the CPU; bfloat16 runs there, natively on
 CPUs with AMX-BF16 or AVX-512 BF16, see ``benchmarks/cpu_speed.py``). ``--device cpu`` lifts

@@ -16,8 +16,8 @@ only with 2 GPUs). Prints images/s and the ratios DOT ÷ codec and 2 processes �
                                     [--workers N] [--repeats 2] [--no-torchrun]
                                     [--images-from DIR]
 
-``--images-from DIR`` uses the PNGs of DIR (e.g. ../shared/data/kodak24: 768×512 and
-512×768, batched by size) instead of generated 512² images.
+``--images-from DIR`` uses the PNGs of DIR (e.g. ../shared/data/kodak24: 500×500 crops
+of the Kodak scans, batched by size) instead of generated 512² images.
 """
 
 from __future__ import annotations
