@@ -43,17 +43,25 @@ def test_scunet_safetensors_loads_through_the_same_path(tmp_path):
     assert restorer(torch.rand(1, 3, 16, 16)).shape == (1, 3, 16, 16)
 
 
-def test_tiles_under_a_memory_budget_match_the_whole_image(tmp_path):
+def test_tiles_under_a_memory_budget_match_the_whole_image(tmp_path, caplog):
     restorer = parse_restorer(str(save_model(tmp_path / "net.pth", "esrgan", 2)))
-    x = torch.rand(1, 3, 150, 130)
+    x = torch.rand(1, 3, 330, 300)
     whole = restorer(x)
     calls = []
     run = restorer._run_tile
     restorer._run_tile = lambda t: calls.append(t.shape) or run(t)
-    restorer.configure(max_memory=int(restorer.bytes_per_pixel() * 128 * 128))  # tiles of 64 + 2 * 32 context
+    restorer.configure(max_memory=int(restorer.bytes_per_pixel() * 256 * 256))  # tiles of 64 + 2 * 96 context
     tiled = restorer(x)
-    assert len(calls) >= 4 and max(s[-1] for s in calls) < 130
+    assert len(calls) >= 4 and max(s[-1] * s[-2] for s in calls) <= 256 * 256
     assert float((tiled - whole).abs().max()) * 255 < 0.5
+    assert "seams may show" not in caplog.text
+    # a budget with no room for the whole context: less context, within the budget, said once
+    calls.clear()
+    restorer.configure(max_memory=int(restorer.bytes_per_pixel() * 128 * 128))
+    restorer(x)
+    restorer(x)
+    assert max(s[-1] * s[-2] for s in calls) <= 128 * 128
+    assert caplog.text.count("seams may show; raise --max-memory") == 1
 
 
 def _esrgan(tmp_path):
