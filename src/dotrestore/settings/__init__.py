@@ -163,7 +163,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("tile_overlap", _R, None, integer(0, optional=True), "pixels shared by neighbouring tiles, blended "
             "(default 64, at most half a tile)", "N", types=(*_INT, *_NONE)),
     Setting("max_memory", _R, None, memory, "memory for the codec's activations, e.g. 8GB, that picks the tile "
-            "size under --tile auto (default: the GPU's free memory; 1 GiB on the CPU)", "SIZE",
+            "size under --tile auto, and for a model restorer's (default: the GPU's free memory; on the "
+            "CPU 1 GiB for the codec, 4 GiB for a model restorer)", "SIZE",
             types=(*_NUMBER, str, *_NONE)),
     Setting("batch_size", _R, 1, integer(1), "images of the same size encoded, transported and decoded "
             "together", "B", types=_INT),
