@@ -18,6 +18,7 @@ frequency, where warping and averaging lose the most.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -27,8 +28,10 @@ import torch
 OCTAVES = (1 / 16, 1 / 8, 1 / 4)
 
 
-def band_filters(height: int, width: int, cuts=OCTAVES, soft: float = 0.25) -> list[torch.Tensor]:
-    """The K + 1 radial filters (height, width // 2 + 1) of the module's docstring; they sum to 1."""
+@functools.lru_cache(maxsize=8)
+def band_filters(height: int, width: int, cuts=OCTAVES, soft: float = 0.25) -> tuple[torch.Tensor, ...]:
+    """The K + 1 radial filters (height, width // 2 + 1) of the module's docstring; they sum to 1.
+    Cached: every frame of a clip has the same size (``cuts`` must be a tuple)."""
     if list(cuts) != sorted(cuts) or not all(0 < c < 0.5 for c in cuts):
         raise ValueError(f"cuts must increase within (0, 0.5), got {tuple(cuts)}")
     fy = torch.fft.fftfreq(height, dtype=torch.float64)[:, None]
@@ -41,7 +44,7 @@ def band_filters(height: int, width: int, cuts=OCTAVES, soft: float = 0.25) -> l
         filters.append(below - step)
         below = step
     filters.append(below)
-    return [f.float() for f in filters]
+    return tuple(f.float() for f in filters)
 
 
 def fft_size(n: int) -> int:
@@ -69,7 +72,7 @@ def octave_bands(image: np.ndarray, cuts=OCTAVES, soft: float = 0.25, pad: int =
     spectrum = torch.fft.rfft2(x)
     size = tuple(x.shape[-2:])
     bands = []
-    for f in band_filters(*size, cuts=cuts, soft=soft)[:-1]:
+    for f in band_filters(*size, cuts=tuple(cuts), soft=soft)[:-1]:
         band = torch.fft.irfft2(spectrum * f, s=size)[:, pad:pad + height, pad:pad + width]
         bands.append(band.permute(1, 2, 0).contiguous().numpy())
     bands.append(image - sum(bands))  # the finest: what the others leave (one inverse FFT fewer)

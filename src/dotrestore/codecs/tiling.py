@@ -92,14 +92,14 @@ def largest_activation(modules: list[nn.Module], probe: Tensor, run: Callable[[T
     return largest[0]
 
 
-def device_budget(device: torch.device, max_memory: int | None) -> int:
-    """Bytes the codec's activations may use: ``max_memory``, else free CUDA memory or CPU_BUDGET."""
+def device_budget(device: torch.device, max_memory: int | None, cpu_budget: int = CPU_BUDGET) -> int:
+    """Bytes the activations may use: ``max_memory``, else free CUDA memory or ``cpu_budget``."""
     if max_memory is not None:
         return int(max_memory)
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return int(free * 0.9)  # leave room for the allocator's fragmentation
-    return CPU_BUDGET
+    return cpu_budget
 
 
 def auto_tile(pixels: int, bytes_per_pixel: float, budget: int) -> int | None:

@@ -119,8 +119,7 @@ class ModelRestorer:
         device = self._run_device()
         if next(self.model.model.parameters()).device != device or self._model_dtype() != self.dtype:
             self.model.to(device=device, dtype=self.dtype)
-        max_memory = CPU_BUDGET if self.max_memory is None and device.type == "cpu" else self.max_memory
-        budget = tiling.device_budget(device, max_memory)
+        budget = tiling.device_budget(device, self.max_memory, cpu_budget=CPU_BUDGET)
         per_image = x.shape[-2] * x.shape[-1] * self.bytes_per_pixel()
         with torch.inference_mode():
             if per_image * x.shape[0] <= budget:
